@@ -86,30 +86,36 @@ size_t scalar_size(GgufType t) {
 
 bool valid_type(uint32_t t) { return t <= uint32_t(GgufType::kFloat64); }
 
+// Reads a T from the file and stores it, converted, in *out.
+template <typename T, typename Out>
+Status read_as(Reader& r, Out* out, const char* what) {
+  T x{};
+  EDGEINF_RETURN_IF_ERROR(r.read(&x, what));
+  *out = Out(x);
+  return absl::OkStatus();
+}
+
 // Reads one scalar of type t into the integer/float/string slot of v.
 Status read_scalar(Reader& r, GgufType t, GgufValue* v, const char* what) {
   switch (t) {
-    case GgufType::kUint8: { uint8_t x; EDGEINF_RETURN_IF_ERROR(r.read(&x, what)); v->i = x; return absl::OkStatus(); }
-    case GgufType::kInt8: { int8_t x; EDGEINF_RETURN_IF_ERROR(r.read(&x, what)); v->i = x; return absl::OkStatus(); }
-    case GgufType::kUint16: { uint16_t x; EDGEINF_RETURN_IF_ERROR(r.read(&x, what)); v->i = x; return absl::OkStatus(); }
-    case GgufType::kInt16: { int16_t x; EDGEINF_RETURN_IF_ERROR(r.read(&x, what)); v->i = x; return absl::OkStatus(); }
-    case GgufType::kUint32: { uint32_t x; EDGEINF_RETURN_IF_ERROR(r.read(&x, what)); v->i = x; return absl::OkStatus(); }
-    case GgufType::kInt32: { int32_t x; EDGEINF_RETURN_IF_ERROR(r.read(&x, what)); v->i = x; return absl::OkStatus(); }
-    case GgufType::kInt64: { int64_t x; EDGEINF_RETURN_IF_ERROR(r.read(&x, what)); v->i = x; return absl::OkStatus(); }
+    case GgufType::kUint8: return read_as<uint8_t>(r, &v->i, what);
+    case GgufType::kInt8: return read_as<int8_t>(r, &v->i, what);
+    case GgufType::kUint16: return read_as<uint16_t>(r, &v->i, what);
+    case GgufType::kInt16: return read_as<int16_t>(r, &v->i, what);
+    case GgufType::kUint32: return read_as<uint32_t>(r, &v->i, what);
+    case GgufType::kInt32: return read_as<int32_t>(r, &v->i, what);
+    case GgufType::kInt64: return read_as<int64_t>(r, &v->i, what);
+    case GgufType::kFloat32: return read_as<float>(r, &v->f, what);
+    case GgufType::kFloat64: return read_as<double>(r, &v->f, what);
     case GgufType::kUint64: {
-      uint64_t x;
-      EDGEINF_RETURN_IF_ERROR(r.read(&x, what));
-      v->u = x;
-      v->i = x > uint64_t(std::numeric_limits<int64_t>::max()) ? std::numeric_limits<int64_t>::max() : int64_t(x);
+      EDGEINF_RETURN_IF_ERROR(read_as<uint64_t>(r, &v->u, what));
+      constexpr uint64_t kMax = uint64_t(std::numeric_limits<int64_t>::max());
+      v->i = int64_t(std::min(v->u, kMax));
       return absl::OkStatus();
     }
-    case GgufType::kFloat32: { float x; EDGEINF_RETURN_IF_ERROR(r.read(&x, what)); v->f = x; return absl::OkStatus(); }
-    case GgufType::kFloat64: { double x; EDGEINF_RETURN_IF_ERROR(r.read(&x, what)); v->f = x; return absl::OkStatus(); }
     case GgufType::kBool: {
-      uint8_t x;
-      EDGEINF_RETURN_IF_ERROR(r.read(&x, what));
-      if (x > 1) return absl::InvalidArgumentError(absl::StrCat("GGUF: ", what, " has bool value ", int(x)));
-      v->i = x;
+      EDGEINF_RETURN_IF_ERROR(read_as<uint8_t>(r, &v->i, what));
+      if (v->i > 1) return absl::InvalidArgumentError(absl::StrCat("GGUF: ", what, " has bool value ", v->i));
       return absl::OkStatus();
     }
     case GgufType::kString: return r.read_string(&v->str, what);
