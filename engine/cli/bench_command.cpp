@@ -1,0 +1,134 @@
+// `edgeinf bench`: prefill and decode throughput on deterministic pseudo-random tokens, printed
+// as a table and as one JSON line for scripts/bench (which runs the llama.cpp side of the comparison).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "engine/cli/args.h"
+#include "engine/cli/commands.h"
+#include "engine/model/llama_context.h"
+
+namespace edgeinf::cli {
+namespace {
+
+// The benchmark's token stream; scripts/bench uses the same formula for the peer.
+TokenId bench_token(int64_t i, int n_vocab) {
+  return TokenId(100 + (uint64_t(i) * 2654435761u) % uint64_t(n_vocab - 100));
+}
+
+std::vector<TokenId> bench_tokens(int64_t offset, int64_t n, int n_vocab) {
+  std::vector<TokenId> out(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) out[size_t(i)] = bench_token(offset + i, n_vocab);
+  return out;
+}
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+Status run(int argc, char** argv) {
+  std::string model_path = default_model_path();
+  std::string prefill_list = "512,2048";
+  int depth = 512, n_decode = 64, threads = 0, reps = 3, n_batch = 512;
+  ArgParser p("bench", "Measures prefill and decode tokens/s on the CPU.");
+  p.option("-m", "--model", "FILE", "GGUF model", [&](const std::string& v) { model_path = v; return absl::OkStatus(); });
+  p.option("", "--prefill", "N,N", "prompt lengths to time (default 512,2048)",
+           [&](const std::string& v) { prefill_list = v; return absl::OkStatus(); });
+  p.option("", "--depth", "N", "context depth before decoding (default 512)", [&](const std::string& v) -> Status {
+    EDGEINF_ASSIGN_OR_RETURN(depth, parse_int("--depth", v));
+    return absl::OkStatus();
+  });
+  p.option("", "--decode", "N", "tokens to decode (default 64)", [&](const std::string& v) -> Status {
+    EDGEINF_ASSIGN_OR_RETURN(n_decode, parse_int("--decode", v));
+    return absl::OkStatus();
+  });
+  p.option("-t", "--threads", "N", "CPU threads (default: all cores)", [&](const std::string& v) -> Status {
+    EDGEINF_ASSIGN_OR_RETURN(threads, parse_int("--threads", v));
+    return absl::OkStatus();
+  });
+  p.option("-r", "--reps", "N", "repetitions; the median is reported (default 3)", [&](const std::string& v) -> Status {
+    EDGEINF_ASSIGN_OR_RETURN(reps, parse_int("--reps", v));
+    return absl::OkStatus();
+  });
+  p.option("-b", "--batch-size", "N", "prefill batch size (default 512)", [&](const std::string& v) -> Status {
+    EDGEINF_ASSIGN_OR_RETURN(n_batch, parse_int("--batch-size", v));
+    return absl::OkStatus();
+  });
+  EDGEINF_RETURN_IF_ERROR(p.parse(argc, argv, 2));
+  std::vector<int> prefill;
+  for (absl::string_view s : absl::StrSplit(prefill_list, ',', absl::SkipEmpty())) {
+    int n = 0;
+    if (!absl::SimpleAtoi(s, &n) || n <= 0) return absl::InvalidArgumentError("--prefill expects positive integers");
+    prefill.push_back(n);
+  }
+  if (depth < 0 || n_decode <= 0 || reps <= 0 || threads < 0 || n_batch <= 0) {
+    return absl::InvalidArgumentError("--depth >= 0, --decode, --reps, --batch-size > 0 and --threads >= 0 required");
+  }
+  if (threads == 0) threads = int(std::max(1u, std::thread::hardware_concurrency()));
+
+  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaModel> model, LlamaModel::load(model_path));
+  const int n_vocab = model->config().n_vocab;
+  kernels::cpu::ThreadPool pool(threads);
+  int max_ctx = depth + n_decode;
+  for (int n : prefill) max_ctx = std::max(max_ctx, n);
+  LlamaContextOptions copt;
+  copt.n_ctx = max_ctx;
+  copt.n_batch = n_batch;
+  LlamaContext ctx(*model, pool, copt);
+
+  std::vector<std::string> json;
+  std::printf("%-10s %-12s %10s %12s\n", "test", "tokens", "seconds", "tok/s");
+  for (int n : prefill) {
+    const std::vector<TokenId> tokens = bench_tokens(0, n, n_vocab);
+    std::vector<double> times;
+    for (int r = 0; r < reps; ++r) {
+      ctx.reset();
+      const double t0 = now_seconds();
+      EDGEINF_RETURN_IF_ERROR(ctx.eval(tokens).status());
+      times.push_back(now_seconds() - t0);
+    }
+    const double t = median(times);
+    std::printf("%-10s %-12d %10.3f %12.1f\n", "prefill", n, t, n / t);
+    json.push_back(absl::StrCat("{\"test\":\"prefill\",\"tokens\":", n, ",\"seconds\":", t, ",\"tok_per_s\":", n / t, "}"));
+  }
+  {
+    const std::vector<TokenId> context = bench_tokens(0, depth, n_vocab);
+    const std::vector<TokenId> decode = bench_tokens(depth, n_decode, n_vocab);
+    std::vector<double> times;
+    for (int r = 0; r < reps; ++r) {
+      ctx.reset();
+      if (depth > 0) EDGEINF_RETURN_IF_ERROR(ctx.eval(context).status());
+      const double t0 = now_seconds();
+      for (TokenId t : decode) EDGEINF_RETURN_IF_ERROR(ctx.eval(std::span<const TokenId>(&t, 1)).status());
+      times.push_back(now_seconds() - t0);
+    }
+    const double t = median(times);
+    std::printf("%-10s %-12s %10.3f %12.1f\n", "decode", absl::StrCat(n_decode, "@d", depth).c_str(), t, n_decode / t);
+    json.push_back(absl::StrCat("{\"test\":\"decode\",\"tokens\":", n_decode, ",\"depth\":", depth, ",\"seconds\":", t,
+                                ",\"tok_per_s\":", n_decode / t, "}"));
+  }
+  std::printf("JSON {\"engine\":\"edgeinf\",\"threads\":%d,\"results\":[%s]}\n", threads,
+              absl::StrJoin(json, ",").c_str());
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int run_bench(int argc, char** argv) {
+  const Status s = run(argc, argv);
+  if (s.ok() || absl::IsCancelled(s)) return 0;
+  std::fprintf(stderr, "edgeinf bench: %s\n", std::string(s.message()).c_str());
+  return absl::IsInvalidArgument(s) ? 2 : 1;
+}
+
+}  // namespace edgeinf::cli

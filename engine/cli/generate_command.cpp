@@ -1,0 +1,167 @@
+// `edgeinf generate`: stream a completion of a prompt (or a chat turn) to stdout; prefill
+// progress and prefill/decode speed go to stderr.
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "engine/cli/args.h"
+#include "engine/cli/commands.h"
+#include "engine/model/llama_context.h"
+#include "engine/runtime/generator.h"
+#include "engine/tokenizer/chat_template.h"
+#include "engine/tokenizer/tokenizer.h"
+
+namespace edgeinf::cli {
+namespace {
+
+struct GenerateArgs {
+  std::string model = default_model_path();
+  std::string prompt;
+  std::string prompt_file;
+  std::string system;
+  bool chat = false;
+  bool progress = true;
+  int threads = 0;
+  int n_ctx = 0;
+  int n_batch = 256;
+  GenerateOptions gen;
+  bool seed_set = false;
+};
+
+Status read_file(const std::string& path, std::string* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read prompt file '", path, "'"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  *out = ss.str();
+  return absl::OkStatus();
+}
+
+// A one-line progress bar on stderr, redrawn in place.
+void draw_progress(int done, int total) {
+  constexpr int kWidth = 40;
+  const int filled = total > 0 ? int(int64_t(done) * kWidth / total) : kWidth;
+  std::string bar(size_t(filled), '#');
+  bar.resize(kWidth, '.');
+  std::fprintf(stderr, "\rprefill [%s] %d/%d tokens", bar.c_str(), done, total);
+  if (done == total) std::fputs("\r\033[K", stderr);
+  std::fflush(stderr);
+}
+
+Status run(int argc, char** argv) {
+  GenerateArgs a;
+  a.gen.sampling.seed = std::random_device{}();
+  ArgParser p("generate", "Streams a completion from a GGUF model to stdout.");
+  auto str = [](std::string* dst) { return [dst](const std::string& v) { *dst = v; return absl::OkStatus(); }; };
+  auto num = [](auto* dst, const char* name) {
+    return [dst, name](const std::string& v) -> Status {
+      using T = std::remove_pointer_t<decltype(dst)>;
+      if constexpr (std::is_same_v<T, float>) {
+        EDGEINF_ASSIGN_OR_RETURN(*dst, parse_float(name, v));
+      } else if constexpr (std::is_same_v<T, uint64_t>) {
+        EDGEINF_ASSIGN_OR_RETURN(*dst, parse_u64(name, v));
+      } else {
+        EDGEINF_ASSIGN_OR_RETURN(*dst, parse_int(name, v));
+      }
+      return absl::OkStatus();
+    };
+  };
+  p.option("-m", "--model", "FILE", "GGUF model (default: $EDGEINF_MODEL or the bundled model)", str(&a.model));
+  p.option("-p", "--prompt", "TEXT", "prompt text", str(&a.prompt));
+  p.option("-f", "--file", "FILE", "read the prompt from a file", str(&a.prompt_file));
+  p.flag("--chat", "wrap the prompt as a user turn in the model's chat template", [&] { a.chat = true; });
+  p.option("", "--system", "TEXT", "system message for --chat", str(&a.system));
+  p.option("-n", "--max-tokens", "N", "tokens to generate (default 256)", num(&a.gen.max_tokens, "--max-tokens"));
+  p.option("", "--temp", "T", "temperature; 0 = greedy (default 0.8)", num(&a.gen.sampling.temperature, "--temp"));
+  p.option("", "--top-k", "K", "top-k, 0 = off (default 40)", num(&a.gen.sampling.top_k, "--top-k"));
+  p.option("", "--top-p", "P", "top-p, 1 = off (default 0.95)", num(&a.gen.sampling.top_p, "--top-p"));
+  p.option("", "--min-p", "P", "min-p, 0 = off (default 0.05)", num(&a.gen.sampling.min_p, "--min-p"));
+  p.option("", "--repeat-penalty", "R", "repetition penalty, 1 = off (default 1)",
+           num(&a.gen.sampling.repeat_penalty, "--repeat-penalty"));
+  p.option("", "--repeat-last-n", "N", "tokens the penalty looks back over (default 64)",
+           num(&a.gen.sampling.repeat_last_n, "--repeat-last-n"));
+  p.option("-s", "--seed", "N", "random seed (default: random, printed at the end)", [&](const std::string& v) -> Status {
+    EDGEINF_ASSIGN_OR_RETURN(a.gen.sampling.seed, parse_u64("--seed", v));
+    a.seed_set = true;
+    return absl::OkStatus();
+  });
+  p.option("", "--stop", "STR", "stop string (repeatable)", [&](const std::string& v) {
+    a.gen.stop.push_back(v);
+    return absl::OkStatus();
+  });
+  p.flag("--ignore-eos", "keep generating past end-of-generation tokens", [&] { a.gen.ignore_eos = true; });
+  p.option("-t", "--threads", "N", "CPU threads (default: all cores)", num(&a.threads, "--threads"));
+  p.option("-c", "--ctx-size", "N", "context size in tokens (default: the model's)", num(&a.n_ctx, "--ctx-size"));
+  p.option("-b", "--batch-size", "N", "prefill batch size (default 256)", num(&a.n_batch, "--batch-size"));
+  p.flag("--no-progress", "no prefill progress bar", [&] { a.progress = false; });
+  EDGEINF_RETURN_IF_ERROR(p.parse(argc, argv, 2));
+
+  if (a.prompt.empty() == a.prompt_file.empty()) {
+    return absl::InvalidArgumentError("give exactly one of -p TEXT or -f FILE (see edgeinf generate --help)");
+  }
+  if (!a.prompt_file.empty()) EDGEINF_RETURN_IF_ERROR(read_file(a.prompt_file, &a.prompt));
+  if (a.threads < 0 || a.n_ctx < 0 || a.n_batch <= 0) {
+    return absl::InvalidArgumentError("--threads and --ctx-size must be >= 0, --batch-size > 0");
+  }
+  if (a.threads == 0) a.threads = int(std::max(1u, std::thread::hardware_concurrency()));
+
+  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaModel> model, LlamaModel::load(a.model));
+  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::from_gguf(model->gguf()));
+
+  std::string text = a.prompt;
+  if (a.chat) {
+    std::vector<ChatMessage> messages;
+    if (!a.system.empty()) messages.push_back({"system", a.system});
+    messages.push_back({"user", a.prompt});
+    EDGEINF_ASSIGN_OR_RETURN(text, apply_chat_template(tokenizer->chat_template(), messages, true));
+  }
+  const std::vector<TokenId> prompt = tokenizer->encode(text, /*add_special=*/true, /*parse_special=*/a.chat);
+  if (prompt.empty()) return absl::InvalidArgumentError("the prompt encodes to no tokens");
+
+  kernels::cpu::ThreadPool pool(a.threads);
+  LlamaContextOptions copt;
+  copt.n_ctx = a.n_ctx > 0 ? a.n_ctx : model->config().n_ctx_train;
+  copt.n_batch = a.n_batch;
+  if (int64_t(prompt.size()) >= copt.n_ctx) {
+    return absl::OutOfRangeError(absl::StrCat("the prompt has ", prompt.size(), " tokens; the context size is ",
+                                              copt.n_ctx, " (raise it with --ctx-size)"));
+  }
+  LlamaContext ctx(*model, pool, copt);
+
+  const bool show_progress = a.progress && isatty(STDERR_FILENO);
+  GenerateCallbacks cb;
+  if (show_progress) cb.on_prefill_progress = draw_progress;
+  cb.on_text = [](std::string_view piece, TokenId) {
+    std::fwrite(piece.data(), 1, piece.size(), stdout);
+    std::fflush(stdout);
+    return true;
+  };
+  EDGEINF_ASSIGN_OR_RETURN(GenerateStats stats, generate(ctx, *tokenizer, prompt, a.gen, cb));
+  std::fputs("\n", stdout);
+  std::fflush(stdout);
+  std::fprintf(stderr,
+               "prefill: %d tokens in %.2f s (%.1f tok/s) | decode: %d tokens in %.2f s (%.1f tok/s) | finish: %s | "
+               "seed %llu | threads %d\n",
+               stats.prompt_tokens, stats.prefill_seconds,
+               stats.prefill_seconds > 0 ? stats.prompt_tokens / stats.prefill_seconds : 0.0, stats.generated_tokens,
+               stats.decode_seconds, stats.decode_seconds > 0 ? stats.generated_tokens / stats.decode_seconds : 0.0,
+               finish_reason_name(stats.finish), static_cast<unsigned long long>(a.gen.sampling.seed), a.threads);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int run_generate(int argc, char** argv) {
+  const Status s = run(argc, argv);
+  if (s.ok() || absl::IsCancelled(s)) return 0;
+  std::fprintf(stderr, "edgeinf generate: %s\n", std::string(s.message()).c_str());
+  return absl::IsInvalidArgument(s) ? 2 : 1;
+}
+
+}  // namespace edgeinf::cli

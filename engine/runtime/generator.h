@@ -1,0 +1,47 @@
+// One completion: prefill a prompt (with progress), then sample and stream text until a stop
+// condition. Used by the CLI and the service alike.
+#pragma once
+
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/model/llama_context.h"
+#include "engine/sampling/sampler.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "engine/util/status.h"
+
+namespace edgeinf {
+
+struct GenerateOptions {
+  SamplingParams sampling;
+  int max_tokens = 256;
+  std::vector<std::string> stop;  // stop strings; matched text is not emitted
+  bool ignore_eos = false;
+};
+
+enum class FinishReason { kLength, kEndOfGeneration, kStopString, kContextFull, kCancelled };
+const char* finish_reason_name(FinishReason r);
+
+struct GenerateStats {
+  int prompt_tokens = 0;
+  int generated_tokens = 0;
+  double prefill_seconds = 0;
+  double decode_seconds = 0;
+  FinishReason finish = FinishReason::kLength;
+};
+
+struct GenerateCallbacks {
+  // After each prefill batch: tokens done so far, prompt size.
+  std::function<void(int done, int total)> on_prefill_progress;
+  // Each piece of valid UTF-8 text as it becomes final, with the token that completed it.
+  // Returning false cancels generation.
+  std::function<bool(std::string_view text, TokenId token)> on_text;
+};
+
+StatusOr<GenerateStats> generate(LlamaContext& ctx, const Tokenizer& tokenizer, std::span<const TokenId> prompt,
+                                 const GenerateOptions& options, const GenerateCallbacks& callbacks);
+
+}  // namespace edgeinf

@@ -1,0 +1,82 @@
+// Parameter structs of the model ops, shared by the reference, CPU and CUDA kernels.
+// Shapes are row-major with the last dimension contiguous; strides are in elements.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/common/quant_blocks.h"
+
+namespace edgeinf::kernels {
+
+// y[n_tok, n_out] = x[n_tok, n_in] . W[n_out, n_in]^T, W stored as `w_type` rows of `w_row_bytes`.
+struct MatmulParams {
+  const void* w = nullptr;
+  WeightType w_type = WeightType::kF32;
+  int64_t w_row_bytes = 0;
+  const float* x = nullptr;
+  int64_t x_stride = 0;
+  float* y = nullptr;
+  int64_t y_stride = 0;
+  const float* bias = nullptr;  // [n_out] added to every row, or nullptr
+  int64_t n_tok = 0;
+  int64_t n_in = 0;
+  int64_t n_out = 0;
+};
+
+// out[t] = x[t] / rms(x[t]) * weight, over rows of n_embd.
+struct RmsNormParams {
+  const float* x = nullptr;
+  const float* weight = nullptr;
+  float* out = nullptr;
+  int64_t n_tok = 0;
+  int64_t n_embd = 0;
+  float eps = 1e-5f;
+};
+
+// In-place rotary embedding of x[n_tok, n_head, head_dim] at the given positions.
+// Normal mode rotates (x[2i], x[2i+1]); neox mode rotates (x[i], x[i + n_rot/2]).
+struct RopeParams {
+  float* x = nullptr;
+  int64_t row_stride = 0;  // elements between tokens
+  const int32_t* positions = nullptr;
+  int64_t n_tok = 0;
+  int n_head = 0;
+  int head_dim = 0;
+  int n_rot = 0;  // rotated dimensions (<= head_dim)
+  float freq_base = 10000.0f;
+  float freq_scale = 1.0f;               // 1 / linear scaling factor
+  const float* freq_factors = nullptr;   // [n_rot / 2] divisors, or nullptr
+  bool neox = false;
+};
+
+// Softmax attention of queries q[n_tok, n_head, head_dim] over keys/values
+// k, v[n_kv, n_kv_head, head_dim] with grouped heads (query head h reads KV head h / (n_head / n_kv_head)).
+// Query t sees keys j <= causal_base + t (causal_base = n_kv - n_tok for a plain causal prefix).
+struct AttentionParams {
+  const float* q = nullptr;
+  int64_t q_stride = 0;
+  const float* k = nullptr;
+  const float* v = nullptr;
+  int64_t kv_stride = 0;
+  float* out = nullptr;
+  int64_t out_stride = 0;
+  int64_t n_tok = 0;
+  int64_t n_kv = 0;
+  int64_t causal_base = 0;
+  int n_head = 0;
+  int n_kv_head = 0;
+  int head_dim = 0;
+  float scale = 1.0f;
+};
+
+// out[i] = silu(gate[i]) * up[i] over n_tok rows of n_ff.
+struct SwigluParams {
+  const float* gate = nullptr;
+  const float* up = nullptr;
+  float* out = nullptr;
+  int64_t stride = 0;
+  int64_t n_tok = 0;
+  int64_t n_ff = 0;
+};
+
+}  // namespace edgeinf::kernels

@@ -1,0 +1,48 @@
+// Quantised-weight matrix multiply: each task decodes a panel of weight rows to floats once and
+// multiplies it with a block of tokens, so decoding is amortised over the block (prefill) and
+// the float panel stays in L1/L2 while it is used.
+#include <algorithm>
+#include <vector>
+
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/vec.h"
+
+namespace edgeinf::kernels::cpu {
+namespace {
+constexpr int64_t kPanelRows = 16;
+constexpr int64_t kTokenBlock = 64;
+}  // namespace
+
+void matmul_forward(const MatmulParams& p, ThreadPool& pool) {
+  const VecOps& v = vec_ops();
+  const int64_t n_panels = (p.n_out + kPanelRows - 1) / kPanelRows;
+  const int64_t n_blocks = (p.n_tok + kTokenBlock - 1) / kTokenBlock;
+  const bool is_f32 = p.w_type == WeightType::kF32;
+  pool.run(n_panels * n_blocks, [&](int64_t task) {
+    const int64_t block = task / n_panels;
+    const int64_t panel = task % n_panels;
+    const int64_t r0 = panel * kPanelRows;
+    const int64_t n_rows = std::min(kPanelRows, p.n_out - r0);
+    const int64_t t0 = block * kTokenBlock;
+    const int64_t n_tok = std::min(kTokenBlock, p.n_tok - t0);
+    const auto* w_bytes = static_cast<const uint8_t*>(p.w) + r0 * p.w_row_bytes;
+    const float* w = reinterpret_cast<const float*>(w_bytes);
+    if (!is_f32) {
+      thread_local std::vector<float> scratch;
+      scratch.resize(size_t(kPanelRows * p.n_in));
+      for (int64_t r = 0; r < n_rows; ++r) {
+        v.dequantize_row(p.w_type, w_bytes + r * p.w_row_bytes, scratch.data() + r * p.n_in, p.n_in);
+      }
+      w = scratch.data();
+    }
+    float* y = p.y + t0 * p.y_stride + r0;
+    v.gemm_panel(p.x + t0 * p.x_stride, p.x_stride, n_tok, w, n_rows, p.n_in, y, p.y_stride);
+    if (p.bias != nullptr) {
+      for (int64_t t = 0; t < n_tok; ++t) {
+        for (int64_t r = 0; r < n_rows; ++r) y[t * p.y_stride + r] += p.bias[r0 + r];
+      }
+    }
+  });
+}
+
+}  // namespace edgeinf::kernels::cpu

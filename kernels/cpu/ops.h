@@ -1,0 +1,15 @@
+// CPU model ops: the same contracts as kernels/reference/ops.h, vectorised and multi-threaded.
+#pragma once
+
+#include "kernels/common/op_params.h"
+#include "kernels/cpu/thread_pool.h"
+
+namespace edgeinf::kernels::cpu {
+
+void matmul_forward(const MatmulParams& p, ThreadPool& pool);
+void rmsnorm_forward(const RmsNormParams& p, ThreadPool& pool);
+void rope_forward(const RopeParams& p, ThreadPool& pool);
+void attention_forward(const AttentionParams& p, ThreadPool& pool);
+void swiglu_forward(const SwigluParams& p, ThreadPool& pool);
+
+}  // namespace edgeinf::kernels::cpu

@@ -1,0 +1,65 @@
+// The one table of numeric tolerances used across the test suites, and the comparison helper
+// that reports max-abs, max-rel and the worst index.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <sstream>
+#include <string>
+
+namespace edgeinf::testing {
+
+struct Tolerance {
+  double abs;
+  double rel;
+};
+
+// CPU kernels vs kernels/reference on identical inputs: only summation order and fused
+// multiply-add differ, so errors stay at float rounding level.
+inline constexpr Tolerance kDequantTol{1e-6, 1e-6};
+inline constexpr Tolerance kMatmulTol{1e-4, 1e-4};
+inline constexpr Tolerance kElementwiseTol{1e-5, 1e-5};
+inline constexpr Tolerance kAttentionTol{1e-5, 1e-4};
+// Whole model vs the Python reference (float64 numpy on the same dequantised weights), teacher-forced:
+// max-abs logit error per position as a fraction of that position's logit range (max - min), and
+// the share of positions whose argmax must agree (ties within kTop1TieMargin are not counted).
+inline constexpr double kLogitRangeFraction = 0.01;
+inline constexpr double kTop1Agreement = 0.995;
+inline constexpr double kTop1TieMargin = 1e-3;
+// Greedy continuation of the real model must equal the reference's for this many tokens.
+inline constexpr int kGreedyTokens = 32;
+
+struct Comparison {
+  bool ok = true;
+  double max_abs = 0;
+  double max_rel = 0;
+  int64_t worst = -1;
+  std::string report;
+};
+
+// Element i passes when |a-b| <= abs + rel * |b|.
+template <typename A, typename B>
+Comparison compare(const A* a, const B* b, int64_t n, Tolerance tol) {
+  Comparison c;
+  double worst_excess = -1;
+  for (int64_t i = 0; i < n; ++i) {
+    const double x = double(a[i]), y = double(b[i]);
+    const double err = std::fabs(x - y);
+    const double rel = err / std::max(std::fabs(y), 1e-30);
+    if (!(err <= tol.abs + tol.rel * std::fabs(y))) c.ok = false;
+    c.max_abs = std::max(c.max_abs, err);
+    if (std::fabs(y) > tol.abs) c.max_rel = std::max(c.max_rel, rel);
+    const double excess = err - tol.rel * std::fabs(y);
+    if (excess > worst_excess || std::isnan(err)) {
+      worst_excess = std::isnan(err) ? INFINITY : excess;
+      c.worst = i;
+    }
+  }
+  std::ostringstream os;
+  os << "n=" << n << " max_abs=" << c.max_abs << " max_rel=" << c.max_rel << " worst index " << c.worst;
+  if (c.worst >= 0) os << " (got " << double(a[c.worst]) << ", want " << double(b[c.worst]) << ")";
+  c.report = os.str();
+  return c;
+}
+
+}  // namespace edgeinf::testing
