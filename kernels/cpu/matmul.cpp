@@ -11,10 +11,29 @@ namespace edgeinf::kernels::cpu {
 namespace {
 constexpr int64_t kPanelRows = 16;
 constexpr int64_t kTokenBlock = 64;
+// Up to this many tokens, rows are decoded in registers for each token instead of into a panel.
+constexpr int64_t kMaxGemvTokens = 2;
+
+// Decode-time path: weights stream from memory once; each row is dotted with every token.
+void gemv(const MatmulParams& p, ThreadPool& pool, const VecOps& v) {
+  constexpr int64_t kRowsPerTask = 64;
+  pool.run((p.n_out + kRowsPerTask - 1) / kRowsPerTask, [&](int64_t task) {
+    const int64_t r_end = std::min(p.n_out, (task + 1) * kRowsPerTask);
+    for (int64_t r = task * kRowsPerTask; r < r_end; ++r) {
+      const auto* w = static_cast<const uint8_t*>(p.w) + r * p.w_row_bytes;
+      for (int64_t t = 0; t < p.n_tok; ++t) {
+        const float b = p.bias != nullptr ? p.bias[r] : 0.0f;
+        p.y[t * p.y_stride + r] = v.dot_row(p.w_type, w, p.x + t * p.x_stride, p.n_in) + b;
+      }
+    }
+  });
+}
+
 }  // namespace
 
 void matmul_forward(const MatmulParams& p, ThreadPool& pool) {
   const VecOps& v = vec_ops();
+  if (p.n_tok <= kMaxGemvTokens) return gemv(p, pool, v);
   const int64_t n_panels = (p.n_out + kPanelRows - 1) / kPanelRows;
   const int64_t n_blocks = (p.n_tok + kTokenBlock - 1) / kTokenBlock;
   const bool is_f32 = p.w_type == WeightType::kF32;

@@ -17,6 +17,8 @@ struct VecOps {
   float (*exp_sum)(float* x, float shift, int64_t n);
   // Decodes n elements of one weight row (n a multiple of the block size).
   void (*dequantize_row)(WeightType type, const void* src, float* dst, int64_t n);
+  // Dot product of one encoded weight row with n float activations, decoding in registers.
+  float (*dot_row)(WeightType type, const void* w, const float* x, int64_t n);
   // y[t * y_stride + r] = dot(x[t], w[r]) for t < n_tok, r < n_rows; w is [n_rows, n_in] floats.
   void (*gemm_panel)(const float* x, int64_t x_stride, int64_t n_tok, const float* w, int64_t n_rows,
                      int64_t n_in, float* y, int64_t y_stride);

@@ -3,12 +3,16 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <vector>
 
 #include "kernels/cpu/vec.h"
 #include "kernels/reference/dequantize.h"
 
 namespace edgeinf::kernels::cpu {
 namespace {
+
+// Hardware half-to-float conversion (F16C).
+inline float half(uint16_t h) { return _cvtsh_ss(h); }
 
 inline float hsum(__m256 v) {
   __m128 lo = _mm256_castps256_ps128(v);
@@ -127,7 +131,7 @@ void dequantize_row(WeightType type, const void* src, float* dst, int64_t n) {
       const auto* b = static_cast<const BlockQ4_0*>(src);
       const __m256 eight = _mm256_set1_ps(8.0f);
       for (int64_t k = 0; k < n / kQK; ++k, dst += kQK) {
-        const __m256 d = _mm256_set1_ps(fp16_to_float(b[k].d));
+        const __m256 d = _mm256_set1_ps(half(b[k].d));
         __m256 q[4];
         unpack_nibbles(b[k].qs, q);
         for (int j = 0; j < 4; ++j) _mm256_storeu_ps(dst + 8 * j, _mm256_mul_ps(_mm256_sub_ps(q[j], eight), d));
@@ -137,8 +141,8 @@ void dequantize_row(WeightType type, const void* src, float* dst, int64_t n) {
     case WeightType::kQ4_1: {
       const auto* b = static_cast<const BlockQ4_1*>(src);
       for (int64_t k = 0; k < n / kQK; ++k, dst += kQK) {
-        const __m256 d = _mm256_set1_ps(fp16_to_float(b[k].d));
-        const __m256 m = _mm256_set1_ps(fp16_to_float(b[k].m));
+        const __m256 d = _mm256_set1_ps(half(b[k].d));
+        const __m256 m = _mm256_set1_ps(half(b[k].m));
         __m256 q[4];
         unpack_nibbles(b[k].qs, q);
         for (int j = 0; j < 4; ++j) _mm256_storeu_ps(dst + 8 * j, _mm256_fmadd_ps(q[j], d, m));
@@ -148,7 +152,7 @@ void dequantize_row(WeightType type, const void* src, float* dst, int64_t n) {
     case WeightType::kQ8_0: {
       const auto* b = static_cast<const BlockQ8_0*>(src);
       for (int64_t k = 0; k < n / kQK; ++k, dst += kQK) {
-        const __m256 d = _mm256_set1_ps(fp16_to_float(b[k].d));
+        const __m256 d = _mm256_set1_ps(half(b[k].d));
         for (int j = 0; j < 4; ++j) {
           const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b[k].qs + 8 * j));
           _mm256_storeu_ps(dst + 8 * j, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8)), d));
@@ -160,6 +164,65 @@ void dequantize_row(WeightType type, const void* src, float* dst, int64_t n) {
     case WeightType::kQ6_K:
       reference::dequantize_row(type, src, dst, n);
       return;
+  }
+}
+
+// sum_i w[i] * x[i] for one encoded row; 4-bit and 8-bit blocks are decoded in registers.
+float dot_row(WeightType type, const void* w, const float* x, int64_t n) {
+  __m256 acc = _mm256_setzero_ps();
+  switch (type) {
+    case WeightType::kQ4_1: {
+      // sum(d*q + m)*x = d*sum(q*x) + m*sum(x), per block.
+      const auto* b = static_cast<const BlockQ4_1*>(w);
+      for (int64_t k = 0; k < n / kQK; ++k, x += kQK) {
+        __m256 q[4];
+        unpack_nibbles(b[k].qs, q);
+        const __m256 x0 = _mm256_loadu_ps(x), x1 = _mm256_loadu_ps(x + 8);
+        const __m256 x2 = _mm256_loadu_ps(x + 16), x3 = _mm256_loadu_ps(x + 24);
+        __m256 qx = _mm256_mul_ps(q[0], x0);
+        qx = _mm256_fmadd_ps(q[1], x1, qx);
+        qx = _mm256_fmadd_ps(q[2], x2, qx);
+        qx = _mm256_fmadd_ps(q[3], x3, qx);
+        const __m256 xs = _mm256_add_ps(_mm256_add_ps(x0, x1), _mm256_add_ps(x2, x3));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(half(b[k].d)), qx, acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(half(b[k].m)), xs, acc);
+      }
+      return hsum(acc);
+    }
+    case WeightType::kQ4_0: {
+      const auto* b = static_cast<const BlockQ4_0*>(w);
+      const __m256 eight = _mm256_set1_ps(8.0f);
+      for (int64_t k = 0; k < n / kQK; ++k, x += kQK) {
+        __m256 q[4];
+        unpack_nibbles(b[k].qs, q);
+        __m256 qx = _mm256_mul_ps(_mm256_sub_ps(q[0], eight), _mm256_loadu_ps(x));
+        qx = _mm256_fmadd_ps(_mm256_sub_ps(q[1], eight), _mm256_loadu_ps(x + 8), qx);
+        qx = _mm256_fmadd_ps(_mm256_sub_ps(q[2], eight), _mm256_loadu_ps(x + 16), qx);
+        qx = _mm256_fmadd_ps(_mm256_sub_ps(q[3], eight), _mm256_loadu_ps(x + 24), qx);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(half(b[k].d)), qx, acc);
+      }
+      return hsum(acc);
+    }
+    case WeightType::kQ8_0: {
+      const auto* b = static_cast<const BlockQ8_0*>(w);
+      for (int64_t k = 0; k < n / kQK; ++k, x += kQK) {
+        __m256 qx = _mm256_setzero_ps();
+        for (int j = 0; j < 4; ++j) {
+          const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b[k].qs + 8 * j));
+          qx = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8)), _mm256_loadu_ps(x + 8 * j), qx);
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(half(b[k].d)), qx, acc);
+      }
+      return hsum(acc);
+    }
+    case WeightType::kF32:
+      return dot(static_cast<const float*>(w), x, n);
+    default: {
+      thread_local std::vector<float> row;
+      row.resize(size_t(n));
+      dequantize_row(type, w, row.data(), n);
+      return dot(row.data(), x, n);
+    }
   }
 }
 
@@ -237,7 +300,7 @@ void swiglu(const float* gate, const float* up, float* out, int64_t n) {
 }  // namespace
 
 const VecOps& vec_ops_avx2() {
-  static const VecOps ops{"avx2", dot, axpy, exp_sum, dequantize_row, gemm_panel, swiglu};
+  static const VecOps ops{"avx2", dot, axpy, exp_sum, dequantize_row, dot_row, gemm_panel, swiglu};
   return ops;
 }
 

@@ -40,7 +40,8 @@ void swiglu(const float* gate, const float* up, float* out, int64_t n) {
 }  // namespace
 
 const VecOps& vec_ops_generic() {
-  static const VecOps ops{"generic", dot, axpy, exp_sum, reference::dequantize_row, gemm_panel, swiglu};
+  static const VecOps ops{"generic", dot, axpy, exp_sum, reference::dequantize_row, reference::dot_row, gemm_panel,
+                          swiglu};
   return ops;
 }
 
