@@ -1,20 +1,32 @@
 // Picks the vector implementation once, from the CPU's reported features.
 #include "kernels/cpu/vec.h"
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 namespace edgeinf::kernels::cpu {
 
 const VecOps& vec_ops_avx2();
 
-const VecOps& vec_ops() {
-  static const VecOps& ops = [] () -> const VecOps& {
+namespace {
+
+bool has_avx2_fma_f16c() {
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
-      return vec_ops_avx2();
-    }
+  __builtin_cpu_init();
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0) return false;
+  const bool f16c = (ecx & (1u << 29)) != 0;
+  return f16c && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
 #endif
-    return vec_ops_generic();
-  }();
+}
+
+}  // namespace
+
+const VecOps& vec_ops() {
+  static const VecOps& ops = has_avx2_fma_f16c() ? vec_ops_avx2() : vec_ops_generic();
   return ops;
 }
 
