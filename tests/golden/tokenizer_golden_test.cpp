@@ -3,12 +3,19 @@
 // streaming detokenization and chat-template rendering on the same corpus.
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
+
+// Built outside CMake there are no configured paths: only the environment names the files.
+#ifndef EDGEINF_TEST_MODEL_PATH
+#define EDGEINF_TEST_MODEL_PATH ""
+#endif
+#ifndef EDGEINF_TEST_GOLDEN_DIR
+#define EDGEINF_TEST_GOLDEN_DIR ""
+#endif
 
 #include "engine/model/gguf.h"
 #include "engine/tokenizer/chat_template.h"
@@ -16,6 +23,7 @@
 #include "engine/tokenizer/unicode.h"
 #include "engine/tokenizer/utf8_stream.h"
 #include "gtest/gtest.h"
+#include "tests/test_paths.h"
 
 namespace edgeinf {
 namespace {
@@ -141,9 +149,10 @@ std::string first_difference(const Tokenizer& tokenizer, const std::vector<Token
 class TokenizerGoldenTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    const char* model_path = std::getenv("EDGEINF_MODEL");
-    const char* ref_path = std::getenv("EDGEINF_TOKENIZER_REF");
-    if (model_path == nullptr || ref_path == nullptr) return;
+    // Environment first (EDGEINF_MODEL, EDGEINF_TOKENIZER_REF), then the configured paths.
+    const std::string model_path = testing::test_model_path();
+    const std::string ref_path = testing::tokenizer_ref_path();
+    if (model_path.empty()) return;
     configured_ = true;
     auto gguf = GgufFile::open(model_path);
     if (!gguf.ok()) {
@@ -158,6 +167,11 @@ class TokenizerGoldenTest : public ::testing::Test {
     tokenizer_ = std::move(*tokenizer).release();
     reference_ = new Reference();
     setup_error_ = read_reference(ref_path, *reference_);
+    if (!setup_error_.empty()) {
+      setup_error_ += " (write it with: python tests/reference/tokenizer_ref.py --model " +
+                      model_path + " --corpus tests/reference/tokenizer_corpus.txt --out " +
+                      ref_path + ")";
+    }
   }
 
   static void TearDownTestSuite() {
@@ -169,8 +183,8 @@ class TokenizerGoldenTest : public ::testing::Test {
 
   void SetUp() override {
     if (!configured_) {
-      GTEST_SKIP() << "set EDGEINF_MODEL (a GGUF file) and EDGEINF_TOKENIZER_REF (written by "
-                      "tests/reference/tokenizer_ref.py for that model) to run this test";
+      GTEST_SKIP() << "no model: set EDGEINF_MODEL (a GGUF file) and EDGEINF_TOKENIZER_REF "
+                      "(written by tests/reference/tokenizer_ref.py for that model)";
     }
     ASSERT_EQ(setup_error_, "");
   }
@@ -239,7 +253,9 @@ TEST_F(TokenizerGoldenTest, Utf8StreamEmitsOnlyWholeCharacters) {
 }
 
 TEST_F(TokenizerGoldenTest, ChatTemplateMatchesJinjaRendering) {
-  if (reference_->chats.empty()) GTEST_SKIP() << "the model has no chat template";
+  if (reference_->chats.empty()) {
+    GTEST_SKIP() << "the reference has no chat records (no chat template, or jinja2 missing)";
+  }
   for (const RefChat& chat : reference_->chats) {
     const StatusOr<std::string> rendered =
         apply_chat_template(tokenizer_->chat_template(), chat.messages, chat.add_generation_prompt);

@@ -14,8 +14,8 @@ The corpus holds documents separated by lines containing only "===="; REF is a t
     special <ids with special-token text parsed into special tokens>
     plain <ids with special-token text encoded as ordinary text>
     decoded <HF decode of the special ids, hex: the text less any bytes the vocabulary lacks>
-followed by the model's chat template rendered with Jinja (as HF apply_chat_template does, with
-an empty bos_token) for a few fixed conversations:
+followed, when the model has a chat template and jinja2 is installed, by that template rendered
+with Jinja (as HF apply_chat_template does, with an empty bos_token) for a few conversations:
     chat <index> <add_generation_prompt 0|1>
     message <role> <content, hex>          (one line per message)
     rendered <prompt, hex>
@@ -24,7 +24,6 @@ import argparse
 import sys
 
 import gguf
-import jinja2.sandbox
 import tokenizers
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 
@@ -123,10 +122,20 @@ CHAT_CONVERSATIONS = [
 
 def render_chat_template(template, messages, add_generation_prompt):
     """The prompt HF apply_chat_template renders, with bos_token written as ''."""
+    import jinja2.sandbox  # optional: only the chat records need it
+
     env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     return env.from_string(template).render(
         messages=[{"role": r, "content": c} for r, c in messages],
         add_generation_prompt=add_generation_prompt, bos_token="", eos_token="")
+
+
+def _have_jinja2():
+    try:
+        import jinja2.sandbox  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def load(gguf_path):
@@ -172,7 +181,9 @@ def main(argv):
             out.write("special " + " ".join(map(str, special)) + "\n")
             out.write("plain " + " ".join(map(str, plain)) + "\n")
             out.write(f"decoded {ref.decode(special).encode('utf-8').hex()}\n")
-        if ref.chat_template:
+        if ref.chat_template and not _have_jinja2():
+            print("jinja2 is not installed: no chat template records written", file=sys.stderr)
+        elif ref.chat_template:
             for index, (messages, add_generation_prompt) in enumerate(CHAT_CONVERSATIONS):
                 out.write(f"chat {index} {int(add_generation_prompt)}\n")
                 for role, content in messages:
