@@ -1,0 +1,321 @@
+#!/usr/bin/env python3
+"""Writes golden reference files (.ref) for the C++ tests using llama_ref.py.
+
+Usage:
+  python make_golden.py --model M.gguf --out-dir D            # real model prompts
+  python make_golden.py --model M.gguf --out-dir D --tiny     # ... plus tiny random models
+  python make_golden.py --out-dir D --tiny                    # tiny random models only
+
+Real model: five short prompts (three in ChatML format) with a 32-token greedy
+continuation, one ~1K-token and one >4K-token prompt cut from
+/usr/share/common-licenses/GPL-3 (no continuation).  Text is tokenised with
+tokenizer_ref.load(gguf).encode(text) (falls back to a HF `tokenizers` BPE built
+from the GGUF vocabulary when tokenizer_ref.py is not importable).  ChatML special
+tokens are inserted as ids looked up in the GGUF token list; the text between them
+is encoded piecewise (equivalent to encoding the whole string with special-token
+splitting).
+
+--tiny: writes the random-weight GGUFs of make_tiny_gguf.py into D
+(tiny_<variant>.gguf) and tiny_<variant>.ref for each (random ids, 40-70 tokens,
+all logit rows, 8 generated tokens).
+
+.ref format (little endian):
+  char magic[8] = "EIREF001"
+  u32 n_tokens, u32 n_vocab, u32 n_logit_rows, u32 n_gen
+  i32 tokens[n_tokens]
+  i32 top1[n_tokens]              argmax of the reference logits at every position
+  f32 top1_margin[n_tokens]       best minus second-best logit at every position
+  u32 logit_positions[n_logit_rows]
+  f32 logits[n_logit_rows][n_vocab]
+  i32 gen[n_gen]                  greedy continuation after the whole prompt (does not stop at EOS)
+Logit rows: every position for prompts of <= 256 tokens, otherwise every 16th
+position (0, 16, 32, ...) plus the last 32 positions.
+
+manifest.txt: one line per .ref file: "<file.ref> <model.gguf>"; a relative model
+path is relative to the manifest's directory (tiny models), otherwise absolute.
+golden_info.txt: human-readable statistics (margins, decoded continuations).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import struct
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import llama_ref  # noqa: E402
+
+MAGIC = b"EIREF001"
+GPL3 = "/usr/share/common-licenses/GPL-3"
+CHUNK = 256
+ALL_ROWS_MAX = 256
+
+SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+SHORT_PROMPTS = [
+    # (name, system or None, user text, chat?)
+    ("chat_capital", None, "What is the capital of France?", True),
+    ("chat_poem", SYSTEM, "Write a short poem about the sea.", True),
+    ("chat_math", None, "What is 12 times 7? Answer briefly.", True),
+    ("plain_fox", None, "The quick brown fox jumps over the lazy dog. The quick brown fox", False),
+    ("plain_code", None, 'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n', False),
+]
+N_GEN_SHORT = 32
+N_GEN_TINY = 8
+
+
+# ----------------------------------------------------------------------------
+# tokenizer
+
+class _HFFallback:
+    """Byte-level BPE from the GGUF vocab via HF `tokenizers` (only used when
+    tokenizer_ref.py is unavailable).  Pre-tokenizer: individual digits + GPT-2
+    byte-level regex, which is what SmolLM's tokenizer.json uses."""
+
+    def __init__(self, path: str):
+        import gguf
+        from tokenizers import Tokenizer, models, pre_tokenizers, decoders
+        r = gguf.GGUFReader(path)
+        toks = r.fields["tokenizer.ggml.tokens"].contents()
+        merges = r.fields["tokenizer.ggml.merges"].contents()
+        vocab = {t: i for i, t in enumerate(toks)}
+        model = models.BPE(vocab=vocab, merges=[tuple(m.split(" ", 1)) for m in merges])
+        self.tok = Tokenizer(model)
+        pre = str(r.fields["tokenizer.ggml.pre"].contents()) if "tokenizer.ggml.pre" in r.fields else "gpt-2"
+        seq = [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]
+        if pre == "smollm":
+            seq.insert(0, pre_tokenizers.Digits(individual_digits=True))
+        self.tok.pre_tokenizer = pre_tokenizers.Sequence(seq)
+        self.tok.decoder = decoders.ByteLevel()
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=False).ids
+
+
+def load_tokenizer(path: str):
+    try:
+        import tokenizer_ref  # written alongside this file
+        return tokenizer_ref.load(path), "tokenizer_ref"
+    except ImportError:
+        return _HFFallback(path), "hf-tokenizers-fallback"
+
+
+def token_strings(path: str) -> list[str]:
+    import gguf
+    r = gguf.GGUFReader(path)
+    return list(r.fields["tokenizer.ggml.tokens"].contents())
+
+
+def byte_decode(tokens: list[str], ids) -> str:
+    """Decode byte-level BPE ids to text (for printing only)."""
+    sys.path.insert(0, HERE)
+    from make_tiny_gguf import bytes_to_unicode
+    u2b = {u: b for b, u in bytes_to_unicode().items()}
+    out = bytearray()
+    for i in ids:
+        s = tokens[int(i)]
+        if s.startswith("<|") and s.endswith("|>"):
+            out += s.encode()
+        else:
+            out += bytes(u2b.get(c, ord("?")) for c in s)
+    return out.decode("utf-8", errors="replace")
+
+
+def chatml_ids(enc, vocab: list[str], system: str | None, user: str) -> list[int]:
+    im_start = vocab.index("<|im_start|>")
+    im_end = vocab.index("<|im_end|>")
+    ids: list[int] = []
+    if system is not None:
+        ids += [im_start] + enc("system\n" + system) + [im_end] + enc("\n")
+    ids += [im_start] + enc("user\n" + user) + [im_end] + enc("\n")
+    ids += [im_start] + enc("assistant\n")
+    return ids
+
+
+def text_prefix_ids(enc, lines: list[str], max_tokens: int) -> tuple[list[int], str]:
+    """Encodes the longest prefix of whole lines whose encoding has <= max_tokens tokens."""
+    lo, hi = 1, len(lines)
+    while lo < hi:  # binary search on the number of lines
+        mid = (lo + hi + 1) // 2
+        if len(enc("".join(lines[:mid]))) <= max_tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    text = "".join(lines[:lo])
+    return enc(text), text
+
+
+# ----------------------------------------------------------------------------
+# reference evaluation + file writing
+
+def logit_positions(n: int) -> list[int]:
+    if n <= ALL_ROWS_MAX:
+        return list(range(n))
+    return sorted(set(range(0, n, 16)) | set(range(max(0, n - 32), n)))
+
+
+def evaluate(model, ids: list[int], n_gen: int):
+    """Returns (top1, margin, positions, rows, gen, gen_margins) using one KV-cached session."""
+    n = len(ids)
+    pos = logit_positions(n)
+    want = np.zeros(n, bool)
+    want[pos] = True
+    top1 = np.empty(n, np.int32)
+    margin = np.empty(n, np.float32)
+    rows = np.empty((len(pos), model.hp.n_vocab), np.float32)
+    r = 0
+    sess = llama_ref.Session(model, capacity=n + n_gen)
+    last = None
+    for i in range(0, n, CHUNK):
+        lg = sess.hidden(ids[i:i + CHUNK]) @ model.output.T  # float64
+        top1[i:i + len(lg)] = lg.argmax(axis=1)
+        t2 = np.partition(lg, -2, axis=1)[:, -2:]
+        margin[i:i + len(lg)] = t2[:, 1] - t2[:, 0]
+        sel = want[i:i + len(lg)]
+        rows[r:r + sel.sum()] = lg[sel]
+        r += int(sel.sum())
+        last = lg[-1]
+    assert r == len(pos)
+    gen, gen_margins = [], []
+    for step in range(n_gen):
+        t = int(np.argmax(last))
+        t2 = np.partition(last, -2)[-2:]
+        gen.append(t)
+        gen_margins.append(float(t2[1] - t2[0]))
+        if step + 1 < n_gen:
+            last = sess.eval([t])[-1]
+    return top1, margin, np.asarray(pos, np.uint32), rows, gen, gen_margins
+
+
+def write_ref(path: str, ids, n_vocab: int, top1, margin, pos, rows, gen):
+    ids = np.asarray(ids, "<i4")
+    assert rows.shape == (len(pos), n_vocab)
+    with open(path, "wb") as f:
+        f.write(MAGIC)
+        f.write(struct.pack("<4I", len(ids), n_vocab, len(pos), len(gen)))
+        f.write(ids.tobytes())
+        f.write(np.asarray(top1, "<i4").tobytes())
+        f.write(np.asarray(margin, "<f4").tobytes())
+        f.write(np.asarray(pos, "<u4").tobytes())
+        f.write(np.ascontiguousarray(rows, "<f4").tobytes())
+        f.write(np.asarray(gen, "<i4").tobytes())
+
+
+def read_ref(path: str) -> dict:
+    """Parses a .ref file (used by check_reference.py and for self-verification)."""
+    b = open(path, "rb").read()
+    assert b[:8] == MAGIC, path
+    n, V, R, G = struct.unpack_from("<4I", b, 8)
+    o = 24
+    def take(dt, cnt):
+        nonlocal o
+        a = np.frombuffer(b, dt, cnt, o)
+        o += a.nbytes
+        return a
+    d = dict(tokens=take("<i4", n), top1=take("<i4", n), margin=take("<f4", n),
+             positions=take("<u4", R), logits=take("<f4", R * V).reshape(R, V), gen=take("<i4", G),
+             n_vocab=V)
+    assert o == len(b), f"{path}: {len(b) - o} trailing bytes"
+    return d
+
+
+class Golden:
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir
+        os.makedirs(out_dir, exist_ok=True)
+        self.entries: dict[str, str] = {}
+        self.info: list[str] = []
+
+    def add(self, name: str, model_ref: str, model, ids, n_gen: int, vocab=None):
+        t0 = time.time()
+        top1, margin, pos, rows, gen, gmar = evaluate(model, list(ids), n_gen)
+        fname = f"{name}.ref"
+        write_ref(os.path.join(self.out_dir, fname), ids, model.hp.n_vocab, top1, margin, pos, rows, gen)
+        self.entries[fname] = model_ref
+        line = (f"{fname}: n_tokens={len(ids)} n_logit_rows={len(pos)} n_gen={n_gen} "
+                f"min_margin={margin.min():.4g} n_margin<0.01={(margin < 0.01).sum()} "
+                f"min_gen_margin={min(gmar) if gmar else float('nan'):.4g} time={time.time() - t0:.1f}s")
+        if vocab is not None and gen:
+            line += f"\n    gen: {byte_decode(vocab, gen)!r}"
+        print(line, flush=True)
+        self.info.append(line)
+
+    def write_manifest(self):
+        path = os.path.join(self.out_dir, "manifest.txt")
+        entries = {}
+        if os.path.exists(path):  # keep entries of earlier runs whose files still exist
+            for ln in open(path):
+                parts = ln.split()
+                if len(parts) == 2 and os.path.exists(os.path.join(self.out_dir, parts[0])):
+                    entries[parts[0]] = parts[1]
+        entries.update(self.entries)
+        with open(path, "w") as f:
+            for k in sorted(entries):
+                f.write(f"{k} {entries[k]}\n")
+        with open(os.path.join(self.out_dir, "golden_info.txt"), "a") as f:
+            f.write(f"# run {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+            for ln in self.info:
+                f.write(ln + "\n")
+
+
+def real_model(g: Golden, model_path: str):
+    t0 = time.time()
+    model_path = os.path.abspath(model_path)
+    model = llama_ref.load(model_path)
+    tok, how = load_tokenizer(model_path)
+    vocab = token_strings(model_path)
+    print(f"loaded {model_path} in {time.time() - t0:.1f}s; tokenizer: {how}", flush=True)
+    enc = tok.encode
+    for name, system, text, chat in SHORT_PROMPTS:
+        ids = chatml_ids(enc, vocab, system, text) if chat else enc(text)
+        g.add(name, model_path, model, ids, N_GEN_SHORT, vocab)
+    lines = open(GPL3, encoding="utf-8").read().splitlines(keepends=True)
+    start7 = next(i for i, ln in enumerate(lines) if ln.strip().startswith("7. Additional Terms."))
+    ids, _ = text_prefix_ids(enc, lines[start7:], 1024)
+    g.add("long_1k", model_path, model, ids, 0)
+    ids, _ = text_prefix_ids(enc, lines, 4600)
+    assert len(ids) > 4096
+    g.add("long_4k", model_path, model, ids, 0)
+    print(f"real model total {time.time() - t0:.1f}s", flush=True)
+
+
+def tiny_models(g: Golden, seed: int = 99):
+    import make_tiny_gguf
+    import zlib
+    t0 = time.time()
+    paths = make_tiny_gguf.generate(g.out_dir)
+    for name, path in paths.items():
+        model = llama_ref.load(path)
+        rng = np.random.default_rng(seed + zlib.crc32(name.encode()) % 100000)
+        n = int(rng.integers(40, 71))
+        ids = [int(x) for x in rng.integers(0, model.hp.n_vocab, n)]
+        g.add(f"tiny_{name}", os.path.basename(path), model, ids, N_GEN_TINY)
+    print(f"tiny models total {time.time() - t0:.1f}s", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description="write golden .ref files from the numpy reference")
+    ap.add_argument("--model", help="real GGUF model (llama/qwen2)")
+    ap.add_argument("--out-dir", required=True)
+    ap.add_argument("--tiny", action="store_true", help="also generate tiny random-weight models and their refs")
+    a = ap.parse_args()
+    if not a.model and not a.tiny:
+        ap.error("nothing to do: give --model and/or --tiny")
+    g = Golden(a.out_dir)
+    t0 = time.time()
+    if a.model:
+        real_model(g, a.model)
+    if a.tiny:
+        tiny_models(g)
+    g.write_manifest()
+    for fname in g.entries:  # re-read everything we wrote
+        read_ref(os.path.join(a.out_dir, fname))
+    total = sum(os.path.getsize(os.path.join(a.out_dir, f)) for f in g.entries)
+    print(f"wrote {len(g.entries)} .ref files ({total / 1e6:.1f} MB) to {a.out_dir} in {time.time() - t0:.1f}s")
+
+
+if __name__ == "__main__":
+    main()
