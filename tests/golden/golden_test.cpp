@@ -141,7 +141,7 @@ void check_all(bool tiny) {
     ASSERT_EQ(model->config().n_vocab, int(ref.n_vocab));
     const Outcome o = run_one(*model, ref);
     const double agreement = o.top1_counted ? double(o.top1_agree) / o.top1_counted : 1.0;
-    std::printf("%-28s %5d tokens  %4d logit rows  worst err/range %.5f (pos %d)  top1 %d/%d  greedy %d/%zu\n",
+    std::printf("%-28s %5d tokens  %4d logit rows  worst err/range %.2e (pos %d)  top1 %d/%d  greedy %d/%zu\n",
                 e.ref.substr(e.ref.rfind('/') + 1).c_str(), o.positions, o.compared_rows, o.worst_fraction,
                 o.worst_row, o.top1_agree, o.top1_counted, o.greedy_match, ref.gen.size());
     EXPECT_EQ(o.positions, int(ref.tokens.size()));
