@@ -18,6 +18,38 @@ void ArgParser::option(const std::string& short_name, const std::string& long_na
   options_.push_back({short_name, long_name, value_name, help, std::move(set), nullptr});
 }
 
+void ArgParser::option(const std::string& short_name, const std::string& long_name, const std::string& value_name,
+                       const std::string& help, std::string* dst) {
+  option(short_name, long_name, value_name, help, [dst](const std::string& v) {
+    *dst = v;
+    return absl::OkStatus();
+  });
+}
+
+void ArgParser::option(const std::string& short_name, const std::string& long_name, const std::string& value_name,
+                       const std::string& help, int* dst) {
+  option(short_name, long_name, value_name, help, [dst, long_name](const std::string& v) -> Status {
+    EDGEINF_ASSIGN_OR_RETURN(*dst, parse_int(long_name, v));
+    return absl::OkStatus();
+  });
+}
+
+void ArgParser::option(const std::string& short_name, const std::string& long_name, const std::string& value_name,
+                       const std::string& help, float* dst) {
+  option(short_name, long_name, value_name, help, [dst, long_name](const std::string& v) -> Status {
+    EDGEINF_ASSIGN_OR_RETURN(*dst, parse_float(long_name, v));
+    return absl::OkStatus();
+  });
+}
+
+void ArgParser::option(const std::string& short_name, const std::string& long_name, const std::string& value_name,
+                       const std::string& help, uint64_t* dst) {
+  option(short_name, long_name, value_name, help, [dst, long_name](const std::string& v) -> Status {
+    EDGEINF_ASSIGN_OR_RETURN(*dst, parse_u64(long_name, v));
+    return absl::OkStatus();
+  });
+}
+
 void ArgParser::flag(const std::string& long_name, const std::string& help, std::function<void()> set) {
   options_.push_back({"", long_name, "", help, nullptr, std::move(set)});
 }
@@ -96,6 +128,12 @@ StatusOr<uint64_t> parse_u64(const std::string& name, const std::string& v) {
     return absl::InvalidArgumentError(absl::StrCat(name, " expects a non-negative integer, got '", v, "'"));
   }
   return uint64_t(x);
+}
+
+int exit_code(const char* command, const Status& status) {
+  if (status.ok() || absl::IsCancelled(status)) return 0;
+  std::fprintf(stderr, "edgeinf %s: %s\n", command, std::string(status.message()).c_str());
+  return absl::IsInvalidArgument(status) ? 2 : 1;
 }
 
 }  // namespace edgeinf::cli

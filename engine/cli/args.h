@@ -16,6 +16,15 @@ class ArgParser {
   // Registers an option taking a value ("-m", "--model"); `set` parses it or returns an error.
   void option(const std::string& short_name, const std::string& long_name, const std::string& value_name,
               const std::string& help, std::function<Status(const std::string&)> set);
+  // Typed options that store into *dst.
+  void option(const std::string& short_name, const std::string& long_name, const std::string& value_name,
+              const std::string& help, std::string* dst);
+  void option(const std::string& short_name, const std::string& long_name, const std::string& value_name,
+              const std::string& help, int* dst);
+  void option(const std::string& short_name, const std::string& long_name, const std::string& value_name,
+              const std::string& help, float* dst);
+  void option(const std::string& short_name, const std::string& long_name, const std::string& value_name,
+              const std::string& help, uint64_t* dst);
   // Registers a flag without value.
   void flag(const std::string& long_name, const std::string& help, std::function<void()> set);
 
@@ -37,5 +46,9 @@ class ArgParser {
 StatusOr<int> parse_int(const std::string& name, const std::string& v);
 StatusOr<float> parse_float(const std::string& name, const std::string& v);
 StatusOr<uint64_t> parse_u64(const std::string& name, const std::string& v);
+
+// The exit code of a subcommand: 0 on success or --help, 2 for bad arguments, 1 otherwise;
+// errors are printed as "edgeinf COMMAND: message".
+int exit_code(const char* command, const Status& status);
 
 }  // namespace edgeinf::cli

@@ -41,29 +41,13 @@ Status run(int argc, char** argv) {
   std::string prefill_list = "512,2048";
   int depth = 512, n_decode = 64, threads = 0, reps = 3, n_batch = 512;
   ArgParser p("bench", "Measures prefill and decode tokens/s on the CPU.");
-  p.option("-m", "--model", "FILE", "GGUF model", [&](const std::string& v) { model_path = v; return absl::OkStatus(); });
-  p.option("", "--prefill", "N,N", "prompt lengths to time (default 512,2048)",
-           [&](const std::string& v) { prefill_list = v; return absl::OkStatus(); });
-  p.option("", "--depth", "N", "context depth before decoding (default 512)", [&](const std::string& v) -> Status {
-    EDGEINF_ASSIGN_OR_RETURN(depth, parse_int("--depth", v));
-    return absl::OkStatus();
-  });
-  p.option("", "--decode", "N", "tokens to decode (default 64)", [&](const std::string& v) -> Status {
-    EDGEINF_ASSIGN_OR_RETURN(n_decode, parse_int("--decode", v));
-    return absl::OkStatus();
-  });
-  p.option("-t", "--threads", "N", "CPU threads (default: all cores)", [&](const std::string& v) -> Status {
-    EDGEINF_ASSIGN_OR_RETURN(threads, parse_int("--threads", v));
-    return absl::OkStatus();
-  });
-  p.option("-r", "--reps", "N", "repetitions; the median is reported (default 3)", [&](const std::string& v) -> Status {
-    EDGEINF_ASSIGN_OR_RETURN(reps, parse_int("--reps", v));
-    return absl::OkStatus();
-  });
-  p.option("-b", "--batch-size", "N", "prefill batch size (default 512)", [&](const std::string& v) -> Status {
-    EDGEINF_ASSIGN_OR_RETURN(n_batch, parse_int("--batch-size", v));
-    return absl::OkStatus();
-  });
+  p.option("-m", "--model", "FILE", "GGUF model", &model_path);
+  p.option("", "--prefill", "N,N", "prompt lengths to time (default 512,2048)", &prefill_list);
+  p.option("", "--depth", "N", "context depth before decoding (default 512)", &depth);
+  p.option("", "--decode", "N", "tokens to decode (default 64)", &n_decode);
+  p.option("-t", "--threads", "N", "CPU threads (default: all cores)", &threads);
+  p.option("-r", "--reps", "N", "repetitions; the median is reported (default 3)", &reps);
+  p.option("-b", "--batch-size", "N", "prefill batch size (default 512)", &n_batch);
   EDGEINF_RETURN_IF_ERROR(p.parse(argc, argv, 2));
   std::vector<int> prefill;
   for (absl::string_view s : absl::StrSplit(prefill_list, ',', absl::SkipEmpty())) {
@@ -124,11 +108,6 @@ Status run(int argc, char** argv) {
 
 }  // namespace
 
-int run_bench(int argc, char** argv) {
-  const Status s = run(argc, argv);
-  if (s.ok() || absl::IsCancelled(s)) return 0;
-  std::fprintf(stderr, "edgeinf bench: %s\n", std::string(s.message()).c_str());
-  return absl::IsInvalidArgument(s) ? 2 : 1;
-}
+int run_bench(int argc, char** argv) { return exit_code("bench", run(argc, argv)); }
 
 }  // namespace edgeinf::cli

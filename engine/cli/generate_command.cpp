@@ -31,7 +31,6 @@ struct GenerateArgs {
   int n_ctx = 0;
   int n_batch = 256;
   GenerateOptions gen;
-  bool seed_set = false;
 };
 
 Status read_file(const std::string& path, std::string* out) {
@@ -58,47 +57,29 @@ Status run(int argc, char** argv) {
   GenerateArgs a;
   a.gen.sampling.seed = std::random_device{}();
   ArgParser p("generate", "Streams a completion from a GGUF model to stdout.");
-  auto str = [](std::string* dst) { return [dst](const std::string& v) { *dst = v; return absl::OkStatus(); }; };
-  auto num = [](auto* dst, const char* name) {
-    return [dst, name](const std::string& v) -> Status {
-      using T = std::remove_pointer_t<decltype(dst)>;
-      if constexpr (std::is_same_v<T, float>) {
-        EDGEINF_ASSIGN_OR_RETURN(*dst, parse_float(name, v));
-      } else if constexpr (std::is_same_v<T, uint64_t>) {
-        EDGEINF_ASSIGN_OR_RETURN(*dst, parse_u64(name, v));
-      } else {
-        EDGEINF_ASSIGN_OR_RETURN(*dst, parse_int(name, v));
-      }
-      return absl::OkStatus();
-    };
-  };
-  p.option("-m", "--model", "FILE", "GGUF model (default: $EDGEINF_MODEL or the bundled model)", str(&a.model));
-  p.option("-p", "--prompt", "TEXT", "prompt text", str(&a.prompt));
-  p.option("-f", "--file", "FILE", "read the prompt from a file", str(&a.prompt_file));
+  p.option("-m", "--model", "FILE", "GGUF model (default: $EDGEINF_MODEL or the bundled model)", &a.model);
+  p.option("-p", "--prompt", "TEXT", "prompt text", &a.prompt);
+  p.option("-f", "--file", "FILE", "read the prompt from a file", &a.prompt_file);
   p.flag("--chat", "wrap the prompt as a user turn in the model's chat template", [&] { a.chat = true; });
-  p.option("", "--system", "TEXT", "system message for --chat", str(&a.system));
-  p.option("-n", "--max-tokens", "N", "tokens to generate (default 256)", num(&a.gen.max_tokens, "--max-tokens"));
-  p.option("", "--temp", "T", "temperature; 0 = greedy (default 0.8)", num(&a.gen.sampling.temperature, "--temp"));
-  p.option("", "--top-k", "K", "top-k, 0 = off (default 40)", num(&a.gen.sampling.top_k, "--top-k"));
-  p.option("", "--top-p", "P", "top-p, 1 = off (default 0.95)", num(&a.gen.sampling.top_p, "--top-p"));
-  p.option("", "--min-p", "P", "min-p, 0 = off (default 0.05)", num(&a.gen.sampling.min_p, "--min-p"));
+  p.option("", "--system", "TEXT", "system message for --chat", &a.system);
+  p.option("-n", "--max-tokens", "N", "tokens to generate (default 256)", &a.gen.max_tokens);
+  p.option("", "--temp", "T", "temperature; 0 = greedy (default 0.8)", &a.gen.sampling.temperature);
+  p.option("", "--top-k", "K", "top-k, 0 = off (default 40)", &a.gen.sampling.top_k);
+  p.option("", "--top-p", "P", "top-p, 1 = off (default 0.95)", &a.gen.sampling.top_p);
+  p.option("", "--min-p", "P", "min-p, 0 = off (default 0.05)", &a.gen.sampling.min_p);
   p.option("", "--repeat-penalty", "R", "repetition penalty, 1 = off (default 1)",
-           num(&a.gen.sampling.repeat_penalty, "--repeat-penalty"));
+           &a.gen.sampling.repeat_penalty);
   p.option("", "--repeat-last-n", "N", "tokens the penalty looks back over (default 64)",
-           num(&a.gen.sampling.repeat_last_n, "--repeat-last-n"));
-  p.option("-s", "--seed", "N", "random seed (default: random, printed at the end)", [&](const std::string& v) -> Status {
-    EDGEINF_ASSIGN_OR_RETURN(a.gen.sampling.seed, parse_u64("--seed", v));
-    a.seed_set = true;
-    return absl::OkStatus();
-  });
+           &a.gen.sampling.repeat_last_n);
+  p.option("-s", "--seed", "N", "random seed (default: random, printed at the end)", &a.gen.sampling.seed);
   p.option("", "--stop", "STR", "stop string (repeatable)", [&](const std::string& v) {
     a.gen.stop.push_back(v);
     return absl::OkStatus();
   });
   p.flag("--ignore-eos", "keep generating past end-of-generation tokens", [&] { a.gen.ignore_eos = true; });
-  p.option("-t", "--threads", "N", "CPU threads (default: all cores)", num(&a.threads, "--threads"));
-  p.option("-c", "--ctx-size", "N", "context size in tokens (default: the model's)", num(&a.n_ctx, "--ctx-size"));
-  p.option("-b", "--batch-size", "N", "prefill batch size (default 256)", num(&a.n_batch, "--batch-size"));
+  p.option("-t", "--threads", "N", "CPU threads (default: all cores)", &a.threads);
+  p.option("-c", "--ctx-size", "N", "context size in tokens (default: the model's)", &a.n_ctx);
+  p.option("-b", "--batch-size", "N", "prefill batch size (default 256)", &a.n_batch);
   p.flag("--no-progress", "no prefill progress bar", [&] { a.progress = false; });
   EDGEINF_RETURN_IF_ERROR(p.parse(argc, argv, 2));
 
@@ -157,11 +138,6 @@ Status run(int argc, char** argv) {
 
 }  // namespace
 
-int run_generate(int argc, char** argv) {
-  const Status s = run(argc, argv);
-  if (s.ok() || absl::IsCancelled(s)) return 0;
-  std::fprintf(stderr, "edgeinf generate: %s\n", std::string(s.message()).c_str());
-  return absl::IsInvalidArgument(s) ? 2 : 1;
-}
+int run_generate(int argc, char** argv) { return exit_code("generate", run(argc, argv)); }
 
 }  // namespace edgeinf::cli
