@@ -118,9 +118,10 @@ void LlamaContext::forward_batch(std::span<const TokenId> tokens, bool all_logit
     float* v_new = v_cache + int64_t(n_past_) * kv_dim;
 
     kc::rmsnorm_forward({x_.data(), l.attn_norm, xn_.data(), n, n_embd, c.rms_eps}, pool_);
-    kc::matmul_forward(matmul_params(l.wq, xn_.data(), q_.data(), n, l.bq), pool_);
-    kc::matmul_forward(matmul_params(l.wk, xn_.data(), k_new, n, l.bk), pool_);
-    kc::matmul_forward(matmul_params(l.wv, xn_.data(), v_new, n, l.bv), pool_);
+    const kernels::MatmulParams qkv[] = {matmul_params(l.wq, xn_.data(), q_.data(), n, l.bq),
+                                         matmul_params(l.wk, xn_.data(), k_new, n, l.bk),
+                                         matmul_params(l.wv, xn_.data(), v_new, n, l.bv)};
+    kc::matmul_forward_batch(qkv, pool_);
 
     kernels::RopeParams rope;
     rope.positions = positions_.data();
@@ -161,8 +162,9 @@ void LlamaContext::forward_batch(std::span<const TokenId> tokens, bool all_logit
     kc::matmul_forward(matmul_params(l.wo, attn_.data(), xn_.data(), n, nullptr), pool_);
     for (int64_t i = 0; i < n * n_embd; ++i) x_[size_t(i)] += xn_[size_t(i)];
     kc::rmsnorm_forward({x_.data(), l.ffn_norm, xn_.data(), n, n_embd, c.rms_eps}, pool_);
-    kc::matmul_forward(matmul_params(l.w_gate, xn_.data(), gate_.data(), n, nullptr), pool_);
-    kc::matmul_forward(matmul_params(l.w_up, xn_.data(), up_.data(), n, nullptr), pool_);
+    const kernels::MatmulParams gate_up[] = {matmul_params(l.w_gate, xn_.data(), gate_.data(), n, nullptr),
+                                             matmul_params(l.w_up, xn_.data(), up_.data(), n, nullptr)};
+    kc::matmul_forward_batch(gate_up, pool_);
     kc::swiglu_forward({gate_.data(), up_.data(), gate_.data(), c.n_ff, n, c.n_ff}, pool_);
     kc::matmul_forward(matmul_params(l.w_down, gate_.data(), xn_.data(), n, nullptr), pool_);
     for (int64_t i = 0; i < n * n_embd; ++i) x_[size_t(i)] += xn_[size_t(i)];

@@ -1,11 +1,9 @@
 // Recoverable errors travel as absl::Status; broken invariants abort through EDGEINF_CHECK.
 #pragma once
 
-#include <cstdio>
-#include <cstdlib>
-
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "kernels/common/check.h"
 
 namespace edgeinf {
 
@@ -13,18 +11,7 @@ using Status = absl::Status;
 template <typename T>
 using StatusOr = absl::StatusOr<T>;
 
-[[noreturn]] inline void check_failed(const char* file, int line, const char* expr) {
-  std::fprintf(stderr, "%s:%d: EDGEINF_CHECK(%s) failed\n", file, line, expr);
-  std::abort();
-}
-
 }  // namespace edgeinf
-
-// Aborts with file and line when an internal invariant is broken (never for bad input).
-#define EDGEINF_CHECK(cond)                                          \
-  do {                                                               \
-    if (!(cond)) ::edgeinf::check_failed(__FILE__, __LINE__, #cond); \
-  } while (0)
 
 // Returns the status from the enclosing function when it is not OK.
 #define EDGEINF_RETURN_IF_ERROR(expr)        \

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "kernels/common/check.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/vec.h"
 
@@ -14,26 +15,58 @@ constexpr int64_t kTokenBlock = 64;
 // Up to this many tokens, rows are decoded in registers for each token instead of into a panel.
 constexpr int64_t kMaxGemvTokens = 2;
 
-// Decode-time path: weights stream from memory once; each row is dotted with every token.
-void gemv(const MatmulParams& p, ThreadPool& pool, const VecOps& v) {
-  constexpr int64_t kRowsPerTask = 64;
-  pool.run((p.n_out + kRowsPerTask - 1) / kRowsPerTask, [&](int64_t task) {
-    const int64_t r_end = std::min(p.n_out, (task + 1) * kRowsPerTask);
-    for (int64_t r = task * kRowsPerTask; r < r_end; ++r) {
-      const auto* w = static_cast<const uint8_t*>(p.w) + r * p.w_row_bytes;
-      for (int64_t t = 0; t < p.n_tok; ++t) {
-        const float b = p.bias != nullptr ? p.bias[r] : 0.0f;
-        p.y[t * p.y_stride + r] = v.dot_row(p.w_type, w, p.x + t * p.x_stride, p.n_in) + b;
-      }
+// Rows per decode task: enough tasks to balance the threads, few enough to amortise scheduling.
+int64_t gemv_rows_per_task(const MatmulParams& p, const ThreadPool& pool) {
+  const int64_t target_tasks = int64_t(pool.n_threads()) * 8;
+  return std::clamp<int64_t>((p.n_out + target_tasks - 1) / target_tasks, 8, 256);
+}
+
+// Decode-time rows [r_begin, r_end): weights stream from memory once; each row is dotted with every token.
+void gemv_rows(const MatmulParams& p, const VecOps& v, int64_t r_begin, int64_t r_end) {
+  for (int64_t r = r_begin; r < r_end; ++r) {
+    const auto* w = static_cast<const uint8_t*>(p.w) + r * p.w_row_bytes;
+    const float b = p.bias != nullptr ? p.bias[r] : 0.0f;
+    for (int64_t t = 0; t < p.n_tok; ++t) {
+      p.y[t * p.y_stride + r] = v.dot_row(p.w_type, w, p.x + t * p.x_stride, p.n_in) + b;
     }
-  });
+  }
 }
 
 }  // namespace
 
+void matmul_forward_batch(std::span<const MatmulParams> ps, ThreadPool& pool) {
+  const VecOps& v = vec_ops();
+  for (const MatmulParams& p : ps) {
+    if (p.n_tok > kMaxGemvTokens) {
+      for (const MatmulParams& q : ps) matmul_forward(q, pool);
+      return;
+    }
+  }
+  // One task list over all the matrices, so they share a single fork and join.
+  int64_t starts[8] = {0};
+  int64_t rows_per_task[8] = {0};
+  EDGEINF_CHECK(ps.size() <= 7);
+  for (size_t i = 0; i < ps.size(); ++i) {
+    rows_per_task[i] = gemv_rows_per_task(ps[i], pool);
+    starts[i + 1] = starts[i] + (ps[i].n_out + rows_per_task[i] - 1) / rows_per_task[i];
+  }
+  pool.run(starts[ps.size()], [&](int64_t task) {
+    size_t i = 0;
+    while (task >= starts[i + 1]) ++i;
+    const int64_t r_begin = (task - starts[i]) * rows_per_task[i];
+    gemv_rows(ps[i], v, r_begin, std::min(ps[i].n_out, r_begin + rows_per_task[i]));
+  });
+}
+
 void matmul_forward(const MatmulParams& p, ThreadPool& pool) {
   const VecOps& v = vec_ops();
-  if (p.n_tok <= kMaxGemvTokens) return gemv(p, pool, v);
+  if (p.n_tok <= kMaxGemvTokens) {
+    const int64_t rows = gemv_rows_per_task(p, pool);
+    pool.run((p.n_out + rows - 1) / rows, [&](int64_t task) {
+      gemv_rows(p, v, task * rows, std::min(p.n_out, (task + 1) * rows));
+    });
+    return;
+  }
   const int64_t n_panels = (p.n_out + kPanelRows - 1) / kPanelRows;
   const int64_t n_blocks = (p.n_tok + kTokenBlock - 1) / kTokenBlock;
   const bool is_f32 = p.w_type == WeightType::kF32;

@@ -230,3 +230,49 @@ TEST(ThreadPool, RunsEveryTaskExactlyOnce) {
 
 }  // namespace
 }  // namespace edgeinf::kernels
+
+namespace edgeinf::kernels {
+namespace {
+
+TEST(MatmulBatch, EqualsSeparateMatmuls) {
+  // Three decode-sized products sharing one input, as Q/K/V do, in one parallel step.
+  const int64_t n_in = 64;
+  const int64_t n_outs[3] = {45, 16, 16};
+  for (int64_t n_tok : {1, 2, 5}) {
+    const std::vector<float> x = random_floats(size_t(n_tok * n_in), 21);
+    std::vector<std::vector<uint8_t>> w(3);
+    std::vector<std::vector<float>> want(3), got(3);
+    MatmulParams ps[3];
+    for (int i = 0; i < 3; ++i) {
+      const std::vector<float> wf = random_floats(size_t(n_outs[i] * n_in), 30 + uint32_t(i), 0.3f);
+      w[size_t(i)].resize(row_bytes(WeightType::kQ4_1, n_in) * size_t(n_outs[i]));
+      for (int64_t o = 0; o < n_outs[i]; ++o) {
+        reference::quantize_row(WeightType::kQ4_1, wf.data() + o * n_in,
+                                w[size_t(i)].data() + size_t(o) * row_bytes(WeightType::kQ4_1, n_in), n_in);
+      }
+      want[size_t(i)].resize(size_t(n_tok * n_outs[i]));
+      got[size_t(i)].resize(size_t(n_tok * n_outs[i]));
+      MatmulParams& p = ps[i];
+      p.w = w[size_t(i)].data();
+      p.w_type = WeightType::kQ4_1;
+      p.w_row_bytes = int64_t(row_bytes(WeightType::kQ4_1, n_in));
+      p.x = x.data();
+      p.x_stride = n_in;
+      p.y_stride = n_outs[i];
+      p.n_tok = n_tok;
+      p.n_in = n_in;
+      p.n_out = n_outs[i];
+      p.y = want[size_t(i)].data();
+      reference::matmul_forward(p);
+      p.y = got[size_t(i)].data();
+    }
+    cpu::matmul_forward_batch(ps, pool());
+    for (int i = 0; i < 3; ++i) {
+      auto c = compare(got[size_t(i)].data(), want[size_t(i)].data(), n_tok * n_outs[i], testing::kMatmulTol);
+      EXPECT_TRUE(c.ok) << "matrix " << i << " n_tok " << n_tok << ": " << c.report;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace edgeinf::kernels
