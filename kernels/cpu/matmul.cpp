@@ -88,7 +88,7 @@ void matmul_forward(const MatmulParams& p, ThreadPool& pool) {
       w = scratch.data();
     }
     float* y = p.y + t0 * p.y_stride + r0;
-    v.gemm_panel(p.x + t0 * p.x_stride, p.x_stride, n_tok, w, n_rows, p.n_in, y, p.y_stride);
+    v.gemm_panel(p.x + t0 * p.x_stride, p.x_stride, n_tok, w, p.n_in, n_rows, p.n_in, y, p.y_stride);
     if (p.bias != nullptr) {
       for (int64_t t = 0; t < n_tok; ++t) {
         for (int64_t r = 0; r < n_rows; ++r) y[t * p.y_stride + r] += p.bias[r0 + r];

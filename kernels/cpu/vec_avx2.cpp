@@ -245,12 +245,12 @@ float dot_row(WeightType type, const void* w, const float* x, int64_t n) {
 }
 
 // Two tokens against four weight rows: eight accumulators stay in registers.
-inline void kernel_2x4(const float* x0, const float* x1, const float* w, int64_t n_in, int64_t n_vec,
-                       float* y0, float* y1) {
+inline void kernel_2x4(const float* x0, const float* x1, const float* w, int64_t w_stride, int64_t n_in,
+                       int64_t n_vec, float* y0, float* y1) {
   const float* w0 = w;
-  const float* w1 = w + n_in;
-  const float* w2 = w + 2 * n_in;
-  const float* w3 = w + 3 * n_in;
+  const float* w1 = w + w_stride;
+  const float* w2 = w + 2 * w_stride;
+  const float* w3 = w + 3 * w_stride;
   __m256 a00 = _mm256_setzero_ps(), a01 = _mm256_setzero_ps(), a02 = _mm256_setzero_ps(), a03 = _mm256_setzero_ps();
   __m256 a10 = _mm256_setzero_ps(), a11 = _mm256_setzero_ps(), a12 = _mm256_setzero_ps(), a13 = _mm256_setzero_ps();
   for (int64_t i = 0; i < n_vec; i += 8) {
@@ -273,8 +273,8 @@ inline void kernel_2x4(const float* x0, const float* x1, const float* w, int64_t
   float r1[4] = {hsum(a10), hsum(a11), hsum(a12), hsum(a13)};
   for (int64_t i = n_vec; i < n_in; ++i) {
     for (int r = 0; r < 4; ++r) {
-      r0[r] += x0[i] * w[r * n_in + i];
-      r1[r] += x1[i] * w[r * n_in + i];
+      r0[r] += x0[i] * w[r * w_stride + i];
+      r1[r] += x1[i] * w[r * w_stride + i];
     }
   }
   for (int r = 0; r < 4; ++r) {
@@ -283,22 +283,53 @@ inline void kernel_2x4(const float* x0, const float* x1, const float* w, int64_t
   }
 }
 
-void gemm_panel(const float* x, int64_t x_stride, int64_t n_tok, const float* w, int64_t n_rows,
+void gemm_panel(const float* x, int64_t x_stride, int64_t n_tok, const float* w, int64_t w_stride, int64_t n_rows,
                 int64_t n_in, float* y, int64_t y_stride) {
   const int64_t n_vec = n_in / 8 * 8;
   int64_t r = 0;
   for (; r + 4 <= n_rows; r += 4) {
     int64_t t = 0;
     for (; t + 2 <= n_tok; t += 2) {
-      kernel_2x4(x + t * x_stride, x + (t + 1) * x_stride, w + r * n_in, n_in, n_vec, y + t * y_stride + r,
-                 y + (t + 1) * y_stride + r);
+      kernel_2x4(x + t * x_stride, x + (t + 1) * x_stride, w + r * w_stride, w_stride, n_in, n_vec,
+                 y + t * y_stride + r, y + (t + 1) * y_stride + r);
     }
     if (t < n_tok) {
-      kernel_2x4(x + t * x_stride, x + t * x_stride, w + r * n_in, n_in, n_vec, y + t * y_stride + r, nullptr);
+      kernel_2x4(x + t * x_stride, x + t * x_stride, w + r * w_stride, w_stride, n_in, n_vec, y + t * y_stride + r,
+                 nullptr);
     }
   }
   for (; r < n_rows; ++r) {
-    for (int64_t t = 0; t < n_tok; ++t) y[t * y_stride + r] = dot(x + t * x_stride, w + r * n_in, n_in);
+    for (int64_t t = 0; t < n_tok; ++t) y[t * y_stride + r] = dot(x + t * x_stride, w + r * w_stride, n_in);
+  }
+}
+
+// 32 output columns at a time stay in four registers while the value rows stream past.
+void weighted_sum(const float* p, int64_t n_rows, const float* v, int64_t v_stride, float* out, int64_t n) {
+  int64_t d = 0;
+  for (; d + 32 <= n; d += 32) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    const float* vd = v + d;
+    for (int64_t j = 0; j < n_rows; ++j, vd += v_stride) {
+      const __m256 pj = _mm256_set1_ps(p[j]);
+      a0 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vd), a0);
+      a1 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vd + 8), a1);
+      a2 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vd + 16), a2);
+      a3 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vd + 24), a3);
+    }
+    _mm256_storeu_ps(out + d, a0);
+    _mm256_storeu_ps(out + d + 8, a1);
+    _mm256_storeu_ps(out + d + 16, a2);
+    _mm256_storeu_ps(out + d + 24, a3);
+  }
+  for (; d + 8 <= n; d += 8) {
+    __m256 a = _mm256_setzero_ps();
+    for (int64_t j = 0; j < n_rows; ++j) a = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + j * v_stride + d), a);
+    _mm256_storeu_ps(out + d, a);
+  }
+  for (; d < n; ++d) {
+    float a = 0.0f;
+    for (int64_t j = 0; j < n_rows; ++j) a += p[j] * v[j * v_stride + d];
+    out[d] = a;
   }
 }
 
@@ -318,7 +349,7 @@ void swiglu(const float* gate, const float* up, float* out, int64_t n) {
 }  // namespace
 
 const VecOps& vec_ops_avx2() {
-  static const VecOps ops{"avx2", dot, axpy, exp_sum, dequantize_row, dot_row, gemm_panel, swiglu};
+  static const VecOps ops{"avx2", dot, axpy, exp_sum, dequantize_row, dot_row, gemm_panel, weighted_sum, swiglu};
   return ops;
 }
 

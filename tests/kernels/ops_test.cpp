@@ -149,7 +149,8 @@ TEST(Ops, AttentionGroupedCausal) {
     int n_head, n_kv_head, head_dim;
     int64_t n_tok, n_kv;
   };
-  for (Shape s : {Shape{9, 3, 64, 1, 1}, Shape{9, 3, 64, 7, 7}, Shape{4, 4, 16, 5, 23}, Shape{6, 1, 24, 33, 70}}) {
+  for (Shape s : {Shape{9, 3, 64, 1, 1}, Shape{9, 3, 64, 7, 7}, Shape{4, 4, 16, 5, 23}, Shape{6, 1, 24, 33, 70},
+                 Shape{2, 1, 20, 9, 9}, Shape{3, 3, 100, 17, 40}}) {
     const int64_t q_stride = int64_t(s.n_head) * s.head_dim, kv_stride = int64_t(s.n_kv_head) * s.head_dim;
     const std::vector<float> q = random_floats(size_t(s.n_tok * q_stride), 1);
     const std::vector<float> k = random_floats(size_t(s.n_kv * kv_stride), 2);
