@@ -20,6 +20,8 @@ inline constexpr Tolerance kDequantTol{1e-6, 1e-6};
 inline constexpr Tolerance kMatmulTol{1e-4, 1e-4};
 inline constexpr Tolerance kElementwiseTol{1e-5, 1e-5};
 inline constexpr Tolerance kAttentionTol{1e-5, 1e-4};
+// Memory ops accumulate d-long sums of products in a different order than the reference.
+inline constexpr Tolerance kMemoryTol{1e-4, 1e-4};
 // Whole model vs the Python reference (float64 numpy on the same dequantised weights), teacher-forced:
 // max-abs logit error per position as a fraction of that position's logit range (max - min), and
 // the share of positions whose argmax must agree (ties within kTop1TieMargin are not counted).

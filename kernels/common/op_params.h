@@ -69,6 +69,47 @@ struct AttentionParams {
   float scale = 1.0f;
 };
 
+// Fold n_tok tokens into the per-KV-head memory: M[g] += sigma(K_g)^T (V_g - R_g), z[g] += sum sigma(K_g),
+// where R = 0 (linear rule) or the delta rule's retrieval sigma(K) M / (sigma(K) z) from the memory as
+// it was before this call. k and v are pre-RoPE rows [n_tok, n_kv_head * head_dim].
+struct MemoryCompressParams {
+  float* m = nullptr;  // [n_kv_head, head_dim, head_dim]
+  float* z = nullptr;  // [n_kv_head, head_dim]
+  const float* k = nullptr;
+  const float* v = nullptr;
+  int64_t kv_stride = 0;
+  int64_t n_tok = 0;
+  int n_kv_head = 0;
+  int head_dim = 0;
+  bool delta = true;
+};
+
+// Read the memory for queries q [n_tok, n_head * head_dim] (pre-RoPE):
+// a_mem[t, h] = sigma(q[t, h]) M[g] / (sigma(q[t, h]) z[g] + eps), g = h / (n_head / n_kv_head).
+struct MemoryDecompressParams {
+  const float* m = nullptr;
+  const float* z = nullptr;
+  const float* q = nullptr;
+  int64_t q_stride = 0;
+  float* a_mem = nullptr;  // [n_tok, n_head * head_dim], row stride q_stride
+  int64_t n_tok = 0;
+  int n_head = 0;
+  int n_kv_head = 0;
+  int head_dim = 0;
+};
+
+// out[t, h, :] = g[t, h] * a_mem[t, h, :] + (1 - g[t, h]) * a_local[t, h, :]; out may alias a_local.
+struct GateBlendParams {
+  const float* gate = nullptr;  // [n_tok, n_head]
+  const float* a_mem = nullptr;
+  const float* a_local = nullptr;
+  float* out = nullptr;
+  int64_t stride = 0;  // row stride of a_mem, a_local and out
+  int64_t n_tok = 0;
+  int n_head = 0;
+  int head_dim = 0;
+};
+
 // out[i] = silu(gate[i]) * up[i] over n_tok rows of n_ff.
 struct SwigluParams {
   const float* gate = nullptr;

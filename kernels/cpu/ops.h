@@ -15,5 +15,8 @@ void rmsnorm_forward(const RmsNormParams& p, ThreadPool& pool);
 void rope_forward(const RopeParams& p, ThreadPool& pool);
 void attention_forward(const AttentionParams& p, ThreadPool& pool);
 void swiglu_forward(const SwigluParams& p, ThreadPool& pool);
+void memory_compress(const MemoryCompressParams& p, ThreadPool& pool);
+void memory_decompress(const MemoryDecompressParams& p, ThreadPool& pool);
+void gate_blend_forward(const GateBlendParams& p, ThreadPool& pool);
 
 }  // namespace edgeinf::kernels::cpu

@@ -1,0 +1,78 @@
+// Compressed-memory ops on the CPU: the d x d products run through the vector primitives
+// (a row vector times M is a weighted sum of M's rows); one task per KV head or per token.
+#include <vector>
+
+#include "kernels/common/linear_memory.h"
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/vec.h"
+
+namespace edgeinf::kernels::cpu {
+namespace {
+
+void elu1_row(const float* x, float* out, int n) {
+  for (int i = 0; i < n; ++i) out[i] = elu1(x[i]);
+}
+
+}  // namespace
+
+void memory_compress(const MemoryCompressParams& p, ThreadPool& pool) {
+  const VecOps& v = vec_ops();
+  const int d = p.head_dim;
+  pool.run(p.n_kv_head, [&](int64_t g) {
+    float* m = p.m + size_t(g) * size_t(d) * size_t(d);
+    float* z = p.z + size_t(g) * size_t(d);
+    thread_local std::vector<float> sk, diff, retrieved;
+    sk.resize(size_t(p.n_tok) * size_t(d));
+    diff.resize(size_t(d));
+    retrieved.assign(size_t(p.n_tok) * size_t(d), 0.0f);
+    for (int64_t t = 0; t < p.n_tok; ++t) elu1_row(p.k + t * p.kv_stride + g * d, sk.data() + t * d, d);
+    if (p.delta) {  // retrieval against the memory before this segment's update
+      for (int64_t t = 0; t < p.n_tok; ++t) {
+        const float* s = sk.data() + t * d;
+        float* r = retrieved.data() + t * d;
+        const float den = v.dot(s, z, d);
+        v.weighted_sum(s, d, m, d, r, d);
+        for (int j = 0; j < d; ++j) r[j] = memory_read(r[j], den);
+      }
+    }
+    for (int64_t t = 0; t < p.n_tok; ++t) {
+      const float* s = sk.data() + t * d;
+      const float* val = p.v + t * p.kv_stride + g * d;
+      const float* r = retrieved.data() + t * d;
+      for (int j = 0; j < d; ++j) diff[size_t(j)] = val[j] - r[j];
+      for (int i = 0; i < d; ++i) v.axpy(m + size_t(i) * size_t(d), diff.data(), s[i], d);
+      for (int i = 0; i < d; ++i) z[i] += s[i];
+    }
+  });
+}
+
+void memory_decompress(const MemoryDecompressParams& p, ThreadPool& pool) {
+  const VecOps& v = vec_ops();
+  const int d = p.head_dim;
+  const int group = p.n_head / p.n_kv_head;
+  pool.run(p.n_tok, [&](int64_t t) {
+    thread_local std::vector<float> sq;
+    sq.resize(size_t(d));
+    for (int h = 0; h < p.n_head; ++h) {
+      const float* m = p.m + size_t(h / group) * size_t(d) * size_t(d);
+      const float* z = p.z + size_t(h / group) * size_t(d);
+      elu1_row(p.q + t * p.q_stride + int64_t(h) * d, sq.data(), d);
+      float* out = p.a_mem + t * p.q_stride + int64_t(h) * d;
+      const float den = v.dot(sq.data(), z, d);
+      v.weighted_sum(sq.data(), d, m, d, out, d);
+      for (int j = 0; j < d; ++j) out[j] = memory_read(out[j], den);
+    }
+  });
+}
+
+void gate_blend_forward(const GateBlendParams& p, ThreadPool& pool) {
+  pool.run(p.n_tok, [&](int64_t t) {
+    for (int h = 0; h < p.n_head; ++h) {
+      const float g = p.gate[t * p.n_head + h];
+      const int64_t off = t * p.stride + int64_t(h) * p.head_dim;
+      for (int j = 0; j < p.head_dim; ++j) p.out[off + j] = gate_blend(g, p.a_mem[off + j], p.a_local[off + j]);
+    }
+  });
+}
+
+}  // namespace edgeinf::kernels::cpu
