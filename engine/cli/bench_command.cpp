@@ -66,9 +66,10 @@ Status run(int argc, char** argv) {
   int max_ctx = depth + n_decode;
   for (int n : prefill) max_ctx = std::max(max_ctx, n);
   LlamaContextOptions copt;
-  copt.n_ctx = max_ctx;
+  copt.kv.n_ctx = max_ctx;
   copt.n_batch = n_batch;
-  LlamaContext ctx(*model, pool, copt);
+  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaContext> context, LlamaContext::create(*model, pool, copt));
+  LlamaContext& ctx = *context;
 
   std::vector<std::string> json;
   std::printf("%-10s %-12s %10s %12s\n", "test", "tokens", "seconds", "tok/s");

@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "engine/cli/args.h"
 #include "engine/cli/commands.h"
+#include "engine/kv/memory_gate.h"
 #include "engine/model/llama_context.h"
 #include "engine/runtime/generator.h"
 #include "engine/tokenizer/chat_template.h"
@@ -28,7 +29,9 @@ struct GenerateArgs {
   bool chat = false;
   bool progress = true;
   int threads = 0;
-  int n_ctx = 0;
+  KvPolicyOptions kv;
+  std::string gate;
+  std::string update;
   int n_batch = 256;
   GenerateOptions gen;
 };
@@ -78,7 +81,14 @@ Status run(int argc, char** argv) {
   });
   p.flag("--ignore-eos", "keep generating past end-of-generation tokens", [&] { a.gen.ignore_eos = true; });
   p.option("-t", "--threads", "N", "CPU threads (default: all cores)", &a.threads);
-  p.option("-c", "--ctx-size", "N", "context size in tokens (default: the model's)", &a.n_ctx);
+  p.option("-c", "--ctx-size", "N", "full policy: context size in tokens (default: the model's)", &a.kv.n_ctx);
+  p.option("", "--policy", "NAME", "KV policy: full, streaming, edgeinfinite (default full)", &a.kv.name);
+  p.option("", "--sink", "S", "sink tokens kept exactly (default 4)", &a.kv.sink);
+  p.option("", "--window", "W", "recent tokens kept exactly (default 1024)", &a.kv.window);
+  p.option("", "--segment", "L", "segment size for prefill and folding (default 512)", &a.kv.segment);
+  p.option("", "--budget", "B", "snapkv/pyramidkv: KV entries per head (default S + W)", &a.kv.budget);
+  p.option("", "--update", "RULE", "edgeinfinite memory update: delta or linear (default delta)", &a.update);
+  p.option("", "--gate", "FILE", "edgeinfinite gate file (default: MODEL.gate.gguf if present)", &a.gate);
   p.option("-b", "--batch-size", "N", "prefill batch size (default 256)", &a.n_batch);
   p.flag("--no-progress", "no prefill progress bar", [&] { a.progress = false; });
   EDGEINF_RETURN_IF_ERROR(p.parse(argc, argv, 2));
@@ -87,8 +97,9 @@ Status run(int argc, char** argv) {
     return absl::InvalidArgumentError("give exactly one of -p TEXT or -f FILE (see edgeinf generate --help)");
   }
   if (!a.prompt_file.empty()) EDGEINF_RETURN_IF_ERROR(read_file(a.prompt_file, &a.prompt));
-  if (a.threads < 0 || a.n_ctx < 0 || a.n_batch <= 0) {
-    return absl::InvalidArgumentError("--threads and --ctx-size must be >= 0, --batch-size > 0");
+  if (a.threads < 0 || a.n_batch <= 0) return absl::InvalidArgumentError("--threads must be >= 0, --batch-size > 0");
+  if (!a.update.empty()) {
+    EDGEINF_ASSIGN_OR_RETURN(a.kv.update, parse_memory_update(a.update));
   }
   if (a.threads == 0) a.threads = int(std::max(1u, std::thread::hardware_concurrency()));
 
@@ -106,14 +117,25 @@ Status run(int argc, char** argv) {
   if (prompt.empty()) return absl::InvalidArgumentError("the prompt encodes to no tokens");
 
   kernels::cpu::ThreadPool pool(a.threads);
-  LlamaContextOptions copt;
-  copt.n_ctx = a.n_ctx > 0 ? a.n_ctx : model->config().n_ctx_train;
-  copt.n_batch = a.n_batch;
-  if (int64_t(prompt.size()) >= copt.n_ctx) {
-    return absl::OutOfRangeError(absl::StrCat("the prompt has ", prompt.size(), " tokens; the context size is ",
-                                              copt.n_ctx, " (raise it with --ctx-size)"));
+  std::unique_ptr<MemoryGate> gate;
+  if (a.kv.name == "edgeinfinite") {
+    EDGEINF_ASSIGN_OR_RETURN(gate, load_default_gate(a.model, a.gate, AttentionShape::of(*model), model->gguf().fingerprint()));
+    if (gate) {
+      a.kv.gate = gate.get();
+    } else {
+      std::fprintf(stderr, "warning: no gate file (%s); the memory is kept but not read: StreamingLLM behaviour\n",
+                   default_gate_path(a.model).c_str());
+    }
   }
-  LlamaContext ctx(*model, pool, copt);
+  LlamaContextOptions copt;
+  copt.kv = a.kv;
+  copt.n_batch = a.n_batch;
+  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaContext> context, LlamaContext::create(*model, pool, copt));
+  LlamaContext& ctx = *context;
+  if (ctx.capacity() <= int64_t(prompt.size())) {
+    return absl::OutOfRangeError(absl::StrCat("the prompt has ", prompt.size(), " tokens; the context size is ",
+                                              ctx.capacity(), " (raise it with --ctx-size, or use --policy edgeinfinite)"));
+  }
 
   const bool show_progress = a.progress && isatty(STDERR_FILENO);
   GenerateCallbacks cb;

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 
@@ -378,6 +379,22 @@ Status GgufFile::parse_all() {
     }
   }
   return absl::OkStatus();
+}
+
+std::string GgufFile::fingerprint() const {
+  // FNV-1a over everything before the tensor data, then 64 bytes of every MiB of the data.
+  uint64_t h = 0xcbf29ce484222325ull;
+  auto mix = [&h](const uint8_t* p, size_t n) {
+    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+  };
+  const size_t header = size_t(data_ - bytes_.data());
+  mix(bytes_.data(), header);
+  for (size_t off = header; off < bytes_.size(); off += size_t(1) << 20) {
+    mix(bytes_.data() + off, std::min<size_t>(64, bytes_.size() - off));
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  return hex;
 }
 
 const GgufValue* GgufFile::find(std::string_view key) const {

@@ -85,6 +85,10 @@ class GgufFile {
   const std::string& path() const { return path_; }
   size_t file_size() const { return bytes_.size(); }
 
+  // A 64-bit digest (16 hex digits) of the header, metadata, tensor table and a sample of the
+  // tensor data: identifies the model a side file or snapshot was made for.
+  std::string fingerprint() const;
+
   const std::vector<GgufKv>& metadata() const { return kvs_; }
   const GgufValue* find(std::string_view key) const;  // nullptr when absent
 

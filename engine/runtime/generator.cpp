@@ -31,9 +31,9 @@ StatusOr<GenerateStats> generate(LlamaContext& ctx, const Tokenizer& tokenizer, 
   EDGEINF_RETURN_IF_ERROR(validate(options.sampling));
   if (options.max_tokens < 0) return absl::InvalidArgumentError("max_tokens must be >= 0");
   if (prompt.empty()) return absl::InvalidArgumentError("the prompt is empty");
-  if (int64_t(ctx.n_past()) + int64_t(prompt.size()) > ctx.n_ctx()) {
+  if (ctx.capacity() - ctx.n_past() < int64_t(prompt.size())) {
     return absl::OutOfRangeError(absl::StrCat("the prompt has ", prompt.size(), " tokens; the context holds ",
-                                              ctx.n_ctx() - ctx.n_past(), " more"));
+                                              ctx.capacity() - ctx.n_past(), " more"));
   }
   GenerateStats stats;
   stats.prompt_tokens = int(prompt.size());
@@ -77,7 +77,7 @@ StatusOr<GenerateStats> generate(LlamaContext& ctx, const Tokenizer& tokenizer, 
       break;
     }
     if (stats.generated_tokens == options.max_tokens) break;
-    if (ctx.n_past() >= ctx.n_ctx()) {
+    if (ctx.n_past() >= ctx.capacity()) {
       stats.finish = FinishReason::kContextFull;
       break;
     }

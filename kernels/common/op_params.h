@@ -49,8 +49,10 @@ struct RopeParams {
   bool neox = false;
 };
 
-// Softmax attention of queries q[n_tok, n_head, head_dim] over keys/values
-// k, v[n_kv, n_kv_head, head_dim] with grouped heads (query head h reads KV head h / (n_head / n_kv_head)).
+// Softmax attention of queries q[n_tok, n_head, head_dim] over n_kv keys/values per KV head, with
+// grouped heads (query head h reads KV head g = h / (n_head / n_kv_head)). Key j of head g starts at
+// k + g * kv_head_stride + j * kv_stride: token-major caches use (head_dim, n_kv_head * head_dim),
+// head-major ones (capacity * head_dim, head_dim).
 // Query t sees keys j <= causal_base + t (causal_base = n_kv - n_tok for a plain causal prefix).
 struct AttentionParams {
   const float* q = nullptr;
@@ -58,6 +60,7 @@ struct AttentionParams {
   const float* k = nullptr;
   const float* v = nullptr;
   int64_t kv_stride = 0;
+  int64_t kv_head_stride = 0;
   float* out = nullptr;
   int64_t out_stride = 0;
   int64_t n_tok = 0;

@@ -21,7 +21,7 @@ void attention_forward(const AttentionParams& p, ThreadPool& pool) {
     const int h = int(task / n_qblocks);
     const int64_t t_begin = (task % n_qblocks) * kQueryBlock;
     const int64_t n_q = std::min(p.n_tok, t_begin + kQueryBlock) - t_begin;
-    const int64_t kv_off = int64_t(h / group) * p.head_dim;
+    const int64_t kv_off = int64_t(h / group) * p.kv_head_stride;
     // Keys visible to the block's last query; earlier queries mask their tail.
     const int64_t n_keys = std::min(p.n_kv, p.causal_base + t_begin + n_q);
     thread_local std::vector<float> scores;

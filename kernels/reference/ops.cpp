@@ -60,7 +60,7 @@ void attention_forward(const AttentionParams& p) {
     const int64_t n_visible = std::min(p.n_kv, p.causal_base + t + 1);
     for (int h = 0; h < p.n_head; ++h) {
       const float* q = p.q + t * p.q_stride + int64_t(h) * p.head_dim;
-      const int64_t kv_off = int64_t(h / group) * p.head_dim;
+      const int64_t kv_off = int64_t(h / group) * p.kv_head_stride;
       float max_score = -INFINITY;
       for (int64_t j = 0; j < n_visible; ++j) {
         const float* k = p.k + j * p.kv_stride + kv_off;

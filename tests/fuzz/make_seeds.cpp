@@ -2,14 +2,14 @@
 #include <cstdio>
 #include <string>
 
-#include "tests/gguf_writer.h"
+#include "engine/model/gguf_writer.h"
 
 int main(int argc, char** argv) {
   if (argc != 2) {
     std::fprintf(stderr, "usage: make_seeds DIR\n");
     return 2;
   }
-  edgeinf::testing::GgufWriter w;
+  edgeinf::GgufWriter w;
   w.kv_str("general.architecture", "llama");
   w.kv_u32("llama.block_count", 1);
   w.kv_u32("llama.embedding_length", 8);

@@ -43,9 +43,11 @@ class GenerateTest : public ::testing::Test {
   Run run(const std::vector<TokenId>& prompt, const GenerateOptions& opt, int n_batch = 256) {
     kernels::cpu::ThreadPool pool(2);
     LlamaContextOptions copt;
-    copt.n_ctx = 1024;
+    copt.kv.n_ctx = 1024;
     copt.n_batch = n_batch;
-    LlamaContext ctx(*model_, pool, copt);
+    auto context = LlamaContext::create(*model_, pool, copt);
+    EXPECT_TRUE(context.ok()) << context.status();
+    LlamaContext& ctx = **context;
     Run r;
     GenerateCallbacks cb;
     cb.on_text = [&](std::string_view piece, TokenId) {
@@ -132,8 +134,10 @@ TEST_F(GenerateTest, PrefillProgressIsReportedPerBatch) {
 TEST_F(GenerateTest, RejectsBadRequests) {
   kernels::cpu::ThreadPool pool(1);
   LlamaContextOptions copt;
-  copt.n_ctx = 8;
-  LlamaContext ctx(*model_, pool, copt);
+  copt.kv.n_ctx = 8;
+  auto context = LlamaContext::create(*model_, pool, copt);
+  ASSERT_TRUE(context.ok()) << context.status();
+  LlamaContext& ctx = **context;
   GenerateOptions opt;
   const std::vector<TokenId> too_long(9, 100);
   EXPECT_EQ(generate(ctx, *tokenizer_, too_long, opt, {}).status().code(), absl::StatusCode::kOutOfRange);

@@ -75,9 +75,12 @@ Outcome run_one(const LlamaModel& model, const Reference& ref) {
   Outcome o;
   kernels::cpu::ThreadPool pool(2);
   LlamaContextOptions opt;
-  opt.n_ctx = int(ref.tokens.size() + ref.gen.size() + 1);
+  opt.kv.n_ctx = int(ref.tokens.size() + ref.gen.size() + 1);
   opt.n_batch = 128;
-  LlamaContext ctx(model, pool, opt);
+  auto context = LlamaContext::create(model, pool, opt);
+  EXPECT_TRUE(context.ok()) << context.status();
+  if (!context.ok()) return o;
+  LlamaContext& ctx = **context;
   const int n_vocab = int(ref.n_vocab);
   std::map<uint32_t, size_t> row_of;
   for (size_t i = 0; i < ref.logit_positions.size(); ++i) row_of[ref.logit_positions[i]] = i;

@@ -162,6 +162,7 @@ TEST(Ops, AttentionGroupedCausal) {
     p.k = k.data();
     p.v = v.data();
     p.kv_stride = kv_stride;
+    p.kv_head_stride = s.head_dim;
     p.out_stride = q_stride;
     p.n_tok = s.n_tok;
     p.n_kv = s.n_kv;
@@ -190,6 +191,7 @@ TEST(Ops, AttentionFirstTokenSeesOnlyItself) {
   p.k = k.data();
   p.v = v.data();
   p.kv_stride = 8;
+  p.kv_head_stride = 8;
   p.out = out.data();
   p.out_stride = 8;
   p.n_tok = 1;

@@ -6,12 +6,12 @@
 
 #include <cstring>
 
-#include "tests/gguf_writer.h"
+#include "engine/model/gguf_writer.h"
 
 namespace edgeinf {
 namespace {
 
-using testing::GgufWriter;
+
 
 std::vector<uint8_t> f32_bytes(size_t n, float v) {
   std::vector<uint8_t> out(n * 4);

@@ -4,12 +4,12 @@
 
 #include <gtest/gtest.h>
 
-#include "tests/gguf_writer.h"
+#include "engine/model/gguf_writer.h"
 
 namespace edgeinf {
 namespace {
 
-using testing::GgufWriter;
+
 
 std::vector<uint8_t> zeros_f32(int64_t n) { return std::vector<uint8_t>(size_t(n) * 4); }
 

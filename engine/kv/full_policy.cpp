@@ -1,0 +1,62 @@
+// FullKV: every token's K and V are kept at its absolute position, up to a fixed capacity.
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "engine/kv/kv_common.h"
+
+namespace edgeinf {
+namespace {
+
+class FullPolicy final : public KvPolicy {
+ public:
+  FullPolicy(const AttentionShape& s, int64_t capacity) : s_(s), capacity_(capacity) {
+    k_.assign(size_t(s.n_layer), std::vector<float>(size_t(capacity * s.kv_dim())));
+    v_.assign(size_t(s.n_layer), std::vector<float>(size_t(capacity * s.kv_dim())));
+  }
+
+  const char* name() const override { return "full"; }
+  int64_t max_batch() const override { return capacity_; }
+
+  Status begin_batch(int64_t n_tok) override {
+    if (n_seen_ + n_tok > capacity_) {
+      return absl::OutOfRangeError(absl::StrCat("context is full: ", n_seen_, " + ", n_tok,
+                                                " tokens exceed the context size of ", capacity_));
+    }
+    positions_.resize(size_t(n_tok));
+    for (int64_t t = 0; t < n_tok; ++t) positions_[size_t(t)] = int32_t(n_seen_ + t);
+    return absl::OkStatus();
+  }
+
+  void attend(const LayerAttention& a, kernels::cpu::ThreadPool& pool) override {
+    rotate(s_, a.q, s_.q_dim(), s_.n_head, positions_.data(), a.n_tok, pool);
+    rotate(s_, a.k, s_.kv_dim(), s_.n_kv_head, positions_.data(), a.n_tok, pool);
+    float* k = k_[size_t(a.layer)].data();
+    float* v = v_[size_t(a.layer)].data();
+    const size_t bytes = size_t(a.n_tok * s_.kv_dim()) * sizeof(float);
+    std::memcpy(k + n_seen_ * s_.kv_dim(), a.k, bytes);
+    std::memcpy(v + n_seen_ * s_.kv_dim(), a.v, bytes);
+    attend_token_major(s_, a, k, v, n_seen_ + a.n_tok, pool);
+  }
+
+  void end_batch(kernels::cpu::ThreadPool&) override { n_seen_ += int64_t(positions_.size()); }
+  void reset() override { n_seen_ = 0; }
+  int64_t n_seen() const override { return n_seen_; }
+  int64_t n_kept() const override { return n_seen_; }
+  int64_t n_compressed() const override { return 0; }
+  size_t state_bytes() const override { return 2 * size_t(s_.n_layer) * size_t(capacity_ * s_.kv_dim()) * sizeof(float); }
+
+ private:
+  AttentionShape s_;
+  int64_t capacity_;
+  int64_t n_seen_ = 0;
+  std::vector<int32_t> positions_;
+  std::vector<std::vector<float>> k_, v_;  // per layer [capacity, n_kv_head * head_dim], rotated K
+};
+
+}  // namespace
+
+std::unique_ptr<KvPolicy> make_full_policy(const KvPolicyOptions& o, const AttentionShape& s) {
+  return std::make_unique<FullPolicy>(s, o.n_ctx > 0 ? o.n_ctx : s.n_ctx_train);
+}
+
+}  // namespace edgeinf

@@ -1,0 +1,64 @@
+// RoPE and attention calls shared by the KV policies.
+#include "engine/kv/kv_common.h"
+
+#include <cmath>
+
+#include "kernels/cpu/ops.h"
+
+namespace edgeinf {
+
+AttentionShape AttentionShape::of(const LlamaModel& model) {
+  const LlamaConfig& c = model.config();
+  AttentionShape s;
+  s.n_layer = c.n_layer;
+  s.n_head = c.n_head;
+  s.n_kv_head = c.n_kv_head;
+  s.head_dim = c.head_dim;
+  s.n_rot = c.n_rot;
+  s.n_ctx_train = c.n_ctx_train;
+  s.rope_base = c.rope_base;
+  s.rope_freq_scale = c.rope_freq_scale;
+  s.rope_freq_factors = model.rope_freq_factors();
+  s.rope_neox = c.rope_neox;
+  return s;
+}
+
+void rotate(const AttentionShape& s, float* x, int64_t stride, int n_head, const int32_t* positions, int64_t n_tok,
+            kernels::cpu::ThreadPool& pool) {
+  kernels::RopeParams r;
+  r.x = x;
+  r.row_stride = stride;
+  r.positions = positions;
+  r.n_tok = n_tok;
+  r.n_head = n_head;
+  r.head_dim = s.head_dim;
+  r.n_rot = s.n_rot;
+  r.freq_base = s.rope_base;
+  r.freq_scale = s.rope_freq_scale;
+  r.freq_factors = s.rope_freq_factors;
+  r.neox = s.rope_neox;
+  kernels::cpu::rope_forward(r, pool);
+}
+
+void attend_token_major(const AttentionShape& s, const LayerAttention& a, const float* k_cache, const float* v_cache,
+                        int64_t n_kv, kernels::cpu::ThreadPool& pool) {
+  kernels::AttentionParams p;
+  p.q = a.q;
+  p.q_stride = s.q_dim();
+  p.k = k_cache;
+  p.v = v_cache;
+  p.kv_stride = s.kv_dim();
+  p.kv_head_stride = s.head_dim;
+  p.out = a.out;
+  p.out_stride = s.q_dim();
+  p.n_tok = a.n_tok;
+  p.n_kv = n_kv;
+  p.causal_base = n_kv - a.n_tok;
+  p.n_head = s.n_head;
+  p.n_kv_head = s.n_kv_head;
+  p.head_dim = s.head_dim;
+  p.scale = 1.0f / std::sqrt(float(s.head_dim));
+  kernels::cpu::attention_forward(p, pool);
+}
+
+}  // namespace edgeinf

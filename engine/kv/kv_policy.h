@@ -1,0 +1,92 @@
+// What a KV policy is: it owns a session's attention state (KV entries, and for EdgeInfinite the
+// compressed memory), decides what to keep, assigns RoPE positions, and runs each layer's attention.
+// Policies are small strategy objects created by name from one registry (kv_registry.cpp).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/model/llama_model.h"
+#include "engine/util/status.h"
+#include "kernels/cpu/thread_pool.h"
+
+namespace edgeinf {
+
+class MemoryGate;
+
+enum class MemoryUpdate { kLinear, kDelta };
+
+struct KvPolicyOptions {
+  std::string name = "full";
+  int n_ctx = 0;       // full: KV capacity in tokens (0 = the model's training context)
+  int sink = 4;        // S: first tokens kept exactly (streaming, edgeinfinite)
+  int window = 1024;   // W: recent tokens kept exactly (the window holds W..W+L)
+  int segment = 512;   // L: prefill segment and fold size
+  int budget = 0;      // snapkv, pyramidkv: KV entries per head (0 = sink + window)
+  int obs_window = 8;  // snapkv, pyramidkv: observation window (last queries that vote)
+  int pool_kernel = 7; // snapkv, pyramidkv: 1-D max-pool kernel over the votes
+  float pyramid_beta = 20.0f;
+  MemoryUpdate update = MemoryUpdate::kDelta;
+  const MemoryGate* gate = nullptr;  // edgeinfinite: nullptr = gate 0 (StreamingLLM behaviour)
+};
+
+// The model facts a policy needs.
+struct AttentionShape {
+  int n_layer = 0;
+  int n_head = 0;
+  int n_kv_head = 0;
+  int head_dim = 0;
+  int n_rot = 0;
+  int n_ctx_train = 0;
+  float rope_base = 10000.0f;
+  float rope_freq_scale = 1.0f;
+  const float* rope_freq_factors = nullptr;
+  bool rope_neox = false;
+
+  static AttentionShape of(const LlamaModel& model);
+  int64_t q_dim() const { return int64_t(n_head) * head_dim; }
+  int64_t kv_dim() const { return int64_t(n_kv_head) * head_dim; }
+};
+
+// One layer's attention step for a batch. q, k are pre-RoPE and may be rotated in place.
+struct LayerAttention {
+  int layer = 0;
+  int64_t n_tok = 0;
+  float* q = nullptr;    // [n_tok, n_head * head_dim]
+  float* k = nullptr;    // [n_tok, n_kv_head * head_dim]
+  float* v = nullptr;    // [n_tok, n_kv_head * head_dim]
+  float* out = nullptr;  // [n_tok, n_head * head_dim]
+};
+
+class KvPolicy {
+ public:
+  virtual ~KvPolicy() = default;
+  virtual const char* name() const = 0;
+  // Largest batch begin_batch accepts.
+  virtual int64_t max_batch() const = 0;
+  // Starts a batch of n_tok new tokens: plans eviction or folding and their RoPE positions.
+  // OutOfRange when the policy cannot hold them (full cache). Mutates only the plan.
+  virtual Status begin_batch(int64_t n_tok) = 0;
+  // Runs layer a.layer for the batch: applies the plan to that layer's state, stores K/V, attends,
+  // writes a.out. Called once per layer, in layer order, between begin_batch and end_batch.
+  virtual void attend(const LayerAttention& a, kernels::cpu::ThreadPool& pool) = 0;
+  // Commits the batch (counters; SnapKV-style selection when over budget).
+  virtual void end_batch(kernels::cpu::ThreadPool& pool) = 0;
+  // Forgets everything; the buffers are kept.
+  virtual void reset() = 0;
+
+  virtual int64_t n_seen() const = 0;        // tokens processed since reset
+  virtual int64_t n_kept() const = 0;        // KV entries held (per head, maximum over layers)
+  virtual int64_t n_compressed() const = 0;  // tokens folded into memory or evicted
+  // Bytes of attention state, allocated at creation: KV entries plus memory.
+  virtual size_t state_bytes() const = 0;
+};
+
+// Creates the policy named in options.name (full, streaming, snapkv, pyramidkv, edgeinfinite).
+StatusOr<std::unique_ptr<KvPolicy>> make_kv_policy(const KvPolicyOptions& options, const AttentionShape& shape);
+// Registered policy names, for help texts and errors.
+std::vector<std::string> kv_policy_names();
+
+}  // namespace edgeinf

@@ -1,0 +1,59 @@
+// The one table of KV policies: adding a policy is a new file and a line here.
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "engine/kv/kv_policy.h"
+
+namespace edgeinf {
+
+std::unique_ptr<KvPolicy> make_full_policy(const KvPolicyOptions& o, const AttentionShape& s);
+std::unique_ptr<KvPolicy> make_streaming_policy(const KvPolicyOptions& o, const AttentionShape& s);
+std::unique_ptr<KvPolicy> make_edgeinfinite_policy(const KvPolicyOptions& o, const AttentionShape& s);
+
+namespace {
+
+struct Entry {
+  const char* name;
+  std::unique_ptr<KvPolicy> (*make)(const KvPolicyOptions&, const AttentionShape&);
+  bool uses_window;  // validates sink/window/segment
+};
+
+constexpr Entry kPolicies[] = {
+    {"full", make_full_policy, false},
+    {"streaming", make_streaming_policy, true},
+    {"edgeinfinite", make_edgeinfinite_policy, true},
+};
+
+}  // namespace
+
+std::vector<std::string> kv_policy_names() {
+  std::vector<std::string> names;
+  for (const Entry& e : kPolicies) names.emplace_back(e.name);
+  return names;
+}
+
+StatusOr<std::unique_ptr<KvPolicy>> make_kv_policy(const KvPolicyOptions& o, const AttentionShape& s) {
+  const Entry* entry = nullptr;
+  for (const Entry& e : kPolicies) {
+    if (o.name == e.name) entry = &e;
+  }
+  if (entry == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown KV policy '", o.name, "' (", absl::StrJoin(kv_policy_names(), ", "), ")"));
+  }
+  if (o.n_ctx < 0) return absl::InvalidArgumentError("context size must be >= 0");
+  if (entry->uses_window) {
+    if (o.sink < 0 || o.window < 0 || o.segment <= 0) {
+      return absl::InvalidArgumentError("sink and window must be >= 0 and segment > 0");
+    }
+    // Positions inside the cache run up to S + W + L: keep them within the trained context.
+    if (int64_t(o.sink) + o.window + o.segment > s.n_ctx_train) {
+      return absl::InvalidArgumentError(absl::StrCat("sink + window + segment = ", int64_t(o.sink) + o.window + o.segment,
+                                                     " exceeds the model's trained context of ", s.n_ctx_train));
+    }
+  }
+  return entry->make(o, s);
+}
+
+}  // namespace edgeinf

@@ -1,0 +1,71 @@
+// The trainable gate that mixes EdgeInfinite's memory read-out into the local attention output,
+// and its GGUF side file (<model>.gate.gguf).
+//   scalar: g[t, h] = sigmoid(beta[h])                                  (one number per head)
+//   linear: g[t, h] = sigmoid(W[h] . [A_mem[t]; A_local[t]] + b[h])    (W [n_head, 2 * n_head * head_dim])
+// Side file: tensors blk.N.mem_gate.bias [n_head] and, for linear, blk.N.mem_gate.weight
+// [2 * n_head * head_dim, n_head]; metadata edgeinf.gate.{kind, sink, window, segment, update,
+// model_fingerprint, calibration_hash}.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/kv/kv_policy.h"
+
+namespace edgeinf {
+
+enum class GateKind { kScalar, kLinear };
+const char* gate_kind_name(GateKind kind);
+StatusOr<GateKind> parse_gate_kind(const std::string& name);
+const char* memory_update_name(MemoryUpdate update);
+StatusOr<MemoryUpdate> parse_memory_update(const std::string& name);
+
+// The shape of EdgeInfinite the gate was trained for; recorded in the side file.
+struct GateConfig {
+  GateKind kind = GateKind::kScalar;
+  int sink = 4;
+  int window = 1024;
+  int segment = 512;
+  MemoryUpdate update = MemoryUpdate::kDelta;
+  std::string model_fingerprint;
+  std::string calibration_hash;
+};
+
+class MemoryGate {
+ public:
+  // A gate with zero weights and the given bias (bias -inf: g = 0; bias 0: g = 0.5).
+  MemoryGate(const GateConfig& config, const AttentionShape& shape, float bias);
+
+  // Reads a side file; refuses one made for another model (fingerprint) or head layout.
+  static StatusOr<std::unique_ptr<MemoryGate>> load(const std::string& path, const AttentionShape& shape,
+                                                    const std::string& model_fingerprint);
+  Status save(const std::string& path) const;
+
+  const GateConfig& config() const { return config_; }
+  int n_layer() const { return int(bias_.size()); }
+  // Parameters of layer il: bias [n_head]; weight [n_head, 2 * n_head * head_dim] (linear only).
+  std::vector<float>& bias(int il) { return bias_[size_t(il)]; }
+  std::vector<float>& weight(int il) { return weight_[size_t(il)]; }
+  const std::vector<float>& bias(int il) const { return bias_[size_t(il)]; }
+  const std::vector<float>& weight(int il) const { return weight_[size_t(il)]; }
+  size_t n_params() const;
+
+  // Gate values g [n_tok, n_head] of layer il from A_mem and A_local ([n_tok, n_head * head_dim]).
+  void compute(int il, const float* a_mem, const float* a_local, int64_t n_tok, float* g,
+               kernels::cpu::ThreadPool& pool) const;
+
+ private:
+  GateConfig config_;
+  AttentionShape shape_;
+  std::vector<std::vector<float>> bias_, weight_;
+};
+
+// MODEL.gate.gguf beside MODEL.gguf.
+std::string default_gate_path(const std::string& model_path);
+// The gate for a model: `explicit_path` if given (an error if it cannot be used), else the default
+// path if that file exists, else nullptr.
+StatusOr<std::unique_ptr<MemoryGate>> load_default_gate(const std::string& model_path, const std::string& explicit_path,
+                                                        const AttentionShape& shape, const std::string& fingerprint);
+
+}  // namespace edgeinf

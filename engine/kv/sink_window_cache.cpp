@@ -1,0 +1,72 @@
+// Sink + sliding-window KV storage with in-cache positions; see sink_window_cache.h.
+#include "engine/kv/sink_window_cache.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "engine/kv/kv_common.h"
+
+namespace edgeinf {
+
+SinkWindowCache::SinkWindowCache(const AttentionShape& shape, int sink, int window, int segment)
+    : s_(shape), sink_(sink), window_(window), segment_(segment) {
+  k_.assign(size_t(s_.n_layer), std::vector<float>(size_t(capacity() * s_.kv_dim())));
+  v_.assign(size_t(s_.n_layer), std::vector<float>(size_t(capacity() * s_.kv_dim())));
+}
+
+void SinkWindowCache::plan(int64_t n_tok) {
+  EDGEINF_CHECK(n_tok > 0 && n_tok <= segment_);
+  n_planned_ = n_tok;
+  n_leaving_ = 0;
+  if (n_cached_ + n_tok > capacity()) {
+    const int64_t n_window = n_cached_ - std::min(n_cached_, sink_);
+    n_leaving_ = std::min(segment_, n_window);
+  }
+  EDGEINF_CHECK(n_cached_ - n_leaving_ + n_tok <= capacity());
+  positions_.resize(size_t(n_tok));
+  for (int64_t t = 0; t < n_tok; ++t) positions_[size_t(t)] = int32_t(n_cached_ - n_leaving_ + t);
+}
+
+void SinkWindowCache::evict(int layer, float* k_out, float* v_out, kernels::cpu::ThreadPool& pool) {
+  if (n_leaving_ == 0) return;
+  const int64_t kv_dim = s_.kv_dim();
+  float* k = k_[size_t(layer)].data();
+  float* v = v_[size_t(layer)].data();
+  float* k_leave = k + sink_ * kv_dim;
+  if (k_out != nullptr) {
+    // Entry i is rotated to position i: rotating by -i gives back the pre-RoPE key.
+    std::memcpy(k_out, k_leave, size_t(n_leaving_ * kv_dim) * sizeof(float));
+    shift_.resize(size_t(n_leaving_));
+    for (int64_t i = 0; i < n_leaving_; ++i) shift_[size_t(i)] = -int32_t(sink_ + i);
+    rotate(s_, k_out, kv_dim, s_.n_kv_head, shift_.data(), n_leaving_, pool);
+  }
+  if (v_out != nullptr) std::memcpy(v_out, v + sink_ * kv_dim, size_t(n_leaving_ * kv_dim) * sizeof(float));
+  // Shift the remaining window down and re-rotate its keys by -n_leaving.
+  const int64_t n_rest = n_cached_ - sink_ - n_leaving_;
+  std::memmove(k_leave, k_leave + n_leaving_ * kv_dim, size_t(n_rest * kv_dim) * sizeof(float));
+  std::memmove(v + sink_ * kv_dim, v + (sink_ + n_leaving_) * kv_dim, size_t(n_rest * kv_dim) * sizeof(float));
+  shift_.assign(size_t(n_rest), -int32_t(n_leaving_));
+  rotate(s_, k_leave, kv_dim, s_.n_kv_head, shift_.data(), n_rest, pool);
+}
+
+void SinkWindowCache::attend(const LayerAttention& a, kernels::cpu::ThreadPool& pool) {
+  EDGEINF_CHECK(a.n_tok == n_planned_);
+  rotate(s_, a.q, s_.q_dim(), s_.n_head, positions_.data(), a.n_tok, pool);
+  rotate(s_, a.k, s_.kv_dim(), s_.n_kv_head, positions_.data(), a.n_tok, pool);
+  const int64_t base = n_cached_ - n_leaving_;
+  float* k = k_[size_t(a.layer)].data();
+  float* v = v_[size_t(a.layer)].data();
+  const size_t bytes = size_t(a.n_tok * s_.kv_dim()) * sizeof(float);
+  std::memcpy(k + base * s_.kv_dim(), a.k, bytes);
+  std::memcpy(v + base * s_.kv_dim(), a.v, bytes);
+  attend_token_major(s_, a, k, v, base + a.n_tok, pool);
+}
+
+void SinkWindowCache::commit() {
+  n_cached_ += n_planned_ - n_leaving_;
+  n_seen_ += n_planned_;
+  n_left_ += n_leaving_;
+  n_leaving_ = n_planned_ = 0;
+}
+
+}  // namespace edgeinf

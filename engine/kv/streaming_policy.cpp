@@ -1,0 +1,38 @@
+// StreamingLLM: attention sinks plus a recent window; tokens leaving the window are dropped.
+#include "engine/kv/sink_window_cache.h"
+
+namespace edgeinf {
+namespace {
+
+class StreamingPolicy final : public KvPolicy {
+ public:
+  StreamingPolicy(const AttentionShape& s, const KvPolicyOptions& o) : cache_(s, o.sink, o.window, o.segment) {}
+
+  const char* name() const override { return "streaming"; }
+  int64_t max_batch() const override { return cache_.segment(); }
+  Status begin_batch(int64_t n_tok) override {
+    cache_.plan(n_tok);
+    return absl::OkStatus();
+  }
+  void attend(const LayerAttention& a, kernels::cpu::ThreadPool& pool) override {
+    cache_.evict(a.layer, nullptr, nullptr, pool);
+    cache_.attend(a, pool);
+  }
+  void end_batch(kernels::cpu::ThreadPool&) override { cache_.commit(); }
+  void reset() override { cache_.reset(); }
+  int64_t n_seen() const override { return cache_.n_seen(); }
+  int64_t n_kept() const override { return cache_.n_cached(); }
+  int64_t n_compressed() const override { return cache_.n_left(); }
+  size_t state_bytes() const override { return cache_.bytes(); }
+
+ private:
+  SinkWindowCache cache_;
+};
+
+}  // namespace
+
+std::unique_ptr<KvPolicy> make_streaming_policy(const KvPolicyOptions& o, const AttentionShape& s) {
+  return std::make_unique<StreamingPolicy>(s, o);
+}
+
+}  // namespace edgeinf
