@@ -1,0 +1,152 @@
+// KV policies checked by their invariants on real weights:
+//  - total tokens <= S + W + L: edgeinfinite (with a non-zero gate) is bit-identical to full;
+//  - gate forced to 0: edgeinfinite equals streaming with the same S, W, L, bit for bit;
+//  - a budget that holds the whole input: streaming equals full;
+//  - the state of edgeinfinite and streaming has the same size after 16K, 64K and 128K tokens,
+//    and the exact part never holds more than S + W + L entries.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "engine/kv/memory_gate.h"
+#include "engine/model/llama_context.h"
+#include "tests/test_paths.h"
+
+namespace edgeinf {
+namespace {
+
+const LlamaModel& real_model() {
+  static const LlamaModel* model = [] {
+    auto m = LlamaModel::load(testing::test_model_path());
+    EXPECT_TRUE(m.ok()) << m.status();
+    return m.ok() ? std::move(*m).release() : nullptr;
+  }();
+  return *model;
+}
+
+std::vector<TokenId> tokens(int n, int n_vocab, uint64_t seed = 7) {
+  std::vector<TokenId> out(static_cast<size_t>(n));
+  uint64_t x = seed;
+  for (TokenId& t : out) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    t = TokenId(100 + (x >> 33) % uint64_t(n_vocab - 100));
+  }
+  return out;
+}
+
+// Teacher-forced logits of every position, in batches of `batch`.
+std::vector<float> all_logits(const LlamaModel& model, const KvPolicyOptions& kv, const std::vector<TokenId>& toks,
+                              int batch) {
+  kernels::cpu::ThreadPool pool(2);
+  LlamaContextOptions opt;
+  opt.kv = kv;
+  opt.n_batch = batch;
+  auto ctx = LlamaContext::create(model, pool, opt);
+  EXPECT_TRUE(ctx.ok()) << ctx.status();
+  std::vector<float> out;
+  for (size_t b = 0; b < toks.size(); b += size_t(batch)) {
+    const size_t n = std::min(size_t(batch), toks.size() - b);
+    auto l = (*ctx)->eval_all_logits(std::span<const TokenId>(toks.data() + b, n));
+    EXPECT_TRUE(l.ok()) << l.status();
+    out.insert(out.end(), l->begin(), l->end());
+  }
+  return out;
+}
+
+KvPolicyOptions window_options(const std::string& name, int sink, int window, int segment) {
+  KvPolicyOptions o;
+  o.name = name;
+  o.sink = sink;
+  o.window = window;
+  o.segment = segment;
+  return o;
+}
+
+void expect_bit_identical(const std::vector<float>& a, const std::vector<float>& b, int n_vocab) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(std::memcmp(&a[i], &b[i], sizeof(float)), 0)
+        << "position " << i / size_t(n_vocab) << " token " << i % size_t(n_vocab) << ": " << a[i] << " vs " << b[i];
+  }
+}
+
+TEST(KvPolicy, EdgeInfiniteBelowTauIsBitIdenticalToFull) {
+  const LlamaModel& m = real_model();
+  const int n_vocab = m.config().n_vocab;
+  const int S = 4, W = 64, L = 32;
+  const std::vector<TokenId> toks = tokens(S + W + L, n_vocab);  // exactly tau
+  KvPolicyOptions full;
+  full.n_ctx = 256;
+  // A gate that would mix heavily if the memory were ever read.
+  MemoryGate gate({GateKind::kScalar, S, W, L}, AttentionShape::of(m), 3.0f);
+  KvPolicyOptions ei = window_options("edgeinfinite", S, W, L);
+  ei.gate = &gate;
+  expect_bit_identical(all_logits(m, ei, toks, L), all_logits(m, full, toks, L), n_vocab);
+}
+
+TEST(KvPolicy, EdgeInfiniteWithGateZeroEqualsStreaming) {
+  const LlamaModel& m = real_model();
+  const int n_vocab = m.config().n_vocab;
+  const int S = 4, W = 48, L = 16;
+  const std::vector<TokenId> toks = tokens(200, n_vocab, 11);  // several folds
+  MemoryGate zero({GateKind::kScalar, S, W, L}, AttentionShape::of(m), -INFINITY);
+  KvPolicyOptions ei = window_options("edgeinfinite", S, W, L);
+  ei.gate = &zero;
+  const std::vector<float> a = all_logits(m, ei, toks, L);
+  const std::vector<float> b = all_logits(m, window_options("streaming", S, W, L), toks, L);
+  expect_bit_identical(a, b, n_vocab);
+  // And the memory does change the output once the gate opens.
+  MemoryGate open({GateKind::kScalar, S, W, L}, AttentionShape::of(m), 0.0f);
+  ei.gate = &open;
+  const std::vector<float> c = all_logits(m, ei, toks, L);
+  // Batches that end within S + W + L tokens fold nothing and read nothing.
+  const size_t tau_end = size_t((S + W + L) / L * L) * size_t(n_vocab);
+  EXPECT_EQ(std::memcmp(c.data(), b.data(), tau_end * sizeof(float)), 0) << "before the first fold";
+  EXPECT_NE(std::memcmp(c.data() + tau_end, b.data() + tau_end, (c.size() - tau_end) * sizeof(float)), 0);
+}
+
+TEST(KvPolicy, StreamingWithRoomForEverythingEqualsFull) {
+  const LlamaModel& m = real_model();
+  const std::vector<TokenId> toks = tokens(90, m.config().n_vocab, 5);
+  KvPolicyOptions full;
+  full.n_ctx = 128;
+  expect_bit_identical(all_logits(m, window_options("streaming", 4, 80, 16), toks, 16), all_logits(m, full, toks, 16),
+                       m.config().n_vocab);
+}
+
+TEST(KvPolicy, StateSizeIsFixedFor16K64K128KTokens) {
+  // A tiny model keeps this fast; the state sizes follow from the shapes alone.
+  auto m = LlamaModel::load(testing::golden_dir() + "/tiny_gqa_odd.gguf");
+  ASSERT_TRUE(m.ok()) << m.status() << " (the golden_reference test writes the tiny models)";
+  const int S = 4, W = 256, L = 64;
+  kernels::cpu::ThreadPool pool(2);
+  for (const char* name : {"streaming", "edgeinfinite"}) {
+    MemoryGate gate({GateKind::kScalar, S, W, L}, AttentionShape::of(**m), 0.0f);
+    LlamaContextOptions opt;
+    opt.kv = window_options(name, S, W, L);
+    opt.kv.gate = &gate;
+    opt.n_batch = L;
+    auto ctx = LlamaContext::create(**m, pool, opt);
+    ASSERT_TRUE(ctx.ok()) << ctx.status();
+    const size_t bytes_at_start = (*ctx)->policy().state_bytes();
+    const std::vector<TokenId> toks = tokens(128 * 1024, (*m)->config().n_vocab, 3);
+    std::vector<size_t> bytes;
+    for (size_t b = 0; b < toks.size(); b += size_t(L)) {
+      ASSERT_TRUE((*ctx)->eval(std::span<const TokenId>(toks.data() + b, size_t(L))).ok());
+      ASSERT_LE((*ctx)->policy().n_kept(), S + W + L);
+      const size_t seen = b + size_t(L);
+      if (seen == 16 * 1024 || seen == 64 * 1024 || seen == 128 * 1024) bytes.push_back((*ctx)->policy().state_bytes());
+    }
+    ASSERT_EQ(bytes.size(), 3u);
+    EXPECT_EQ(bytes[0], bytes_at_start) << name;
+    EXPECT_EQ(bytes[1], bytes[0]) << name;
+    EXPECT_EQ(bytes[2], bytes[0]) << name;
+    EXPECT_EQ((*ctx)->policy().n_seen(), 128 * 1024);
+    EXPECT_EQ((*ctx)->policy().n_compressed(), 128 * 1024 - (*ctx)->policy().n_kept());
+    std::printf("%-13s state %zu bytes after 16K, 64K and 128K tokens\n", name, bytes[0]);
+  }
+}
+
+}  // namespace
+}  // namespace edgeinf
