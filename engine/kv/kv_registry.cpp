@@ -10,6 +10,8 @@ namespace edgeinf {
 std::unique_ptr<KvPolicy> make_full_policy(const KvPolicyOptions& o, const AttentionShape& s);
 std::unique_ptr<KvPolicy> make_streaming_policy(const KvPolicyOptions& o, const AttentionShape& s);
 std::unique_ptr<KvPolicy> make_edgeinfinite_policy(const KvPolicyOptions& o, const AttentionShape& s);
+std::unique_ptr<KvPolicy> make_snapkv_policy(const KvPolicyOptions& o, const AttentionShape& s);
+std::unique_ptr<KvPolicy> make_pyramidkv_policy(const KvPolicyOptions& o, const AttentionShape& s);
 
 namespace {
 
@@ -23,6 +25,8 @@ constexpr Entry kPolicies[] = {
     {"full", make_full_policy, false},
     {"streaming", make_streaming_policy, true},
     {"edgeinfinite", make_edgeinfinite_policy, true},
+    {"snapkv", make_snapkv_policy, false},
+    {"pyramidkv", make_pyramidkv_policy, false},
 };
 
 }  // namespace
@@ -43,6 +47,14 @@ StatusOr<std::unique_ptr<KvPolicy>> make_kv_policy(const KvPolicyOptions& o, con
         absl::StrCat("unknown KV policy '", o.name, "' (", absl::StrJoin(kv_policy_names(), ", "), ")"));
   }
   if (o.n_ctx < 0) return absl::InvalidArgumentError("context size must be >= 0");
+  if (o.name == "snapkv" || o.name == "pyramidkv") {
+    const int64_t budget = o.budget > 0 ? o.budget : int64_t(o.sink) + o.window;
+    if (o.obs_window <= 0 || o.pool_kernel <= 0 || o.segment <= 0 || budget <= 2 * int64_t(o.obs_window) ||
+        !(o.pyramid_beta > 1)) {
+      return absl::InvalidArgumentError(
+          "snapkv/pyramidkv need budget > 2 x observation window, a positive pool kernel and segment, beta > 1");
+    }
+  }
   if (entry->uses_window) {
     if (o.sink < 0 || o.window < 0 || o.segment <= 0) {
       return absl::InvalidArgumentError("sink and window must be >= 0 and segment > 0");

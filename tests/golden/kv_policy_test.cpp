@@ -115,6 +115,45 @@ TEST(KvPolicy, StreamingWithRoomForEverythingEqualsFull) {
                        m.config().n_vocab);
 }
 
+TEST(KvPolicy, SelectionPoliciesWithBudgetForEverythingEqualFull) {
+  const LlamaModel& m = real_model();
+  const std::vector<TokenId> toks = tokens(90, m.config().n_vocab, 9);
+  KvPolicyOptions full;
+  full.n_ctx = 128;
+  const std::vector<float> want = all_logits(m, full, toks, 16);
+  KvPolicyOptions snap;
+  snap.name = "snapkv";
+  snap.budget = 96;
+  snap.segment = 16;
+  expect_bit_identical(all_logits(m, snap, toks, 16), want, m.config().n_vocab);
+  // PyramidKV's smallest (top) layer budget is about (B - w) / beta + w: make that >= 90 too.
+  KvPolicyOptions pyr = snap;
+  pyr.name = "pyramidkv";
+  pyr.budget = 1800;
+  expect_bit_identical(all_logits(m, pyr, toks, 16), want, m.config().n_vocab);
+}
+
+TEST(KvPolicy, SelectionPoliciesStayWithinTheirBudget) {
+  const LlamaModel& m = real_model();
+  kernels::cpu::ThreadPool pool(2);
+  for (const char* name : {"snapkv", "pyramidkv"}) {
+    LlamaContextOptions opt;
+    opt.kv.name = name;
+    opt.kv.budget = 64;
+    opt.kv.segment = 32;
+    opt.n_batch = 32;
+    auto ctx = LlamaContext::create(m, pool, opt);
+    ASSERT_TRUE(ctx.ok()) << ctx.status();
+    const std::vector<TokenId> toks = tokens(300, m.config().n_vocab, 4);
+    ASSERT_TRUE((*ctx)->eval(toks).ok());
+    for (int i = 0; i < 40; ++i) ASSERT_TRUE((*ctx)->eval(std::span<const TokenId>(&toks[size_t(i)], 1)).ok());
+    // The bottom layer keeps the most; no layer ever holds more than its budget + one segment.
+    EXPECT_LE((*ctx)->policy().n_kept(), std::string(name) == "snapkv" ? 64 + 32 : 2 * (64 - 8) + 8 + 32) << name;
+    EXPECT_EQ((*ctx)->policy().n_seen(), 340);
+    EXPECT_GT((*ctx)->policy().n_compressed(), 0) << name;
+  }
+}
+
 TEST(KvPolicy, StateSizeIsFixedFor16K64K128KTokens) {
   // A tiny model keeps this fast; the state sizes follow from the shapes alone.
   auto m = LlamaModel::load(testing::golden_dir() + "/tiny_gqa_odd.gguf");

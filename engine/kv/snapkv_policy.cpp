@@ -1,0 +1,163 @@
+// SnapKV selection (and the shared machinery PyramidKV reuses); see snapkv_policy.h.
+#include "engine/kv/snapkv_policy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "engine/kv/kv_common.h"
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/vec.h"
+
+namespace edgeinf {
+
+SelectionPolicy::SelectionPolicy(const char* name, const AttentionShape& s, const KvPolicyOptions& o,
+                                 std::vector<int64_t> layer_budgets)
+    : name_(name), s_(s), segment_(o.segment), obs_window_(o.obs_window), pool_kernel_(o.pool_kernel),
+      budget_(std::move(layer_budgets)) {
+  const int64_t hd = s.head_dim;
+  for (int il = 0; il < s.n_layer; ++il) {
+    capacity_.push_back(budget_[size_t(il)] + segment_);
+    k_.emplace_back(size_t(s.n_kv_head * capacity_.back() * hd));
+    v_.emplace_back(size_t(s.n_kv_head * capacity_.back() * hd));
+    recent_q_.emplace_back(size_t(obs_window_ * s.q_dim()));
+  }
+  n_entries_.assign(size_t(s.n_layer), 0);
+  n_recent_q_.assign(size_t(s.n_layer), 0);
+}
+
+void SelectionPolicy::reset() {
+  std::fill(n_entries_.begin(), n_entries_.end(), 0);
+  std::fill(n_recent_q_.begin(), n_recent_q_.end(), 0);
+  n_seen_ = n_batch_ = n_evicted_ = 0;
+}
+
+int64_t SelectionPolicy::n_kept() const { return *std::max_element(n_entries_.begin(), n_entries_.end()); }
+
+size_t SelectionPolicy::state_bytes() const {
+  size_t bytes = 0;
+  for (int il = 0; il < s_.n_layer; ++il) bytes += (k_[size_t(il)].size() + v_[size_t(il)].size()) * sizeof(float);
+  return bytes;
+}
+
+Status SelectionPolicy::begin_batch(int64_t n_tok) {
+  EDGEINF_CHECK(n_tok > 0 && n_tok <= segment_);
+  n_batch_ = n_tok;
+  positions_.resize(size_t(n_tok));
+  for (int64_t t = 0; t < n_tok; ++t) positions_[size_t(t)] = int32_t(n_seen_ + t);
+  return absl::OkStatus();
+}
+
+void SelectionPolicy::attend(const LayerAttention& a, kernels::cpu::ThreadPool& pool) {
+  const int il = a.layer;
+  const int64_t hd = s_.head_dim, cap = capacity_[size_t(il)], base = n_entries_[size_t(il)];
+  EDGEINF_CHECK(base + a.n_tok <= cap);
+  rotate(s_, a.q, s_.q_dim(), s_.n_head, positions_.data(), a.n_tok, pool);
+  rotate(s_, a.k, s_.kv_dim(), s_.n_kv_head, positions_.data(), a.n_tok, pool);
+  for (int g = 0; g < s_.n_kv_head; ++g) {
+    for (int64_t t = 0; t < a.n_tok; ++t) {
+      const size_t dst = size_t((g * cap + base + t) * hd);
+      std::memcpy(k_[size_t(il)].data() + dst, a.k + t * s_.kv_dim() + g * hd, size_t(hd) * sizeof(float));
+      std::memcpy(v_[size_t(il)].data() + dst, a.v + t * s_.kv_dim() + g * hd, size_t(hd) * sizeof(float));
+    }
+  }
+  kernels::AttentionParams p;
+  p.q = a.q;
+  p.q_stride = s_.q_dim();
+  p.k = k_[size_t(il)].data();
+  p.v = v_[size_t(il)].data();
+  p.kv_stride = hd;
+  p.kv_head_stride = cap * hd;
+  p.out = a.out;
+  p.out_stride = s_.q_dim();
+  p.n_tok = a.n_tok;
+  p.n_kv = base + a.n_tok;
+  p.causal_base = base;
+  p.n_head = s_.n_head;
+  p.n_kv_head = s_.n_kv_head;
+  p.head_dim = s_.head_dim;
+  p.scale = 1.0f / std::sqrt(float(hd));
+  kernels::cpu::attention_forward(p, pool);
+  // Remember the last obs_window rotated queries for the next selection.
+  std::vector<float>& rq = recent_q_[size_t(il)];
+  const int64_t keep_new = std::min(a.n_tok, obs_window_);
+  const int64_t keep_old = std::min(n_recent_q_[size_t(il)], obs_window_ - keep_new);
+  std::memmove(rq.data(), rq.data() + (n_recent_q_[size_t(il)] - keep_old) * s_.q_dim(),
+               size_t(keep_old * s_.q_dim()) * sizeof(float));
+  std::memcpy(rq.data() + keep_old * s_.q_dim(), a.q + (a.n_tok - keep_new) * s_.q_dim(),
+              size_t(keep_new * s_.q_dim()) * sizeof(float));
+  n_recent_q_[size_t(il)] = keep_old + keep_new;
+}
+
+void SelectionPolicy::end_batch(kernels::cpu::ThreadPool& pool) {
+  n_seen_ += n_batch_;
+  for (int il = 0; il < s_.n_layer; ++il) {
+    n_entries_[size_t(il)] += n_batch_;
+    // Select once a layer has a segment's worth of entries beyond its budget.
+    if (n_entries_[size_t(il)] + segment_ > capacity_[size_t(il)]) select(il, pool);
+  }
+}
+
+void SelectionPolicy::select(int il, kernels::cpu::ThreadPool& pool) {
+  const int64_t hd = s_.head_dim, cap = capacity_[size_t(il)], n = n_entries_[size_t(il)];
+  const int64_t budget = budget_[size_t(il)];
+  if (n <= budget) return;
+  const int64_t n_obs = std::min(n_recent_q_[size_t(il)], obs_window_);
+  const int64_t n_prefix = n - n_obs;  // candidates: everything before the observation window
+  const int64_t n_pick = budget - n_obs;
+  const int group = s_.n_head / s_.n_kv_head;
+  const float scale = 1.0f / std::sqrt(float(hd));
+  const kernels::cpu::VecOps& vec = kernels::cpu::vec_ops();
+  pool.run(s_.n_kv_head, [&](int64_t g) {
+    float* k = k_[size_t(il)].data() + g * cap * hd;
+    float* v = v_[size_t(il)].data() + g * cap * hd;
+    std::vector<float> votes(static_cast<size_t>(n_prefix), 0.0f), scores(static_cast<size_t>(n));
+    // Each window query (of every head in the group) votes with its softmax over the keys it sees.
+    for (int h = int(g) * group; h < (int(g) + 1) * group; ++h) {
+      for (int64_t i = 0; i < n_obs; ++i) {
+        const float* q = recent_q_[size_t(il)].data() + i * s_.q_dim() + h * hd;
+        const int64_t n_visible = n_prefix + i + 1;
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < n_visible; ++j) {
+          scores[size_t(j)] = vec.dot(q, k + j * hd, hd) * scale;
+          mx = std::max(mx, scores[size_t(j)]);
+        }
+        const float inv = 1.0f / vec.exp_sum(scores.data(), mx, n_visible);
+        for (int64_t j = 0; j < n_prefix; ++j) votes[size_t(j)] += scores[size_t(j)] * inv;
+      }
+    }
+    // Max-pool the votes along the keys so neighbours of a strong key survive with it.
+    std::vector<float> pooled(static_cast<size_t>(n_prefix));
+    const int64_t r = pool_kernel_ / 2;
+    for (int64_t j = 0; j < n_prefix; ++j) {
+      float m = -INFINITY;
+      for (int64_t x = std::max<int64_t>(0, j - r); x <= std::min(n_prefix - 1, j + r); ++x) m = std::max(m, votes[size_t(x)]);
+      pooled[size_t(j)] = m;
+    }
+    std::vector<int64_t> order(static_cast<size_t>(n_prefix));
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + n_pick, order.end(), [&](int64_t a, int64_t b) {
+      return pooled[size_t(a)] > pooled[size_t(b)] || (pooled[size_t(a)] == pooled[size_t(b)] && a < b);
+    });
+    order.resize(size_t(n_pick));
+    std::sort(order.begin(), order.end());
+    for (int64_t i = 0; i < n_obs; ++i) order.push_back(n_prefix + i);
+    // Compact in place, in position order (destination index never exceeds the source).
+    for (size_t dst = 0; dst < order.size(); ++dst) {
+      const int64_t src = order[dst];
+      if (src == int64_t(dst)) continue;
+      std::memcpy(k + int64_t(dst) * hd, k + src * hd, size_t(hd) * sizeof(float));
+      std::memcpy(v + int64_t(dst) * hd, v + src * hd, size_t(hd) * sizeof(float));
+    }
+  });
+  n_evicted_ += (il == 0) ? n - budget : 0;
+  n_entries_[size_t(il)] = budget;
+}
+
+std::unique_ptr<KvPolicy> make_snapkv_policy(const KvPolicyOptions& o, const AttentionShape& s) {
+  const int64_t budget = o.budget > 0 ? o.budget : int64_t(o.sink) + o.window;
+  return std::make_unique<SelectionPolicy>("snapkv", s, o, std::vector<int64_t>(size_t(s.n_layer), budget));
+}
+
+}  // namespace edgeinf

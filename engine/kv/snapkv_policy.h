@@ -1,0 +1,44 @@
+// SnapKV and PyramidKV: keep every token until a layer holds budget + segment entries, then keep,
+// per KV head, the last `obs_window` entries plus the budget - obs_window earlier entries that the
+// observation window's queries attend to most (votes max-pooled along the keys). Keys keep their
+// absolute positions. PyramidKV only changes the per-layer budgets.
+#pragma once
+
+#include <vector>
+
+#include "engine/kv/kv_policy.h"
+
+namespace edgeinf {
+
+class SelectionPolicy : public KvPolicy {
+ public:
+  // layer_budgets: KV entries per head kept after a selection, one per layer (each > obs_window).
+  SelectionPolicy(const char* name, const AttentionShape& s, const KvPolicyOptions& o, std::vector<int64_t> layer_budgets);
+
+  const char* name() const override { return name_; }
+  int64_t max_batch() const override { return segment_; }
+  Status begin_batch(int64_t n_tok) override;
+  void attend(const LayerAttention& a, kernels::cpu::ThreadPool& pool) override;
+  void end_batch(kernels::cpu::ThreadPool& pool) override;
+  void reset() override;
+  int64_t n_seen() const override { return n_seen_; }
+  int64_t n_kept() const override;
+  int64_t n_compressed() const override { return n_evicted_; }
+  size_t state_bytes() const override;
+
+ private:
+  void select(int layer, kernels::cpu::ThreadPool& pool);
+
+  const char* name_;
+  AttentionShape s_;
+  int64_t segment_, obs_window_, pool_kernel_;
+  std::vector<int64_t> budget_, capacity_, n_entries_;
+  int64_t n_seen_ = 0, n_batch_ = 0, n_evicted_ = 0;
+  std::vector<int32_t> positions_;
+  // Per layer: K, V [n_kv_head, capacity, head_dim] (rotated K); the last obs_window rotated
+  // queries [obs_window, n_head * head_dim] in arrival order, and how many are valid.
+  std::vector<std::vector<float>> k_, v_, recent_q_;
+  std::vector<int64_t> n_recent_q_;
+};
+
+}  // namespace edgeinf
