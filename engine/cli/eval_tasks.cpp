@@ -1,0 +1,90 @@
+// Prompt construction for edgeinf eval. Pieces are tokenised separately and spliced as token ids,
+// so every prompt has exactly the requested length.
+#include "engine/cli/eval_tasks.h"
+
+#include <algorithm>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+
+namespace edgeinf::cli {
+namespace {
+
+constexpr const char* kCities[] = {"Lisbon", "Nairobi", "Kyoto", "Quito", "Oslo", "Hanoi", "Tunis", "Perth"};
+
+std::vector<TokenId> encode(const Tokenizer& tok, const std::string& text) { return tok.encode(text, false, false); }
+
+// filler[0:cut] + insert + filler[cut:] trimmed so the total with head and tail is `length`.
+std::vector<TokenId> splice(const std::vector<TokenId>& head, const std::vector<TokenId>& body,
+                            const std::vector<std::pair<double, std::vector<TokenId>>>& inserts,
+                            const std::vector<TokenId>& tail, int64_t length) {
+  int64_t fixed = int64_t(head.size() + tail.size());
+  for (const auto& [depth, ins] : inserts) fixed += int64_t(ins.size());
+  const int64_t n_body = std::max<int64_t>(0, length - fixed);
+  std::vector<TokenId> out(head);
+  int64_t used = 0;
+  for (const auto& [depth, ins] : inserts) {
+    const int64_t cut = std::clamp<int64_t>(int64_t(depth * double(n_body)), used, n_body);
+    for (int64_t i = used; i < cut; ++i) out.push_back(body[size_t(i % int64_t(body.size()))]);
+    used = cut;
+    out.insert(out.end(), ins.begin(), ins.end());
+  }
+  for (int64_t i = used; i < n_body; ++i) out.push_back(body[size_t(i % int64_t(body.size()))]);
+  out.insert(out.end(), tail.begin(), tail.end());
+  return out;
+}
+
+}  // namespace
+
+RetrievalPrompt passkey_prompt(const Tokenizer& tok, int64_t length, double depth, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const std::string key = std::to_string(10000 + rng() % 90000);
+  const std::vector<TokenId> head = encode(tok,
+      "There is an important piece of information hidden inside a lot of irrelevant text. Find it and "
+      "memorize it. I will quiz you about the important information there.\n");
+  const std::vector<TokenId> filler =
+      encode(tok, " The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.");
+  const std::vector<TokenId> needle = encode(tok, absl::StrCat(" The pass key is ", key, ". Remember it. ", key,
+                                                               " is the pass key."));
+  const std::vector<TokenId> tail = encode(tok, "\nWhat is the pass key? The pass key is");
+  return {splice(head, filler, {{depth, needle}}, tail, length), {key}};
+}
+
+RetrievalPrompt needle_prompt(const Tokenizer& tok, const std::vector<TokenId>& haystack, int64_t length,
+                              double depth, int n_needles, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  RetrievalPrompt p;
+  std::vector<std::pair<double, std::vector<TokenId>>> inserts;
+  std::vector<std::string> cities;
+  for (int i = 0; i < n_needles; ++i) {
+    const std::string city = kCities[(seed + uint64_t(i)) % std::size(kCities)];
+    const std::string number = std::to_string(1000000 + rng() % 9000000);
+    const double d = n_needles == 1 ? depth : std::fmod(depth + double(i) / n_needles, 1.0);
+    inserts.push_back({d, encode(tok, absl::StrCat(" The special magic number for ", city, " is ", number, ". "))});
+    cities.push_back(city);
+    p.answers.push_back(number);
+  }
+  std::sort(inserts.begin(), inserts.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  const std::vector<TokenId> head = encode(tok,
+      "Some special magic numbers are hidden inside the following text. Remember them; you will be asked about "
+      "them.\n");
+  std::string question = "\nWhat is the special magic number for " + cities[0];
+  for (size_t i = 1; i < cities.size(); ++i) question += (i + 1 == cities.size() ? " and " : ", ") + cities[i];
+  question += n_needles == 1 ? "? The special magic number for " + cities[0] + " is"
+                             : "? Answer with the numbers. The special magic numbers are";
+  const std::vector<TokenId> tail = encode(tok, question);
+  // The haystack starts at a seeded offset so different seeds read different prose.
+  const size_t offset = haystack.empty() ? 0 : size_t(rng() % haystack.size());
+  std::vector<TokenId> body(haystack.begin() + long(offset), haystack.end());
+  body.insert(body.end(), haystack.begin(), haystack.begin() + long(offset));
+  p.tokens = splice(head, body, inserts, tail, length);
+  return p;
+}
+
+double retrieval_score(const RetrievalPrompt& p, const std::string& generated) {
+  int found = 0;
+  for (const std::string& a : p.answers) found += generated.find(a) != std::string::npos;
+  return p.answers.empty() ? 0.0 : double(found) / double(p.answers.size());
+}
+
+}  // namespace edgeinf::cli
