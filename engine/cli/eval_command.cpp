@@ -45,6 +45,7 @@ struct EvalArgs {
   int seeds = 1;
   int full_max_length = 16384;
   int answer_tokens = 12;
+  float fixed_gate = -1.0f;  // in (0, 1): an untrained scalar gate of that value
 };
 
 struct Run {
@@ -259,6 +260,8 @@ Status run(int argc, char** argv) {
   p.option("", "--segment", "L", "segment tokens (default 512)", &a.kv.segment);
   p.option("", "--update", "RULE", "edgeinfinite memory update: delta or linear", &update);
   p.option("", "--gate", "FILE", "edgeinfinite gate file (default MODEL.gate.gguf if present)", &a.gate);
+  p.option("", "--fixed-gate", "G", "edgeinfinite without a gate file: an untrained gate of value G in (0, 1)",
+           &a.fixed_gate);
   p.option("", "--full-max-length", "N", "longest input run with full KV (default 16384)", &a.full_max_length);
   p.option("", "--json", "FILE", "results as JSON (default eval.json)", &a.json);
   p.option("", "--plot", "FILE", "PNG of memory and TTFT against length (default eval.png; '' = none)", &a.plot);
@@ -283,9 +286,19 @@ Status run(int argc, char** argv) {
   const std::vector<TokenId> prose = tok->encode(ss.str(), false, false);
   std::unique_ptr<MemoryGate> gate;
   EDGEINF_ASSIGN_OR_RETURN(gate, load_default_gate(a.model, a.gate, AttentionShape::of(*model), model->gguf().fingerprint()));
-  std::fprintf(stderr, "eval: %zu tokens of prose from %s; S=%d W=%d L=%d budget=%d; gate: %s\n", prose.size(),
-               a.text.c_str(), a.kv.sink, a.kv.window, a.kv.segment, a.kv.budget,
-               gate ? gate_kind_name(gate->config().kind) : "none (memory unused)");
+  std::string gate_name = gate ? absl::StrCat(gate_kind_name(gate->config().kind), " (trained)") : "none (memory unused)";
+  if (!gate && a.fixed_gate > 0 && a.fixed_gate < 1) {
+    GateConfig gc;
+    gc.sink = a.kv.sink;
+    gc.window = a.kv.window;
+    gc.segment = a.kv.segment;
+    gc.update = a.kv.update;
+    gate = std::make_unique<MemoryGate>(gc, AttentionShape::of(*model), std::log(a.fixed_gate / (1 - a.fixed_gate)));
+    gate_name = absl::StrCat("fixed ", a.fixed_gate, " (untrained)");
+  }
+  std::fprintf(stderr, "eval: %zu tokens of prose from %s; S=%d W=%d L=%d budget=%d; update %s; gate: %s\n",
+               prose.size(), a.text.c_str(), a.kv.sink, a.kv.window, a.kv.segment, a.kv.budget,
+               memory_update_name(a.kv.update), gate_name.c_str());
 
   std::vector<Run> runs;
   for (const std::string& task : tasks) {
@@ -326,7 +339,8 @@ Status run(int argc, char** argv) {
     std::ofstream j(a.json);
     j << "{\"model\":\"" << json_escape(a.model) << "\",\"text\":\"" << json_escape(a.text) << "\",\"sink\":" << a.kv.sink
       << ",\"window\":" << a.kv.window << ",\"segment\":" << a.kv.segment << ",\"budget\":" << a.kv.budget
-      << ",\"gate\":\"" << (gate ? gate_kind_name(gate->config().kind) : "none") << "\",\"runs\":[";
+      << ",\"gate\":\"" << json_escape(gate_name) << "\",\"update\":\"" << memory_update_name(a.kv.update)
+      << "\",\"runs\":[";
     for (size_t i = 0; i < rows.size(); ++i) {
       const auto& [run, res] = rows[i];
       j << (i ? "," : "") << "{\"task\":\"" << run.task << "\",\"policy\":\"" << run.policy << "\",\"length\":" << run.length

@@ -1,0 +1,116 @@
+// The memory gate: values of both kinds, and the side file round trip with its refusals
+// (another model's fingerprint, another head layout, a file that is not a gate).
+#include "engine/kv/memory_gate.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+
+#include "engine/model/gguf_writer.h"
+
+namespace edgeinf {
+namespace {
+
+AttentionShape shape() {
+  AttentionShape s;
+  s.n_layer = 2;
+  s.n_head = 3;
+  s.n_kv_head = 1;
+  s.head_dim = 4;
+  s.n_rot = 4;
+  s.n_ctx_train = 512;
+  return s;
+}
+
+std::string temp_path(const char* name) { return ::testing::TempDir() + name; }
+
+TEST(MemoryGate, ScalarGateIsSigmoidOfBias) {
+  GateConfig c;
+  MemoryGate g(c, shape(), 0.0f);
+  g.bias(1)[2] = 2.0f;
+  kernels::cpu::ThreadPool pool(1);
+  std::vector<float> a(2 * 12, 1.0f), out(2 * 3);
+  g.compute(1, a.data(), a.data(), 2, out.data(), pool);
+  EXPECT_FLOAT_EQ(out[0], 0.5f);
+  EXPECT_FLOAT_EQ(out[2], 1.0f / (1.0f + std::exp(-2.0f)));
+  EXPECT_FLOAT_EQ(out[5], out[2]);
+  MemoryGate closed(c, shape(), -INFINITY);
+  closed.compute(0, a.data(), a.data(), 2, out.data(), pool);
+  for (float v : out) EXPECT_EQ(v, 0.0f);
+}
+
+TEST(MemoryGate, LinearGateReadsBothInputs) {
+  GateConfig c;
+  c.kind = GateKind::kLinear;
+  MemoryGate g(c, shape(), 0.0f);
+  // Head 1 looks at A_mem[0] with weight +1 and A_local[0] with weight -1.
+  std::vector<float>& w = g.weight(0);
+  ASSERT_EQ(w.size(), size_t(3 * 24));
+  w[size_t(1 * 24 + 0)] = 1.0f;
+  w[size_t(1 * 24 + 12)] = -1.0f;
+  kernels::cpu::ThreadPool pool(1);
+  std::vector<float> mem(12, 0.0f), local(12, 0.0f), out(3);
+  mem[0] = 3.0f;
+  local[0] = 1.0f;
+  g.compute(0, mem.data(), local.data(), 1, out.data(), pool);
+  EXPECT_FLOAT_EQ(out[0], 0.5f);
+  EXPECT_NEAR(out[1], 1.0f / (1.0f + std::exp(-2.0f)), 1e-6);
+  EXPECT_EQ(g.n_params(), size_t(2 * (3 + 3 * 24)));
+}
+
+TEST(MemoryGate, SideFileRoundTripAndRefusals) {
+  GateConfig c;
+  c.kind = GateKind::kLinear;
+  c.sink = 8;
+  c.window = 100;
+  c.segment = 50;
+  c.update = MemoryUpdate::kLinear;
+  c.model_fingerprint = "00112233aabbccdd";
+  c.calibration_hash = "feed";
+  MemoryGate g(c, shape(), -1.5f);
+  g.weight(1)[7] = 0.25f;
+  const std::string path = temp_path("gate_roundtrip.gguf");
+  ASSERT_TRUE(g.save(path).ok());
+
+  auto back = MemoryGate::load(path, shape(), "00112233aabbccdd");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ((*back)->config().kind, GateKind::kLinear);
+  EXPECT_EQ((*back)->config().sink, 8);
+  EXPECT_EQ((*back)->config().window, 100);
+  EXPECT_EQ((*back)->config().segment, 50);
+  EXPECT_EQ((*back)->config().update, MemoryUpdate::kLinear);
+  EXPECT_EQ((*back)->config().calibration_hash, "feed");
+  EXPECT_EQ((*back)->bias(0), g.bias(0));
+  EXPECT_EQ((*back)->weight(1), g.weight(1));
+
+  auto other_model = MemoryGate::load(path, shape(), "ffffffffffffffff");
+  ASSERT_FALSE(other_model.ok());
+  EXPECT_EQ(other_model.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(std::string(other_model.status().message()).find("made for model"), std::string::npos);
+
+  AttentionShape wider = shape();
+  wider.n_head = 6;
+  EXPECT_EQ(MemoryGate::load(path, wider, "00112233aabbccdd").status().code(), absl::StatusCode::kFailedPrecondition);
+
+  GgufWriter not_gate;
+  not_gate.kv_str("general.architecture", "llama");
+  const std::string other = temp_path("not_a_gate.gguf");
+  ASSERT_TRUE(not_gate.write_file(other).ok());
+  EXPECT_EQ(MemoryGate::load(other, shape(), "").status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(MemoryGate::load(temp_path("missing.gguf"), shape(), "").status().code(), absl::StatusCode::kNotFound);
+  std::remove(path.c_str());
+  std::remove(other.c_str());
+}
+
+TEST(MemoryGate, DefaultPathSitsBesideTheModel) {
+  EXPECT_EQ(default_gate_path("models/m.Q4_1.gguf"), "models/m.Q4_1.gate.gguf");
+  EXPECT_EQ(default_gate_path("weights"), "weights.gate.gguf");
+  auto none = load_default_gate("/nonexistent/model.gguf", "", shape(), "x");
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->get(), nullptr);
+}
+
+}  // namespace
+}  // namespace edgeinf
