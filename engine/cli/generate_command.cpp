@@ -150,11 +150,12 @@ Status run(int argc, char** argv) {
   std::fflush(stdout);
   std::fprintf(stderr,
                "prefill: %d tokens in %.2f s (%.1f tok/s) | decode: %d tokens in %.2f s (%.1f tok/s) | finish: %s | "
-               "seed %llu | threads %d\n",
+               "seed %llu | threads %d | policy %s, state %.1f MiB, weights %.1f MiB\n",
                stats.prompt_tokens, stats.prefill_seconds,
                stats.prefill_seconds > 0 ? stats.prompt_tokens / stats.prefill_seconds : 0.0, stats.generated_tokens,
                stats.decode_seconds, stats.decode_seconds > 0 ? stats.generated_tokens / stats.decode_seconds : 0.0,
-               finish_reason_name(stats.finish), static_cast<unsigned long long>(a.gen.sampling.seed), a.threads);
+               finish_reason_name(stats.finish), static_cast<unsigned long long>(a.gen.sampling.seed), a.threads,
+               ctx.policy().name(), double(ctx.state_bytes()) / (1 << 20), double(model->weight_bytes()) / (1 << 20));
   return absl::OkStatus();
 }
 
