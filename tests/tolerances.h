@@ -1,11 +1,13 @@
-// The one table of numeric tolerances used across the test suites, and the comparison helper
-// that reports max-abs, max-rel and the worst index.
+// The one table of numeric tolerances used across the test suites, the comparison helper that
+// reports max-abs, max-rel and the worst index, and seeded random test data.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
+#include <random>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace edgeinf::testing {
 
@@ -30,6 +32,15 @@ inline constexpr double kTop1Agreement = 0.995;
 inline constexpr double kTop1TieMargin = 1e-3;
 // Greedy continuation of the real model must equal the reference's for this many tokens.
 inline constexpr int kGreedyTokens = 32;
+
+// n normally distributed floats (mean 0, deviation `scale`), the same for the same seed.
+inline std::vector<float> random_floats(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
 
 struct Comparison {
   bool ok = true;

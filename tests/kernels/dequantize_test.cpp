@@ -15,16 +15,12 @@ namespace {
 
 using testing::compare;
 
+std::vector<float> random_floats(int64_t n, uint32_t seed, float scale) {
+  return testing::random_floats(static_cast<size_t>(n), seed, scale);
+}
+
 const WeightType kAllTypes[] = {WeightType::kF32,  WeightType::kF16,  WeightType::kBF16, WeightType::kQ4_0,
                                 WeightType::kQ4_1, WeightType::kQ8_0, WeightType::kQ4_K, WeightType::kQ6_K};
-
-std::vector<float> random_floats(int64_t n, uint32_t seed, float scale) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = dist(rng);
-  return v;
-}
 
 std::vector<uint8_t> encode(WeightType t, const std::vector<float>& x) {
   std::vector<uint8_t> bytes(row_bytes(t, int64_t(x.size())));

@@ -15,14 +15,7 @@ namespace edgeinf::kernels {
 namespace {
 
 using testing::compare;
-
-std::vector<float> random_floats(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using testing::random_floats;
 
 cpu::ThreadPool& pool() {
   static cpu::ThreadPool p(3);  // more threads than cores: exercises the task split
