@@ -182,8 +182,10 @@ Result run_forked(const LlamaModel& model, const Tokenizer& tok, const std::vect
   if (pid == 0) {
     close(fds[0]);
     const Result c = run_one(model, tok, prose, a, gate, run);
-    const std::string line = absl::StrFormat("%.17g %.17g %.17g %.17g\n%s\n%s\n", c.score, c.ttft_s, c.prefill_tok_s,
-                                             c.state_mb, json_escape(c.answer), json_escape(c.error));
+    // Numbers, then the two strings length-prefixed, so any bytes survive the trip.
+    const std::string line = absl::StrFormat("%.17g %.17g %.17g %.17g %d %d\n", c.score, c.ttft_s, c.prefill_tok_s,
+                                             c.state_mb, c.answer.size(), c.error.size()) +
+                             c.answer + c.error;
     (void)!write(fds[1], line.data(), line.size());
     _exit(0);
   }
@@ -196,11 +198,16 @@ Result run_forked(const LlamaModel& model, const Tokenizer& tok, const std::vect
   struct rusage usage {};
   wait4(pid, &status, 0, &usage);
   std::istringstream in(data);
-  in >> r.score >> r.ttft_s >> r.prefill_tok_s >> r.state_mb;
+  size_t n_answer = 0, n_error = 0;
+  in >> r.score >> r.ttft_s >> r.prefill_tok_s >> r.state_mb >> n_answer >> n_error;
   in.ignore();
-  std::getline(in, r.answer);
-  std::getline(in, r.error);
-  if (!WIFEXITED(status) || data.empty()) r.error = "the evaluation process died";
+  const size_t body = in ? size_t(in.tellg()) : data.size();
+  if (!WIFEXITED(status) || !in || body + n_answer + n_error != data.size()) {
+    r.error = "the evaluation process died";
+  } else {
+    r.answer = data.substr(body, n_answer);
+    r.error = data.substr(body + n_answer, n_error);
+  }
   r.peak_rss_mb = double(usage.ru_maxrss) / 1024.0;
   return r;
 }
