@@ -1,6 +1,7 @@
 """Turns `edgeinf eval --json` files into Markdown tables: quality per task and length (one
-column per policy), then time to first token and peak memory per length."""
+column per policy), then time to first token (median over tasks) and peak memory per length."""
 import json
+import statistics
 import sys
 from collections import defaultdict
 
@@ -44,7 +45,7 @@ def main(paths):
         cells = []
         for p in policies:
             v = cost.get((length, p))
-            cells.append(f"{max(t for t, _ in v):.0f} / {max(m for _, m in v):.0f}" if v else "not run")
+            cells.append(f"{statistics.median(t for t, _ in v):.0f} / {max(m for _, m in v):.0f}" if v else "not run")
         print(f"| {length} | " + " | ".join(cells) + " |")
 
 

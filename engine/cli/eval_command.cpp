@@ -213,13 +213,14 @@ Result run_forked(const LlamaModel& model, const Tokenizer& tok, const std::vect
 }
 
 Status write_plot(const std::string& png, const std::vector<std::pair<Run, Result>>& rows) {
-  // Data: length, then TTFT and peak RSS of full and edgeinfinite (from ppl runs, else any task).
+  // Data: length, then TTFT (the fastest task: least disturbed by other load) and peak RSS
+  // (the largest) of full and edgeinfinite.
   std::map<int64_t, std::map<std::string, std::pair<double, double>>> points;
   for (const auto& [run, res] : rows) {
     if ((run.policy == "full" || run.policy == "edgeinfinite") && res.error.empty()) {
-      auto& p = points[run.length][run.policy];
-      p.first = std::max(p.first, res.ttft_s);
-      p.second = std::max(p.second, res.peak_rss_mb);
+      auto [it, fresh] = points[run.length].try_emplace(run.policy, res.ttft_s, res.peak_rss_mb);
+      it->second.first = std::min(it->second.first, res.ttft_s);
+      it->second.second = std::max(it->second.second, res.peak_rss_mb);
     }
   }
   const std::string dat = png + ".dat", gp = png + ".gp";
