@@ -1,6 +1,4 @@
 // FullKV: every token's K and V are kept at its absolute position, up to a fixed capacity.
-#include <cstring>
-
 #include "absl/strings/str_cat.h"
 #include "engine/kv/kv_common.h"
 
@@ -28,14 +26,8 @@ class FullPolicy final : public KvPolicy {
   }
 
   void attend(const LayerAttention& a, kernels::cpu::ThreadPool& pool) override {
-    rotate(s_, a.q, s_.q_dim(), s_.n_head, positions_.data(), a.n_tok, pool);
-    rotate(s_, a.k, s_.kv_dim(), s_.n_kv_head, positions_.data(), a.n_tok, pool);
-    float* k = k_[size_t(a.layer)].data();
-    float* v = v_[size_t(a.layer)].data();
-    const size_t bytes = size_t(a.n_tok * s_.kv_dim()) * sizeof(float);
-    std::memcpy(k + n_seen_ * s_.kv_dim(), a.k, bytes);
-    std::memcpy(v + n_seen_ * s_.kv_dim(), a.v, bytes);
-    attend_token_major(s_, a, k, v, n_seen_ + a.n_tok, pool);
+    rotate_store_attend(s_, a, positions_.data(), k_[size_t(a.layer)].data(), v_[size_t(a.layer)].data(), n_seen_,
+                        pool);
   }
 
   void end_batch(kernels::cpu::ThreadPool&) override { n_seen_ += int64_t(positions_.size()); }

@@ -2,6 +2,7 @@
 #include "engine/kv/kv_common.h"
 
 #include <cmath>
+#include <cstring>
 
 #include "kernels/cpu/ops.h"
 
@@ -40,8 +41,14 @@ void rotate(const AttentionShape& s, float* x, int64_t stride, int n_head, const
   kernels::cpu::rope_forward(r, pool);
 }
 
-void attend_token_major(const AttentionShape& s, const LayerAttention& a, const float* k_cache, const float* v_cache,
-                        int64_t n_kv, kernels::cpu::ThreadPool& pool) {
+void rotate_store_attend(const AttentionShape& s, const LayerAttention& a, const int32_t* positions, float* k_cache,
+                         float* v_cache, int64_t base, kernels::cpu::ThreadPool& pool) {
+  rotate(s, a.q, s.q_dim(), s.n_head, positions, a.n_tok, pool);
+  rotate(s, a.k, s.kv_dim(), s.n_kv_head, positions, a.n_tok, pool);
+  const size_t bytes = size_t(a.n_tok * s.kv_dim()) * sizeof(float);
+  std::memcpy(k_cache + base * s.kv_dim(), a.k, bytes);
+  std::memcpy(v_cache + base * s.kv_dim(), a.v, bytes);
+  const int64_t n_kv = base + a.n_tok;
   kernels::AttentionParams p;
   p.q = a.q;
   p.q_stride = s.q_dim();

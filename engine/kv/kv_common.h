@@ -12,9 +12,10 @@ namespace edgeinf {
 void rotate(const AttentionShape& s, float* x, int64_t stride, int n_head, const int32_t* positions, int64_t n_tok,
             kernels::cpu::ThreadPool& pool);
 
-// Attention of a.q over a token-major cache [n_kv, n_kv_head * head_dim] whose last a.n_tok
-// entries are the batch itself (causal among them), writing a.out.
-void attend_token_major(const AttentionShape& s, const LayerAttention& a, const float* k_cache, const float* v_cache,
-                        int64_t n_kv, kernels::cpu::ThreadPool& pool);
+// Rotates a.q and a.k to `positions`, writes the batch's K and V at entry `base` of a token-major
+// cache [capacity, n_kv_head * head_dim], and writes to a.out the attention of the batch over
+// entries [0, base + a.n_tok) (causal among the batch).
+void rotate_store_attend(const AttentionShape& s, const LayerAttention& a, const int32_t* positions, float* k_cache,
+                         float* v_cache, int64_t base, kernels::cpu::ThreadPool& pool);
 
 }  // namespace edgeinf

@@ -51,15 +51,8 @@ void SinkWindowCache::evict(int layer, float* k_out, float* v_out, kernels::cpu:
 
 void SinkWindowCache::attend(const LayerAttention& a, kernels::cpu::ThreadPool& pool) {
   EDGEINF_CHECK(a.n_tok == n_planned_);
-  rotate(s_, a.q, s_.q_dim(), s_.n_head, positions_.data(), a.n_tok, pool);
-  rotate(s_, a.k, s_.kv_dim(), s_.n_kv_head, positions_.data(), a.n_tok, pool);
-  const int64_t base = n_cached_ - n_leaving_;
-  float* k = k_[size_t(a.layer)].data();
-  float* v = v_[size_t(a.layer)].data();
-  const size_t bytes = size_t(a.n_tok * s_.kv_dim()) * sizeof(float);
-  std::memcpy(k + base * s_.kv_dim(), a.k, bytes);
-  std::memcpy(v + base * s_.kv_dim(), a.v, bytes);
-  attend_token_major(s_, a, k, v, base + a.n_tok, pool);
+  rotate_store_attend(s_, a, positions_.data(), k_[size_t(a.layer)].data(), v_[size_t(a.layer)].data(),
+                      n_cached_ - n_leaving_, pool);
 }
 
 void SinkWindowCache::commit() {
