@@ -14,6 +14,7 @@ class FullPolicy final : public KvPolicy {
 
   const char* name() const override { return "full"; }
   int64_t max_batch() const override { return capacity_; }
+  int64_t capacity() const override { return capacity_; }
 
   Status begin_batch(int64_t n_tok) override {
     if (n_seen_ + n_tok > capacity_) {

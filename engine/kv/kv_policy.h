@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -66,6 +67,8 @@ class KvPolicy {
   virtual const char* name() const = 0;
   // Largest batch begin_batch accepts.
   virtual int64_t max_batch() const = 0;
+  // Tokens the policy can take in total since reset (unbounded unless it keeps everything).
+  virtual int64_t capacity() const { return std::numeric_limits<int64_t>::max(); }
   // Starts a batch of n_tok new tokens: plans eviction or folding and their RoPE positions.
   // OutOfRange when the policy cannot hold them (full cache). Mutates only the plan.
   virtual Status begin_batch(int64_t n_tok) = 0;

@@ -40,14 +40,12 @@ StatusOr<std::unique_ptr<LlamaContext>> LlamaContext::create(const LlamaModel& m
   EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<KvPolicy> policy, make_kv_policy(options.kv, shape));
   if (options.n_batch <= 0) return absl::InvalidArgumentError("batch size must be positive");
   const int n_batch = int(std::min<int64_t>(options.n_batch, policy->max_batch()));
-  const int64_t capacity = options.kv.name == "full" ? policy->max_batch() : std::numeric_limits<int64_t>::max();
-  return std::unique_ptr<LlamaContext>(new LlamaContext(model, pool, std::move(policy), n_batch, capacity));
+  return std::unique_ptr<LlamaContext>(new LlamaContext(model, pool, std::move(policy), n_batch));
 }
 
 LlamaContext::LlamaContext(const LlamaModel& model, kc::ThreadPool& pool, std::unique_ptr<KvPolicy> policy,
-                           int n_batch, int64_t capacity)
-    : model_(model), pool_(pool), policy_(std::move(policy)), shape_(AttentionShape::of(model)),
-      n_batch_(n_batch), capacity_(capacity) {
+                           int n_batch)
+    : model_(model), pool_(pool), policy_(std::move(policy)), shape_(AttentionShape::of(model)), n_batch_(n_batch) {
   const LlamaConfig& c = model.config();
   const size_t b = size_t(n_batch_);
   const size_t q_dim = size_t(shape_.q_dim()), kv_dim = size_t(shape_.kv_dim());
@@ -70,9 +68,9 @@ size_t LlamaContext::state_bytes() const {
 
 Status LlamaContext::check_tokens(std::span<const TokenId> tokens) const {
   if (tokens.empty()) return absl::InvalidArgumentError("no tokens to evaluate");
-  if (capacity_ - n_past() < int64_t(tokens.size())) {
+  if (capacity() - n_past() < int64_t(tokens.size())) {
     return absl::OutOfRangeError(absl::StrCat("context is full: ", n_past(), " + ", tokens.size(),
-                                              " tokens exceed the context size of ", capacity_));
+                                              " tokens exceed the context size of ", capacity()));
   }
   const int n_vocab = model_.config().n_vocab;
   for (TokenId t : tokens) {

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <cstdint>
-#include <limits>
 #include <memory>
 #include <span>
 #include <vector>
@@ -36,7 +35,7 @@ class LlamaContext {
 
   int64_t n_past() const { return policy_->n_seen(); }
   // Tokens the context can still take in total (unbounded for sink/window policies).
-  int64_t capacity() const { return capacity_; }
+  int64_t capacity() const { return policy_->capacity(); }
   int n_batch() const { return n_batch_; }
   KvPolicy& policy() { return *policy_; }
   const KvPolicy& policy() const { return *policy_; }
@@ -47,7 +46,7 @@ class LlamaContext {
 
  private:
   LlamaContext(const LlamaModel& model, kernels::cpu::ThreadPool& pool, std::unique_ptr<KvPolicy> policy,
-               int n_batch, int64_t capacity);
+               int n_batch);
   Status check_tokens(std::span<const TokenId> tokens) const;
   // Runs one batch; writes logits of the last token or of all tokens into logits_.
   Status forward_batch(std::span<const TokenId> tokens, bool all_logits);
@@ -57,7 +56,6 @@ class LlamaContext {
   std::unique_ptr<KvPolicy> policy_;
   AttentionShape shape_;
   int n_batch_ = 0;
-  int64_t capacity_ = std::numeric_limits<int64_t>::max();
   // Activations, each [n_batch, width].
   std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_;
   std::vector<float> logits_;  // [n_batch, n_vocab]
