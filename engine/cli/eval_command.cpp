@@ -254,7 +254,7 @@ Status run(int argc, char** argv) {
   a.kv.sink = 4;
   a.kv.window = 1020;
   a.kv.segment = 512;
-  std::string update;
+  KvShapeRequest shape;
   ArgParser p("eval", "Evaluates KV policies at an equal KV budget on long-context tasks.");
   p.option("-m", "--model", "FILE", "GGUF model", &a.model);
   p.option("", "--text", "FILE", "held-out prose for ppl and needle haystacks (default data/kjv-nt.txt)", &a.text);
@@ -263,11 +263,13 @@ Status run(int argc, char** argv) {
   p.option("", "--policies", "LIST", "policies (default full,streaming,snapkv,pyramidkv,edgeinfinite)", &a.policies);
   p.option("", "--depths", "LIST", "needle depths in [0, 1] (default 0.1,0.5,0.9)", &a.depths);
   p.option("", "--seeds", "N", "seeds per configuration (default 1)", &a.seeds);
-  p.option("", "--sink", "S", "sink tokens (default 4)", &a.kv.sink);
-  p.option("", "--window", "W", "window tokens (default 1020: S + W = 1024)", &a.kv.window);
-  p.option("", "--segment", "L", "segment tokens (default 512)", &a.kv.segment);
-  p.option("", "--update", "RULE", "edgeinfinite memory update: delta or linear", &update);
-  p.option("", "--gate", "FILE", "edgeinfinite gate file (default MODEL.gate.gguf if present)", &a.gate);
+  p.option("", "--sink", "S", "sink tokens (default: the gate's, else 4)", &shape.sink);
+  p.option("", "--window", "W", "window tokens (default: the gate's, else 1020: S + W = 1024)", &shape.window);
+  p.option("", "--segment", "L", "segment tokens (default: the gate's, else 512)", &shape.segment);
+  p.option("", "--update", "RULE", "edgeinfinite memory update: delta or linear (default: the gate's, else delta)",
+           &shape.update);
+  p.option("", "--gate", "FILE", "edgeinfinite gate file (default MODEL.gate.gguf if present; 'none': no gate)",
+           &a.gate);
   p.option("", "--fixed-gate", "G", "edgeinfinite without a gate file: an untrained gate of value G in (0, 1)",
            &a.fixed_gate);
   p.option("", "--full-max-length", "N", "longest input run with full KV (default 16384)", &a.full_max_length);
@@ -275,11 +277,7 @@ Status run(int argc, char** argv) {
   p.option("", "--plot", "FILE", "PNG of memory and TTFT against length (default eval.png; '' = none)", &a.plot);
   p.option("-t", "--threads", "N", "CPU threads (default: all cores)", &a.threads);
   EDGEINF_RETURN_IF_ERROR(p.parse(argc, argv, 2));
-  if (!update.empty()) {
-    EDGEINF_ASSIGN_OR_RETURN(a.kv.update, parse_memory_update(update));
-  }
   if (a.threads <= 0) a.threads = int(std::max(1u, std::thread::hardware_concurrency()));
-  a.kv.budget = a.kv.sink + a.kv.window;  // equal exact-KV budget for every bounded policy
   EDGEINF_ASSIGN_OR_RETURN(std::vector<std::string> tasks, parse_list<std::string>("--tasks", a.tasks));
   EDGEINF_ASSIGN_OR_RETURN(std::vector<int64_t> lengths, parse_list<int64_t>("--lengths", a.lengths));
   EDGEINF_ASSIGN_OR_RETURN(std::vector<std::string> policies, parse_list<std::string>("--policies", a.policies));
@@ -294,6 +292,9 @@ Status run(int argc, char** argv) {
   const std::vector<TokenId> prose = tok->encode(ss.str(), false, false);
   std::unique_ptr<MemoryGate> gate;
   EDGEINF_ASSIGN_OR_RETURN(gate, load_default_gate(a.model, a.gate, AttentionShape::of(*model), model->gguf().fingerprint()));
+  EDGEINF_ASSIGN_OR_RETURN(const std::string shape_warning, resolve_kv_shape(shape, gate.get(), &a.kv));
+  if (!shape_warning.empty()) std::fprintf(stderr, "warning: %s\n", shape_warning.c_str());
+  a.kv.budget = a.kv.sink + a.kv.window;  // equal exact-KV budget for every bounded policy
   std::string gate_name = gate ? absl::StrCat(gate_kind_name(gate->config().kind), " (trained)") : "none (memory unused)";
   if (!gate && a.fixed_gate > 0 && a.fixed_gate < 1) {
     GateConfig gc;

@@ -30,8 +30,8 @@ struct GenerateArgs {
   bool progress = true;
   int threads = 0;
   KvPolicyOptions kv;
+  KvShapeRequest shape;  // --sink, --window, --segment, --update as given
   std::string gate;
-  std::string update;
   int n_batch = 256;
   GenerateOptions gen;
 };
@@ -83,12 +83,15 @@ Status run(int argc, char** argv) {
   p.option("-t", "--threads", "N", "CPU threads (default: all cores)", &a.threads);
   p.option("-c", "--ctx-size", "N", "full policy: context size in tokens (default: the model's)", &a.kv.n_ctx);
   p.option("", "--policy", "NAME", "KV policy: full, streaming, edgeinfinite (default full)", &a.kv.name);
-  p.option("", "--sink", "S", "sink tokens kept exactly (default 4)", &a.kv.sink);
-  p.option("", "--window", "W", "recent tokens kept exactly (default 1024)", &a.kv.window);
-  p.option("", "--segment", "L", "segment size for prefill and folding (default 512)", &a.kv.segment);
+  p.option("", "--sink", "S", "sink tokens kept exactly (default: the gate's, else 4)", &a.shape.sink);
+  p.option("", "--window", "W", "recent tokens kept exactly (default: the gate's, else 1024)", &a.shape.window);
+  p.option("", "--segment", "L", "segment size for prefill and folding (default: the gate's, else 512)",
+           &a.shape.segment);
   p.option("", "--budget", "B", "snapkv/pyramidkv: KV entries per head (default S + W)", &a.kv.budget);
-  p.option("", "--update", "RULE", "edgeinfinite memory update: delta or linear (default delta)", &a.update);
-  p.option("", "--gate", "FILE", "edgeinfinite gate file (default: MODEL.gate.gguf if present)", &a.gate);
+  p.option("", "--update", "RULE", "edgeinfinite memory update: delta or linear (default: the gate's, else delta)",
+           &a.shape.update);
+  p.option("", "--gate", "FILE", "edgeinfinite gate file (default: MODEL.gate.gguf if present; 'none': no gate)",
+           &a.gate);
   p.option("-b", "--batch-size", "N", "prefill batch size (default 256)", &a.n_batch);
   p.flag("--no-progress", "no prefill progress bar", [&] { a.progress = false; });
   EDGEINF_RETURN_IF_ERROR(p.parse(argc, argv, 2));
@@ -98,9 +101,6 @@ Status run(int argc, char** argv) {
   }
   if (!a.prompt_file.empty()) EDGEINF_RETURN_IF_ERROR(read_file(a.prompt_file, &a.prompt));
   if (a.threads < 0 || a.n_batch <= 0) return absl::InvalidArgumentError("--threads must be >= 0, --batch-size > 0");
-  if (!a.update.empty()) {
-    EDGEINF_ASSIGN_OR_RETURN(a.kv.update, parse_memory_update(a.update));
-  }
   if (a.threads == 0) a.threads = int(std::max(1u, std::thread::hardware_concurrency()));
 
   EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaModel> model, LlamaModel::load(a.model));
@@ -124,9 +124,11 @@ Status run(int argc, char** argv) {
       a.kv.gate = gate.get();
     } else {
       std::fprintf(stderr, "warning: no gate file (%s); the memory is kept but not read: StreamingLLM behaviour\n",
-                   default_gate_path(a.model).c_str());
+                   a.gate == "none" ? "--gate none" : default_gate_path(a.model).c_str());
     }
   }
+  EDGEINF_ASSIGN_OR_RETURN(const std::string shape_warning, resolve_kv_shape(a.shape, gate.get(), &a.kv));
+  if (!shape_warning.empty()) std::fprintf(stderr, "warning: %s\n", shape_warning.c_str());
   LlamaContextOptions copt;
   copt.kv = a.kv;
   copt.n_batch = a.n_batch;
@@ -146,16 +148,23 @@ Status run(int argc, char** argv) {
     return true;
   };
   EDGEINF_ASSIGN_OR_RETURN(GenerateStats stats, generate(ctx, *tokenizer, prompt, a.gen, cb));
+  std::string policy_detail;
+  if (a.kv.name == "edgeinfinite") {
+    policy_detail = absl::StrCat(" (S=", a.kv.sink, " W=", a.kv.window, " L=", a.kv.segment, ", ",
+                                 memory_update_name(a.kv.update), " update, ",
+                                 gate ? absl::StrCat(gate_kind_name(gate->config().kind), " gate") : "no gate", ")");
+  }
   std::fputs("\n", stdout);
   std::fflush(stdout);
   std::fprintf(stderr,
                "prefill: %d tokens in %.2f s (%.1f tok/s) | decode: %d tokens in %.2f s (%.1f tok/s) | finish: %s | "
-               "seed %llu | threads %d | policy %s, state %.1f MiB, weights %.1f MiB\n",
+               "seed %llu | threads %d | policy %s%s, state %.1f MiB, weights %.1f MiB\n",
                stats.prompt_tokens, stats.prefill_seconds,
                stats.prefill_seconds > 0 ? stats.prompt_tokens / stats.prefill_seconds : 0.0, stats.generated_tokens,
                stats.decode_seconds, stats.decode_seconds > 0 ? stats.generated_tokens / stats.decode_seconds : 0.0,
                finish_reason_name(stats.finish), static_cast<unsigned long long>(a.gen.sampling.seed), a.threads,
-               ctx.policy().name(), double(ctx.state_bytes()) / (1 << 20), double(model->weight_bytes()) / (1 << 20));
+               ctx.policy().name(), policy_detail.c_str(), double(ctx.state_bytes()) / (1 << 20),
+               double(model->weight_bytes()) / (1 << 20));
   return absl::OkStatus();
 }
 

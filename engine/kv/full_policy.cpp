@@ -38,6 +38,33 @@ class FullPolicy final : public KvPolicy {
   int64_t n_compressed() const override { return 0; }
   size_t state_bytes() const override { return 2 * size_t(s_.n_layer) * size_t(capacity_ * s_.kv_dim()) * sizeof(float); }
 
+  void save(ByteWriter& w) const override {
+    w.put<int64_t>(capacity_);
+    w.put<int64_t>(n_seen_);
+    const size_t n = size_t(n_seen_ * s_.kv_dim());
+    for (size_t il = 0; il < k_.size(); ++il) {
+      w.put_array(k_[il].data(), n);
+      w.put_array(v_[il].data(), n);
+    }
+  }
+
+  Status restore(ByteReader& r) override {
+    n_seen_ = 0;
+    EDGEINF_RETURN_IF_ERROR(r.expect<int64_t>(capacity_, "context size"));
+    int64_t n_seen = 0;
+    EDGEINF_RETURN_IF_ERROR(r.get(&n_seen));
+    if (n_seen < 0 || n_seen > capacity_) {
+      return absl::DataLossError(absl::StrCat(r.what(), ": ", n_seen, " tokens exceed the context size"));
+    }
+    const size_t n = size_t(n_seen * s_.kv_dim());
+    for (size_t il = 0; il < k_.size(); ++il) {
+      EDGEINF_RETURN_IF_ERROR(r.get_array(k_[il].data(), n));
+      EDGEINF_RETURN_IF_ERROR(r.get_array(v_[il].data(), n));
+    }
+    n_seen_ = n_seen;
+    return absl::OkStatus();
+  }
+
  private:
   AttentionShape s_;
   int64_t capacity_;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/model/llama_model.h"
+#include "engine/util/bytes.h"
 #include "engine/util/status.h"
 #include "kernels/cpu/thread_pool.h"
 
@@ -85,6 +86,12 @@ class KvPolicy {
   virtual int64_t n_compressed() const = 0;  // tokens folded into memory or evicted
   // Bytes of attention state, allocated at creation: KV entries plus memory.
   virtual size_t state_bytes() const = 0;
+
+  // The state between batches, for session snapshots: save appends it; restore reads it into a
+  // policy made with the same options and shape. FailedPrecondition when the bytes describe
+  // another shape, DataLoss when they are truncated or inconsistent; on error the policy is reset.
+  virtual void save(ByteWriter& w) const = 0;
+  virtual Status restore(ByteReader& r) = 0;
 };
 
 // Creates the policy named in options.name (full, streaming, snapkv, pyramidkv, edgeinfinite).

@@ -62,4 +62,44 @@ void SinkWindowCache::commit() {
   n_leaving_ = n_planned_ = 0;
 }
 
+void SinkWindowCache::save(ByteWriter& w) const {
+  w.put<int64_t>(sink_);
+  w.put<int64_t>(window_);
+  w.put<int64_t>(segment_);
+  w.put<int64_t>(n_cached_);
+  w.put<int64_t>(n_seen_);
+  w.put<int64_t>(n_left_);
+  const size_t n = size_t(n_cached_ * s_.kv_dim());
+  for (size_t il = 0; il < k_.size(); ++il) {
+    w.put_array(k_[il].data(), n);
+    w.put_array(v_[il].data(), n);
+  }
+}
+
+Status SinkWindowCache::restore(ByteReader& r) {
+  reset();
+  Status st = [&]() -> Status {
+    EDGEINF_RETURN_IF_ERROR(r.expect<int64_t>(sink_, "sink"));
+    EDGEINF_RETURN_IF_ERROR(r.expect<int64_t>(window_, "window"));
+    EDGEINF_RETURN_IF_ERROR(r.expect<int64_t>(segment_, "segment"));
+    int64_t n_cached = 0, n_seen = 0, n_left = 0;
+    EDGEINF_RETURN_IF_ERROR(r.get(&n_cached));
+    EDGEINF_RETURN_IF_ERROR(r.get(&n_seen));
+    EDGEINF_RETURN_IF_ERROR(r.get(&n_left));
+    if (n_cached < 0 || n_cached > capacity() || n_left < 0 || n_seen != n_cached + n_left) {
+      return absl::DataLossError(absl::StrCat(r.what(), ": inconsistent window counters (cached ", n_cached,
+                                              ", seen ", n_seen, ", left ", n_left, ")"));
+    }
+    const size_t n = size_t(n_cached * s_.kv_dim());
+    for (size_t il = 0; il < k_.size(); ++il) {
+      EDGEINF_RETURN_IF_ERROR(r.get_array(k_[il].data(), n));
+      EDGEINF_RETURN_IF_ERROR(r.get_array(v_[il].data(), n));
+    }
+    n_cached_ = n_cached, n_seen_ = n_seen, n_left_ = n_left;
+    return absl::OkStatus();
+  }();
+  if (!st.ok()) reset();
+  return st;
+}
+
 }  // namespace edgeinf

@@ -35,6 +35,8 @@ class SinkWindowCache {
   // Commits the planned batch.
   void commit();
   void reset() { n_cached_ = n_leaving_ = n_planned_ = n_seen_ = n_left_ = 0; }
+  void save(ByteWriter& w) const;
+  Status restore(ByteReader& r);
   size_t bytes() const { return 2 * k_.size() * (k_.empty() ? 0 : k_[0].size()) * sizeof(float); }
 
  private:

@@ -160,4 +160,51 @@ std::unique_ptr<KvPolicy> make_snapkv_policy(const KvPolicyOptions& o, const Att
   return std::make_unique<SelectionPolicy>("snapkv", s, o, std::vector<int64_t>(size_t(s.n_layer), budget));
 }
 
+void SelectionPolicy::save(ByteWriter& w) const {
+  w.put<int64_t>(s_.n_layer);
+  w.put<int64_t>(segment_);
+  w.put<int64_t>(obs_window_);
+  w.put<int64_t>(n_seen_);
+  w.put<int64_t>(n_evicted_);
+  for (int il = 0; il < s_.n_layer; ++il) {
+    w.put<int64_t>(budget_[size_t(il)]);
+    w.put<int64_t>(n_entries_[size_t(il)]);
+    w.put<int64_t>(n_recent_q_[size_t(il)]);
+    w.put_array(k_[size_t(il)].data(), k_[size_t(il)].size());
+    w.put_array(v_[size_t(il)].data(), v_[size_t(il)].size());
+    w.put_array(recent_q_[size_t(il)].data(), recent_q_[size_t(il)].size());
+  }
+}
+
+Status SelectionPolicy::restore(ByteReader& r) {
+  reset();
+  Status st = [&]() -> Status {
+    EDGEINF_RETURN_IF_ERROR(r.expect<int64_t>(s_.n_layer, "layer count"));
+    EDGEINF_RETURN_IF_ERROR(r.expect<int64_t>(segment_, "segment"));
+    EDGEINF_RETURN_IF_ERROR(r.expect<int64_t>(obs_window_, "observation window"));
+    EDGEINF_RETURN_IF_ERROR(r.get(&n_seen_));
+    EDGEINF_RETURN_IF_ERROR(r.get(&n_evicted_));
+    for (int il = 0; il < s_.n_layer; ++il) {
+      EDGEINF_RETURN_IF_ERROR(r.expect<int64_t>(budget_[size_t(il)], "layer budget"));
+      int64_t& n_entries = n_entries_[size_t(il)];
+      int64_t& n_recent = n_recent_q_[size_t(il)];
+      EDGEINF_RETURN_IF_ERROR(r.get(&n_entries));
+      EDGEINF_RETURN_IF_ERROR(r.get(&n_recent));
+      if (n_entries < 0 || n_entries > capacity_[size_t(il)] || n_recent < 0 || n_recent > obs_window_ ||
+          n_entries > n_seen_) {
+        return absl::DataLossError(absl::StrCat(r.what(), ": inconsistent counters in layer ", il));
+      }
+      EDGEINF_RETURN_IF_ERROR(r.get_array(k_[size_t(il)].data(), k_[size_t(il)].size()));
+      EDGEINF_RETURN_IF_ERROR(r.get_array(v_[size_t(il)].data(), v_[size_t(il)].size()));
+      EDGEINF_RETURN_IF_ERROR(r.get_array(recent_q_[size_t(il)].data(), recent_q_[size_t(il)].size()));
+    }
+    if (n_seen_ < 0 || n_evicted_ < 0 || n_evicted_ > n_seen_) {
+      return absl::DataLossError(absl::StrCat(r.what(), ": inconsistent token counters"));
+    }
+    return absl::OkStatus();
+  }();
+  if (!st.ok()) reset();
+  return st;
+}
+
 }  // namespace edgeinf

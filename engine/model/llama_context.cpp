@@ -36,11 +36,16 @@ kernels::MatmulParams matmul_params(const WeightView& w, const float* x, float* 
 
 StatusOr<std::unique_ptr<LlamaContext>> LlamaContext::create(const LlamaModel& model, kc::ThreadPool& pool,
                                                              const LlamaContextOptions& options) {
-  const AttentionShape shape = AttentionShape::of(model);
-  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<KvPolicy> policy, make_kv_policy(options.kv, shape));
-  if (options.n_batch <= 0) return absl::InvalidArgumentError("batch size must be positive");
-  const int n_batch = int(std::min<int64_t>(options.n_batch, policy->max_batch()));
-  return std::unique_ptr<LlamaContext>(new LlamaContext(model, pool, std::move(policy), n_batch));
+  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<KvPolicy> policy, make_kv_policy(options.kv, AttentionShape::of(model)));
+  return create(model, pool, std::move(policy), options.n_batch);
+}
+
+StatusOr<std::unique_ptr<LlamaContext>> LlamaContext::create(const LlamaModel& model, kc::ThreadPool& pool,
+                                                             std::unique_ptr<KvPolicy> policy, int n_batch) {
+  if (n_batch <= 0) return absl::InvalidArgumentError("batch size must be positive");
+  if (policy == nullptr) return absl::InvalidArgumentError("no KV policy");
+  const int batch = int(std::min<int64_t>(n_batch, policy->max_batch()));
+  return std::unique_ptr<LlamaContext>(new LlamaContext(model, pool, std::move(policy), batch));
 }
 
 LlamaContext::LlamaContext(const LlamaModel& model, kc::ThreadPool& pool, std::unique_ptr<KvPolicy> policy,

@@ -26,6 +26,9 @@ class LlamaContext {
   // Creates the KV policy and allocates every buffer up front.
   static StatusOr<std::unique_ptr<LlamaContext>> create(const LlamaModel& model, kernels::cpu::ThreadPool& pool,
                                                          const LlamaContextOptions& options);
+  // The same over a policy the caller made (gate calibration wraps the policies it compares).
+  static StatusOr<std::unique_ptr<LlamaContext>> create(const LlamaModel& model, kernels::cpu::ThreadPool& pool,
+                                                         std::unique_ptr<KvPolicy> policy, int n_batch);
 
   // Appends tokens; returns logits of the last one ([n_vocab]). OutOfRange when a bounded-capacity
   // policy is full, InvalidArgument on a bad token id; the state is unchanged on error.

@@ -1,0 +1,129 @@
+// KV policy state round trips: a context saved after N tokens and restored into a fresh context
+// continues bit-identically to the original, for every policy; truncated bytes and bytes from
+// another shape are refused with clear errors and leave the policy empty.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "engine/kv/memory_gate.h"
+#include "engine/model/llama_context.h"
+#include "tests/test_paths.h"
+
+namespace edgeinf {
+namespace {
+
+const LlamaModel& tiny_model() {
+  static const LlamaModel* model = [] {
+    auto m = LlamaModel::load(testing::golden_dir() + "/tiny_gqa_odd.gguf");
+    EXPECT_TRUE(m.ok()) << m.status() << " (the golden_reference test writes the tiny models)";
+    return m.ok() ? std::move(*m).release() : nullptr;
+  }();
+  return *model;
+}
+
+std::vector<TokenId> tokens(int n, int n_vocab, uint64_t seed) {
+  std::vector<TokenId> out(static_cast<size_t>(n));
+  uint64_t x = seed;
+  for (TokenId& t : out) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    t = TokenId((x >> 33) % uint64_t(n_vocab));
+  }
+  return out;
+}
+
+std::unique_ptr<LlamaContext> make_context(const KvPolicyOptions& kv, kernels::cpu::ThreadPool& pool) {
+  LlamaContextOptions o;
+  o.kv = kv;
+  o.n_batch = 16;
+  auto c = LlamaContext::create(tiny_model(), pool, o);
+  EXPECT_TRUE(c.ok()) << c.status();
+  return std::move(*c);
+}
+
+std::vector<float> feed(LlamaContext& c, const std::vector<TokenId>& toks) {
+  std::vector<float> out;
+  for (size_t b = 0; b < toks.size(); b += size_t(c.n_batch())) {
+    const size_t n = std::min(size_t(c.n_batch()), toks.size() - b);
+    auto l = c.eval_all_logits(std::span<const TokenId>(toks.data() + b, n));
+    EXPECT_TRUE(l.ok()) << l.status();
+    out.insert(out.end(), l->begin(), l->end());
+  }
+  return out;
+}
+
+std::vector<KvPolicyOptions> all_policies(const MemoryGate* gate) {
+  std::vector<KvPolicyOptions> out;
+  for (const char* name : {"full", "streaming", "edgeinfinite", "snapkv", "pyramidkv"}) {
+    KvPolicyOptions o;
+    o.name = name;
+    o.n_ctx = 256;
+    o.sink = 2;
+    o.window = 24;
+    o.segment = 16;
+    o.budget = 40;
+    o.obs_window = 4;
+    o.pool_kernel = 3;
+    o.gate = std::string(name) == "edgeinfinite" ? gate : nullptr;
+    out.push_back(o);
+  }
+  return out;
+}
+
+TEST(KvSnapshot, RestoredContextContinuesBitIdentically) {
+  const LlamaModel& m = tiny_model();
+  const int n_vocab = m.config().n_vocab;
+  kernels::cpu::ThreadPool pool(2);
+  MemoryGate gate({GateKind::kScalar, 2, 24, 16}, AttentionShape::of(m), 0.0f);
+  const std::vector<TokenId> first = tokens(100, n_vocab, 1), second = tokens(60, n_vocab, 2);
+  for (const KvPolicyOptions& kv : all_policies(&gate)) {
+    auto a = make_context(kv, pool);
+    feed(*a, first);
+    std::string bytes;
+    ByteWriter w(&bytes);
+    a->policy().save(w);
+    auto b = make_context(kv, pool);
+    ByteReader r(bytes, "snapshot");
+    ASSERT_TRUE(b->policy().restore(r).ok()) << kv.name;
+    EXPECT_EQ(r.remaining(), 0u) << kv.name;
+    EXPECT_EQ(b->n_past(), a->n_past()) << kv.name;
+    EXPECT_EQ(b->policy().n_kept(), a->policy().n_kept()) << kv.name;
+    EXPECT_EQ(b->policy().n_compressed(), a->policy().n_compressed()) << kv.name;
+    const std::vector<float> la = feed(*a, second), lb = feed(*b, second);
+    ASSERT_EQ(la.size(), lb.size());
+    EXPECT_EQ(std::memcmp(la.data(), lb.data(), la.size() * sizeof(float)), 0) << kv.name;
+  }
+}
+
+TEST(KvSnapshot, TruncatedOrForeignBytesAreRefused) {
+  const LlamaModel& m = tiny_model();
+  kernels::cpu::ThreadPool pool(1);
+  const std::vector<TokenId> toks = tokens(70, m.config().n_vocab, 3);
+  for (const KvPolicyOptions& kv : all_policies(nullptr)) {
+    auto a = make_context(kv, pool);
+    feed(*a, toks);
+    std::string bytes;
+    ByteWriter w(&bytes);
+    a->policy().save(w);
+    for (size_t cut : {size_t(0), size_t(7), bytes.size() / 2, bytes.size() - 1}) {
+      auto b = make_context(kv, pool);
+      feed(*b, toks);  // a restore failure must leave the policy empty, not half-written
+      ByteReader r(std::string_view(bytes).substr(0, cut), "snapshot");
+      const Status st = b->policy().restore(r);
+      EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << kv.name << " cut " << cut << ": " << st;
+      EXPECT_NE(st.message().find("truncated"), std::string::npos) << st;
+      EXPECT_EQ(b->n_past(), 0) << kv.name;
+    }
+    // The same policy with another shape refuses the bytes by name.
+    KvPolicyOptions other = kv;
+    other.n_ctx = 128;
+    other.window = 20;
+    other.segment = 8;
+    auto c = make_context(other, pool);
+    ByteReader r(bytes, "snapshot");
+    const Status st = c->policy().restore(r);
+    EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << kv.name << ": " << st;
+  }
+}
+
+}  // namespace
+}  // namespace edgeinf
