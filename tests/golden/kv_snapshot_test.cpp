@@ -7,6 +7,7 @@
 
 #include "engine/kv/memory_gate.h"
 #include "engine/model/llama_context.h"
+#include "engine/session/snapshot.h"
 #include "tests/test_paths.h"
 
 namespace edgeinf {
@@ -123,6 +124,57 @@ TEST(KvSnapshot, TruncatedOrForeignBytesAreRefused) {
     const Status st = c->policy().restore(r);
     EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << kv.name << ": " << st;
   }
+}
+
+TEST(Snapshot, RoundTripsAndRefusesDamage) {
+  const LlamaModel& m = tiny_model();
+  kernels::cpu::ThreadPool pool(1);
+  const KvPolicyOptions kv = all_policies(nullptr)[2];  // edgeinfinite
+  auto a = make_context(kv, pool);
+  feed(*a, tokens(90, m.config().n_vocab, 4));
+  SnapshotHeader h{m.gguf().fingerprint(), kv, "gate-123"};
+  const std::string bytes = write_snapshot(h, "session-meta", a->policy());
+
+  auto view = read_snapshot(bytes);
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_EQ(view->header.model_fingerprint, h.model_fingerprint);
+  EXPECT_EQ(view->header.kv.name, "edgeinfinite");
+  EXPECT_EQ(view->header.kv.window, kv.window);
+  EXPECT_EQ(view->header.gate_id, "gate-123");
+  EXPECT_EQ(view->session_meta, "session-meta");
+  EXPECT_TRUE(check_compatible(h, view->header).ok());
+  auto b = make_context(kv, pool);
+  ByteReader r(view->policy_state, "policy");
+  ASSERT_TRUE(b->policy().restore(r).ok());
+  EXPECT_EQ(b->n_past(), 90);
+
+  // Every truncation is refused (and never crashes).
+  for (size_t cut = 0; cut < bytes.size(); cut += (cut < 200 ? 1 : 997)) {
+    const auto t = read_snapshot(std::string_view(bytes).substr(0, cut));
+    EXPECT_FALSE(t.ok()) << "cut at " << cut;
+    if (cut >= 8) {
+      EXPECT_EQ(t.status().code(), absl::StatusCode::kDataLoss) << "cut at " << cut << ": " << t.status();
+    }
+  }
+  // A flipped bit anywhere in the sections fails its checksum.
+  for (size_t at : {size_t(70), bytes.size() / 2, bytes.size() - 1}) {
+    std::string bad = bytes;
+    bad[at] = char(bad[at] ^ 0x10);
+    const auto t = read_snapshot(bad);
+    EXPECT_EQ(t.status().code(), absl::StatusCode::kDataLoss) << "flip at " << at;
+  }
+  EXPECT_EQ(read_snapshot("not a snapshot at all").status().code(), absl::StatusCode::kDataLoss);
+
+  // Another model, policy or gate: FailedPrecondition naming the difference.
+  SnapshotHeader other = h;
+  other.model_fingerprint = "0123456789abcdef";
+  Status st = check_compatible(other, view->header);
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(st.message().find("model"), std::string::npos) << st;
+  other = h;
+  other.gate_id = "";
+  st = check_compatible(other, view->header);
+  EXPECT_NE(st.message().find("memory gate gate-123"), std::string::npos) << st;
 }
 
 }  // namespace

@@ -1,0 +1,150 @@
+#include "engine/session/snapshot.h"
+
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "engine/util/crc32c.h"
+
+namespace edgeinf {
+namespace {
+
+constexpr char kMagic[8] = {'E', 'D', 'G', 'E', 'I', 'N', 'F', 'S'};
+enum SectionId : uint32_t { kHeader = 1, kSession = 2, kPolicy = 3 };
+constexpr uint32_t kMaxSections = 16;
+
+void write_header(const SnapshotHeader& h, ByteWriter& w) {
+  w.put_string(h.model_fingerprint);
+  w.put_string(h.kv.name);
+  w.put<int32_t>(h.kv.n_ctx);
+  w.put<int32_t>(h.kv.sink);
+  w.put<int32_t>(h.kv.window);
+  w.put<int32_t>(h.kv.segment);
+  w.put<int32_t>(h.kv.budget);
+  w.put<int32_t>(h.kv.obs_window);
+  w.put<int32_t>(h.kv.pool_kernel);
+  w.put<float>(h.kv.pyramid_beta);
+  w.put<uint8_t>(h.kv.update == MemoryUpdate::kDelta ? 1 : 0);
+  w.put_string(h.gate_id);
+}
+
+Status read_header(ByteReader& r, SnapshotHeader* h) {
+  EDGEINF_RETURN_IF_ERROR(r.get_string(&h->model_fingerprint, 256));
+  EDGEINF_RETURN_IF_ERROR(r.get_string(&h->kv.name, 64));
+  EDGEINF_RETURN_IF_ERROR(r.get(&h->kv.n_ctx));
+  EDGEINF_RETURN_IF_ERROR(r.get(&h->kv.sink));
+  EDGEINF_RETURN_IF_ERROR(r.get(&h->kv.window));
+  EDGEINF_RETURN_IF_ERROR(r.get(&h->kv.segment));
+  EDGEINF_RETURN_IF_ERROR(r.get(&h->kv.budget));
+  EDGEINF_RETURN_IF_ERROR(r.get(&h->kv.obs_window));
+  EDGEINF_RETURN_IF_ERROR(r.get(&h->kv.pool_kernel));
+  EDGEINF_RETURN_IF_ERROR(r.get(&h->kv.pyramid_beta));
+  uint8_t delta = 0;
+  EDGEINF_RETURN_IF_ERROR(r.get(&delta));
+  h->kv.update = delta ? MemoryUpdate::kDelta : MemoryUpdate::kLinear;
+  return r.get_string(&h->gate_id, 256);
+}
+
+}  // namespace
+
+std::string write_snapshot(const SnapshotHeader& header, std::string_view session_meta, const KvPolicy& policy) {
+  std::string head, state;
+  ByteWriter hw(&head);
+  write_header(header, hw);
+  ByteWriter sw(&state);
+  policy.save(sw);
+  const std::string_view sections[] = {head, session_meta, state};
+  const uint32_t ids[] = {kHeader, kSession, kPolicy};
+  std::string out;
+  out.reserve(64 + head.size() + session_meta.size() + state.size());
+  ByteWriter w(&out);
+  w.put_array(kMagic, sizeof kMagic);
+  w.put<uint32_t>(kSnapshotVersion);
+  w.put<uint32_t>(3);
+  for (int i = 0; i < 3; ++i) {
+    w.put<uint32_t>(ids[i]);
+    w.put<uint64_t>(sections[i].size());
+    w.put<uint32_t>(crc32c(sections[i].data(), sections[i].size()));
+  }
+  for (const std::string_view s : sections) out.append(s.data(), s.size());
+  return out;
+}
+
+StatusOr<SnapshotView> read_snapshot(std::string_view bytes) {
+  ByteReader r(bytes, "session snapshot");
+  char magic[8];
+  EDGEINF_RETURN_IF_ERROR(r.get_array(magic, sizeof magic));
+  if (std::string_view(magic, 8) != std::string_view(kMagic, 8)) {
+    return absl::DataLossError("session snapshot: bad magic (not a snapshot)");
+  }
+  uint32_t version = 0, n_sections = 0;
+  EDGEINF_RETURN_IF_ERROR(r.get(&version));
+  if (version != kSnapshotVersion) {
+    return absl::FailedPreconditionError(absl::StrCat("session snapshot: format version ", version,
+                                                      ", this server reads version ", kSnapshotVersion));
+  }
+  EDGEINF_RETURN_IF_ERROR(r.get(&n_sections));
+  if (n_sections == 0 || n_sections > kMaxSections) {
+    return absl::DataLossError(absl::StrCat("session snapshot: bad section count ", n_sections));
+  }
+  struct Entry {
+    uint32_t id;
+    uint64_t size;
+    uint32_t crc;
+  };
+  std::vector<Entry> table(n_sections);
+  for (Entry& e : table) {
+    EDGEINF_RETURN_IF_ERROR(r.get(&e.id));
+    EDGEINF_RETURN_IF_ERROR(r.get(&e.size));
+    EDGEINF_RETURN_IF_ERROR(r.get(&e.crc));
+  }
+  size_t pos = bytes.size() - r.remaining();
+  SnapshotView view;
+  bool seen[4] = {false, false, false, false};
+  for (const Entry& e : table) {
+    if (e.size > bytes.size() - pos) {
+      return absl::DataLossError(absl::StrCat("session snapshot: truncated (section ", e.id, " needs ", e.size,
+                                              " bytes, ", bytes.size() - pos, " left)"));
+    }
+    const std::string_view data = bytes.substr(pos, size_t(e.size));
+    pos += size_t(e.size);
+    if (crc32c(data.data(), data.size()) != e.crc) {
+      return absl::DataLossError(absl::StrCat("session snapshot: checksum mismatch in section ", e.id));
+    }
+    if (e.id >= 1 && e.id <= 3) {
+      if (seen[e.id]) return absl::DataLossError(absl::StrCat("session snapshot: section ", e.id, " twice"));
+      seen[e.id] = true;
+    }
+    if (e.id == kHeader) {
+      ByteReader hr(data, "session snapshot header");
+      EDGEINF_RETURN_IF_ERROR(read_header(hr, &view.header));
+    } else if (e.id == kSession) {
+      view.session_meta = data;
+    } else if (e.id == kPolicy) {
+      view.policy_state = data;
+    }  // unknown sections from a newer minor writer are skipped
+  }
+  if (pos != bytes.size()) return absl::DataLossError("session snapshot: trailing bytes after the last section");
+  if (!seen[kHeader] || !seen[kSession] || !seen[kPolicy]) {
+    return absl::DataLossError("session snapshot: a required section is missing");
+  }
+  return view;
+}
+
+Status check_compatible(const SnapshotHeader& want, const SnapshotHeader& found) {
+  auto differ = [](const std::string& what, const auto& a, const auto& b) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("session snapshot was made with ", what, " ", b, "; this server uses ", a));
+  };
+  if (want.model_fingerprint != found.model_fingerprint) {
+    return differ("model", want.model_fingerprint, found.model_fingerprint);
+  }
+  if (want.kv.name != found.kv.name) return differ("policy", want.kv.name, found.kv.name);
+  if (want.gate_id != found.gate_id) {
+    return differ("memory gate", want.gate_id.empty() ? "none" : want.gate_id,
+                  found.gate_id.empty() ? "none" : found.gate_id);
+  }
+  // Shape fields are checked again, field by field, when the policy restores its state.
+  return absl::OkStatus();
+}
+
+}  // namespace edgeinf

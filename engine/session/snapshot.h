@@ -1,0 +1,47 @@
+// The session snapshot format: versioned, little-endian, checksummed per section.
+//
+//   "EDGEINFS"                     8 bytes, magic
+//   u32 format version             kSnapshotVersion
+//   u32 section count
+//   per section: u32 id, u64 size, u32 crc32c of its bytes
+//   the sections' bytes, in table order
+//
+// Sections: kHeader (model fingerprint, KV policy and shape, gate identity), kSession (the
+// caller's session metadata, opaque here), kPolicy (KvPolicy::save). A snapshot from another
+// model, policy shape or gate is refused with FailedPrecondition naming the difference; a
+// truncated or corrupted one with DataLoss. Nothing is read before its checksum is verified.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "engine/kv/kv_policy.h"
+
+namespace edgeinf {
+
+inline constexpr uint32_t kSnapshotVersion = 1;
+
+// What must match for a snapshot's state to be usable.
+struct SnapshotHeader {
+  std::string model_fingerprint;
+  KvPolicyOptions kv;    // name and shape (the gate pointer is not stored)
+  std::string gate_id;   // "" when the policy reads no gate
+};
+
+// Serialises header, session metadata and the policy's state.
+std::string write_snapshot(const SnapshotHeader& header, std::string_view session_meta, const KvPolicy& policy);
+
+struct SnapshotView {
+  SnapshotHeader header;
+  std::string_view session_meta;
+  std::string_view policy_state;
+};
+
+// Parses and verifies a snapshot (magic, version, section table, checksums, header fields); the
+// views point into `bytes`.
+StatusOr<SnapshotView> read_snapshot(std::string_view bytes);
+
+// FailedPrecondition unless `found` describes the same model, policy shape and gate as `want`.
+Status check_compatible(const SnapshotHeader& want, const SnapshotHeader& found);
+
+}  // namespace edgeinf
