@@ -69,7 +69,9 @@ std::string write_snapshot(const SnapshotHeader& header, std::string_view sessio
   return out;
 }
 
-StatusOr<SnapshotView> read_snapshot(std::string_view bytes) {
+namespace {
+
+StatusOr<SnapshotView> parse(std::string_view bytes, bool head_only) {
   ByteReader r(bytes, "session snapshot");
   char magic[8];
   EDGEINF_RETURN_IF_ERROR(r.get_array(magic, sizeof magic));
@@ -101,6 +103,7 @@ StatusOr<SnapshotView> read_snapshot(std::string_view bytes) {
   SnapshotView view;
   bool seen[4] = {false, false, false, false};
   for (const Entry& e : table) {
+    if (head_only && seen[kHeader] && seen[kSession]) return view;
     if (e.size > bytes.size() - pos) {
       return absl::DataLossError(absl::StrCat("session snapshot: truncated (section ", e.id, " needs ", e.size,
                                               " bytes, ", bytes.size() - pos, " left)"));
@@ -129,6 +132,11 @@ StatusOr<SnapshotView> read_snapshot(std::string_view bytes) {
   }
   return view;
 }
+
+}  // namespace
+
+StatusOr<SnapshotView> read_snapshot(std::string_view bytes) { return parse(bytes, false); }
+StatusOr<SnapshotView> read_snapshot_head(std::string_view bytes) { return parse(bytes, true); }
 
 Status check_compatible(const SnapshotHeader& want, const SnapshotHeader& found) {
   auto differ = [](const std::string& what, const auto& a, const auto& b) {

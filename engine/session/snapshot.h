@@ -41,6 +41,11 @@ struct SnapshotView {
 // views point into `bytes`.
 StatusOr<SnapshotView> read_snapshot(std::string_view bytes);
 
+// Like read_snapshot, from the first bytes of a snapshot only: verifies and returns the header
+// and session metadata (policy_state stays empty). NotFound-free: DataLoss when the bytes end
+// before those two sections do.
+StatusOr<SnapshotView> read_snapshot_head(std::string_view bytes);
+
 // FailedPrecondition unless `found` describes the same model, policy shape and gate as `want`.
 Status check_compatible(const SnapshotHeader& want, const SnapshotHeader& found);
 

@@ -1,0 +1,371 @@
+// The service end to end: real edgeinf-server processes on 127.0.0.1 with the real model, a
+// real gRPC client, a real Redis server. Small S/W/L so that short prompts fold into memory.
+#include <arpa/inet.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "edgeinfinite/v1/inference.grpc.pb.h"
+#include "engine/util/sha256.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "tests/test_paths.h"
+
+namespace edgeinf {
+namespace {
+
+namespace v1 = edgeinfinite::v1;
+namespace fs = std::filesystem;
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+std::string read_all(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A child process with its output in a log file; SIGTERM and reaped on destruction.
+class Process {
+ public:
+  Process(std::vector<std::string> argv, const std::string& log) : log_(log) {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      FILE* f = std::fopen(log.c_str(), "w");
+      ::dup2(fileno(f), 1);
+      ::dup2(fileno(f), 2);
+      std::vector<char*> args;
+      for (std::string& a : argv) args.push_back(a.data());
+      args.push_back(nullptr);
+      ::execv(args[0], args.data());
+      std::_Exit(127);
+    }
+  }
+  ~Process() { stop(); }
+  void stop() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGTERM);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    exit_status_ = status;
+    pid_ = -1;
+  }
+  bool wait_for_log(const std::string& needle, double seconds) const {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+    while (std::chrono::steady_clock::now() < end) {
+      if (read_all(log_).find(needle) != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
+  std::string log() const { return read_all(log_); }
+  int exit_status() const { return exit_status_; }
+
+ private:
+  std::string log_;
+  pid_t pid_ = -1;
+  int exit_status_ = -1;
+};
+
+struct Server {
+  int port = 0;
+  std::unique_ptr<Process> proc;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<v1::Inference::Stub> stub;
+
+  static std::unique_ptr<Server> start(const std::string& store, std::vector<std::string> extra = {}) {
+    auto s = std::make_unique<Server>();
+    s->port = free_port();
+    static int n = 0;
+    const std::string log = ::testing::TempDir() + "/server-" + std::to_string(::getpid()) + "-" + std::to_string(n++) + ".log";
+    std::vector<std::string> argv = {EDGEINF_SERVER_BIN,
+                                     "--listen=127.0.0.1:" + std::to_string(s->port),
+                                     "--metrics_listen=127.0.0.1:0",
+                                     "--model=" + testing::test_model_path(),
+                                     "--gate=none",
+                                     "--store=" + store,
+                                     "--threads=2",
+                                     "--sink=4",
+                                     "--window=60",
+                                     "--segment=32",
+                                     "--max_tokens_limit=512"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    s->proc = std::make_unique<Process>(argv, log);
+    EXPECT_TRUE(s->proc->wait_for_log("serving on", 60)) << s->proc->log();
+    s->channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(s->port), grpc::InsecureChannelCredentials());
+    s->stub = v1::Inference::NewStub(s->channel);
+    return s;
+  }
+};
+
+struct Turn {
+  grpc::Status status;
+  std::string text;
+  std::vector<int32_t> ids;
+  int progress_events = 0;
+  int64_t progress_total = 0;
+  bool has_final = false;
+  v1::Final final;
+};
+
+Turn generate(v1::Inference::Stub& stub, const v1::GenerateRequest& req, const std::string& token = "",
+              int cancel_after_deltas = -1, int deadline_ms = 0) {
+  grpc::ClientContext ctx;
+  if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+  if (deadline_ms > 0) ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(deadline_ms));
+  auto reader = stub.Generate(&ctx, req);
+  Turn t;
+  v1::GenerateEvent ev;
+  int deltas = 0;
+  while (reader->Read(&ev)) {
+    if (ev.has_progress()) {
+      ++t.progress_events;
+      t.progress_total = ev.progress().tokens_total();
+    }
+    if (ev.has_delta()) {
+      t.text += ev.delta().text();
+      t.ids.insert(t.ids.end(), ev.delta().token_ids().begin(), ev.delta().token_ids().end());
+      if (++deltas == cancel_after_deltas) ctx.TryCancel();
+    }
+    if (ev.has_final()) {
+      t.has_final = true;
+      t.final = ev.final();
+    }
+  }
+  t.status = reader->Finish();
+  return t;
+}
+
+v1::GenerateRequest text_request(const std::string& session, const std::string& text, int max_tokens, uint64_t seed) {
+  v1::GenerateRequest r;
+  r.set_session(session);
+  r.set_text(text);
+  r.mutable_stop()->set_max_tokens(max_tokens);
+  r.mutable_sampling()->set_seed(seed);
+  r.mutable_sampling()->set_temperature(0.8f);
+  return r;
+}
+
+std::string create_session(v1::Inference::Stub& stub, const std::string& token = "", grpc::Status* out = nullptr) {
+  grpc::ClientContext ctx;
+  if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+  v1::Session s;
+  grpc::Status st = stub.CreateSession(&ctx, v1::CreateSessionRequest(), &s);
+  if (out != nullptr) *out = st;
+  EXPECT_TRUE(out != nullptr || st.ok()) << st.error_message();
+  return s.name();
+}
+
+grpc::Status get_session(v1::Inference::Stub& stub, const std::string& name, v1::Session* s, const std::string& token = "") {
+  grpc::ClientContext ctx;
+  if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+  v1::GetSessionRequest req;
+  req.set_name(name);
+  return stub.GetSession(&ctx, req, s);
+}
+
+std::string temp_store() {
+  static int n = 0;
+  const std::string dir = ::testing::TempDir() + "/edgeinf-store-" + std::to_string(::getpid()) + "-" + std::to_string(n++);
+  fs::remove_all(dir);
+  return "dir://" + dir;
+}
+
+const char* kStory =
+    "The lighthouse keeper counted the ships every evening. On Monday there were three, on Tuesday five, and on "
+    "Wednesday a storm kept every boat in the harbour. The keeper wrote each number in a green book, and when the "
+    "book was full he started a red one. His daughter painted the door blue and planted tomatoes by the wall. ";
+
+TEST(Server, HealthStreamingAndUsage) {
+  auto s = Server::start(temp_store());
+  {
+    auto health = grpc::health::v1::Health::NewStub(s->channel);
+    grpc::ClientContext ctx;
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service("edgeinfinite.v1.Inference");
+    grpc::health::v1::HealthCheckResponse resp;
+    ASSERT_TRUE(health->Check(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  }
+  v1::GenerateRequest req;
+  auto* m = req.mutable_messages()->add_messages();
+  m->set_role("user");
+  m->set_content("What is the capital of France?");
+  req.mutable_sampling()->set_temperature(0.0f);
+  req.mutable_stop()->set_max_tokens(24);
+  const Turn t = generate(*s->stub, req);
+  ASSERT_TRUE(t.status.ok()) << t.status.error_message();
+  EXPECT_NE(t.text.find("Paris"), std::string::npos) << t.text;
+  EXPECT_GE(t.progress_events, 1);
+  ASSERT_TRUE(t.has_final);
+  EXPECT_EQ(t.final.usage().generated_tokens(), int64_t(t.ids.size()));
+  EXPECT_EQ(t.final.usage().prompt_tokens(), t.progress_total);
+  EXPECT_EQ(t.final.usage().cached_tokens(), 0);
+  EXPECT_GT(t.final.usage().state_bytes(), 0);
+  EXPECT_EQ(t.final.finish_reason(), v1::FINISH_REASON_STOP);
+}
+
+TEST(Server, ResumedSessionMatchesUninterruptedAndSurvivesRestart) {
+  const std::string store = temp_store();
+  std::string text_a2, name_b;
+  int64_t compressed = 0;
+  {
+    auto s = Server::start(store);
+    // A: two turns on one server.
+    const std::string a = create_session(*s->stub);
+    const Turn a1 = generate(*s->stub, text_request(a, std::string(kStory) + kStory, 16, 7));
+    ASSERT_TRUE(a1.status.ok()) << a1.status.error_message();
+    const Turn a2 = generate(*s->stub, text_request(a, " What colour was the door?", 16, 8));
+    ASSERT_TRUE(a2.status.ok()) << a2.status.error_message();
+    text_a2 = a2.text;
+    EXPECT_GT(a2.final.usage().cached_tokens(), 0);
+    compressed = a2.final.usage().compressed_tokens();
+    EXPECT_GT(compressed, 0) << "the prompts are long enough to fold tokens into memory";
+    // B: the same first turn, then the server stops.
+    name_b = create_session(*s->stub);
+    const Turn b1 = generate(*s->stub, text_request(name_b, std::string(kStory) + kStory, 16, 7));
+    ASSERT_TRUE(b1.status.ok());
+    EXPECT_EQ(b1.text, a1.text);
+  }
+  auto s = Server::start(store);
+  v1::Session info;
+  ASSERT_TRUE(get_session(*s->stub, name_b, &info).ok());
+  EXPECT_GT(info.total_tokens(), 0);
+  const Turn b2 = generate(*s->stub, text_request(name_b, " What colour was the door?", 16, 8));
+  ASSERT_TRUE(b2.status.ok()) << b2.status.error_message();
+  EXPECT_EQ(b2.text, text_a2) << "a session resumed from the store continues exactly as an uninterrupted one";
+  EXPECT_EQ(b2.final.usage().compressed_tokens(), compressed);
+}
+
+TEST(Server, CancelAndDeadlineLeaveTheSessionAsItWas) {
+  auto s = Server::start(temp_store());
+  const std::string a = create_session(*s->stub);
+  ASSERT_TRUE(generate(*s->stub, text_request(a, kStory, 4, 1)).status.ok());
+  v1::Session before;
+  ASSERT_TRUE(get_session(*s->stub, a, &before).ok());
+
+  v1::GenerateRequest long_req = text_request(a, " And then", 500, 2);
+  long_req.mutable_stop()->set_ignore_eos(true);
+  const Turn cancelled = generate(*s->stub, long_req, "", /*cancel_after_deltas=*/3);
+  EXPECT_EQ(cancelled.status.error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_FALSE(cancelled.has_final);
+
+  const Turn expired = generate(*s->stub, long_req, "", -1, /*deadline_ms=*/1500);
+  EXPECT_EQ(expired.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+
+  v1::Session after;
+  ASSERT_TRUE(get_session(*s->stub, a, &after).ok());
+  EXPECT_EQ(after.total_tokens(), before.total_tokens());
+  EXPECT_EQ(after.etag(), before.etag());
+  // And the session still works.
+  const Turn next = generate(*s->stub, text_request(a, " The end.", 4, 3));
+  EXPECT_TRUE(next.status.ok()) << next.status.error_message();
+  EXPECT_EQ(next.final.usage().cached_tokens(), before.total_tokens() - 1);  // the pending token is fed now
+}
+
+TEST(Server, MalformedRequestsGetTheRightCodes) {
+  auto s = Server::start(temp_store());
+  auto code = [&](const v1::GenerateRequest& r) { return generate(*s->stub, r).status.error_code(); };
+  v1::GenerateRequest none;
+  EXPECT_EQ(code(none), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(code(text_request("bogus", "hi", 4, 1)), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(code(text_request("sessions/0123456789abcdef0123456789abcdef", "hi", 4, 1)), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(code(text_request("", "hi", 100000, 1)), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::GenerateRequest bad_temp = text_request("", "hi", 4, 1);
+  bad_temp.mutable_sampling()->set_temperature(-1);
+  EXPECT_EQ(code(bad_temp), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::GenerateRequest bad_ids;
+  bad_ids.mutable_token_ids()->add_ids(1 << 30);
+  EXPECT_EQ(code(bad_ids), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::GenerateRequest bad_role;
+  bad_role.mutable_messages()->add_messages()->set_role("wizard");
+  EXPECT_EQ(code(bad_role), grpc::StatusCode::INVALID_ARGUMENT);
+  // A stale etag is ABORTED.
+  const std::string a = create_session(*s->stub);
+  v1::GenerateRequest stale = text_request(a, "hi", 2, 1);
+  stale.set_etag("ffff");
+  EXPECT_EQ(code(stale), grpc::StatusCode::ABORTED);
+  // Garbage instead of a snapshot.
+  {
+    grpc::ClientContext ctx;
+    v1::Session out;
+    auto w = s->stub->ImportSession(&ctx, &out);
+    v1::SnapshotChunk c;
+    c.set_data("definitely not a snapshot");
+    w->Write(c);
+    w->WritesDone();
+    EXPECT_EQ(w->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  // The server is still up.
+  EXPECT_TRUE(generate(*s->stub, text_request("", "hi", 2, 1)).status.ok());
+}
+
+TEST(Server, TenantsSeeOnlyTheirSessions) {
+  const std::string tokens = ::testing::TempDir() + "/tokens-" + std::to_string(::getpid());
+  {
+    std::ofstream f(tokens);
+    f << "# sha256(token) tenant\n" << sha256_hex("alpha-secret") << " alpha\n" << sha256_hex("beta-secret") << " beta\n";
+  }
+  auto s = Server::start(temp_store(), {"--auth_tokens=" + tokens});
+  const std::string a = create_session(*s->stub, "alpha-secret");
+  v1::Session info;
+  EXPECT_TRUE(get_session(*s->stub, a, &info, "alpha-secret").ok());
+  EXPECT_EQ(get_session(*s->stub, a, &info, "beta-secret").error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(get_session(*s->stub, a, &info).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(get_session(*s->stub, a, &info, "wrong").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(generate(*s->stub, text_request(a, "hi", 2, 1), "beta-secret").status.error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer beta-secret");
+  v1::ListSessionsResponse list;
+  ASSERT_TRUE(s->stub->ListSessions(&ctx, v1::ListSessionsRequest(), &list).ok());
+  EXPECT_EQ(list.sessions_size(), 0);
+}
+
+TEST(Server, TwoServersShareOneRedis) {
+  const int redis_port = free_port();
+  const std::string dir = ::testing::TempDir() + "/redis-" + std::to_string(::getpid());
+  fs::create_directories(dir);
+  Process redis({"/usr/bin/redis-server", "--bind", "127.0.0.1", "--port", std::to_string(redis_port), "--save", "",
+                 "--appendonly", "no", "--dir", dir},
+                dir + "/redis.log");
+  ASSERT_TRUE(redis.wait_for_log("Ready to accept connections", 20)) << redis.log();
+  const std::string url = "redis://127.0.0.1:" + std::to_string(redis_port);
+  auto s1 = Server::start(url);
+  auto s2 = Server::start(url);
+  const std::string a = create_session(*s1->stub);
+  const Turn t1 = generate(*s1->stub, text_request(a, kStory, 8, 1));
+  ASSERT_TRUE(t1.status.ok()) << t1.status.error_message();
+  const Turn t2 = generate(*s2->stub, text_request(a, " Next,", 8, 2));
+  ASSERT_TRUE(t2.status.ok()) << t2.status.error_message();
+  EXPECT_EQ(t2.final.usage().cached_tokens(), t1.final.session_tokens() - 1);
+  // And back on the first server, which must read the newer state from Redis.
+  v1::Session info;
+  ASSERT_TRUE(get_session(*s1->stub, a, &info).ok());
+  EXPECT_EQ(info.total_tokens(), t2.final.session_tokens());
+}
+
+}  // namespace
+}  // namespace edgeinf
