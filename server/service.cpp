@@ -176,6 +176,11 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateEvent>
       fresh = info.total_tokens == 0;
     }
     EDGEINF_ASSIGN_OR_RETURN(t.tokens, input_tokens(svc_.engine(), req, fresh));
+    if (int64_t(t.tokens.size()) > svc_.engine().config().max_prompt_tokens) {
+      return absl::InvalidArgumentError(absl::StrCat("the prompt has ", t.tokens.size(), " tokens; the limit is ",
+                                                     svc_.engine().config().max_prompt_tokens,
+                                                     " (upload long documents with Ingest)"));
+    }
     EDGEINF_ASSIGN_OR_RETURN(t.gen, generate_options(req));
     if (req.progress_every_tokens() < 0) return absl::InvalidArgumentError("progress_every_tokens must be >= 0");
     t.progress_every = req.progress_every_tokens();

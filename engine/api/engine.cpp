@@ -452,10 +452,6 @@ Status Engine::start_turn(Turn& t) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_tokens must be in [0, ", config_.max_tokens_limit, "], got ", r.gen.max_tokens));
   }
-  if (int64_t(r.tokens.size()) > config_.max_prompt_tokens) {
-    return absl::InvalidArgumentError(absl::StrCat("the prompt has ", r.tokens.size(), " tokens; the limit is ",
-                                                   config_.max_prompt_tokens, " (upload long documents with Ingest)"));
-  }
   for (TokenId id : r.tokens) {
     if (id < 0 || id >= tokenizer_->n_vocab()) {
       return absl::InvalidArgumentError(absl::StrCat("token id ", id, " is outside the vocabulary"));

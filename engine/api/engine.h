@@ -24,7 +24,7 @@ struct EngineConfig {
   int threads = 0;                   // 0 = every core
   std::string default_policy = "edgeinfinite";
   KvShapeRequest shape;              // S, W, L, update: unset = the gate's, else the engine defaults
-  int64_t max_prompt_tokens = 1 << 20;    // per request
+  int64_t max_prompt_tokens = 1 << 20;    // per Generate request (the service checks it; Ingest is exempt)
   int max_tokens_limit = 4096;            // cap on a request's max_tokens
   int max_sessions_per_tenant = 1000;
   size_t memory_budget_bytes = size_t(4) << 30;  // attention state of all live contexts (admission)

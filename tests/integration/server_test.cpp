@@ -367,5 +367,138 @@ TEST(Server, TwoServersShareOneRedis) {
   EXPECT_EQ(info.total_tokens(), t2.final.session_tokens());
 }
 
+TEST(Server, IngestExportImportAndLimits) {
+  auto s = Server::start(temp_store(), {"--max_prompt_tokens=300", "--max_sessions_per_tenant=3",
+                                        "--max_message_bytes=65536"});
+  const std::string a = create_session(*s->stub);
+  // A document in several messages, more tokens than one request may carry.
+  std::string doc;
+  for (int i = 0; i < 6; ++i) doc += kStory;
+  v1::IngestResponse ingested;
+  {
+    grpc::ClientContext ctx;
+    auto w = s->stub->Ingest(&ctx, &ingested);
+    for (size_t off = 0; off < doc.size(); off += 700) {
+      v1::IngestRequest req;
+      if (off == 0) req.set_session(a);
+      req.set_text(doc.substr(off, 700));
+      ASSERT_TRUE(w->Write(req));
+    }
+    w->WritesDone();
+    const grpc::Status st = w->Finish();
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  }
+  EXPECT_GT(ingested.ingested_tokens(), 300);
+  EXPECT_EQ(ingested.session().total_tokens(), ingested.ingested_tokens());
+  EXPECT_GT(ingested.session().compressed_tokens(), 0);
+  // The same document in one Generate request is over the prompt limit.
+  EXPECT_EQ(generate(*s->stub, text_request("", doc, 4, 1)).status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  // A message over the size limit.
+  EXPECT_EQ(generate(*s->stub, text_request("", std::string(70000, 'a'), 4, 1)).status.error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+
+  // Export, import (a new session), and both continue identically.
+  std::string snapshot;
+  {
+    grpc::ClientContext ctx;
+    v1::ExportSessionRequest req;
+    req.set_name(a);
+    auto r = s->stub->ExportSession(&ctx, req);
+    v1::SnapshotChunk c;
+    while (r->Read(&c)) snapshot += c.data();
+    ASSERT_TRUE(r->Finish().ok());
+  }
+  v1::Session imported;
+  {
+    grpc::ClientContext ctx;
+    auto w = s->stub->ImportSession(&ctx, &imported);
+    for (size_t off = 0; off < snapshot.size(); off += 32768) {  // under --max_message_bytes
+      v1::SnapshotChunk c;
+      c.set_data(snapshot.substr(off, 32768));
+      ASSERT_TRUE(w->Write(c));
+    }
+    w->WritesDone();
+    const grpc::Status st = w->Finish();
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  }
+  EXPECT_NE(imported.name(), a);
+  EXPECT_EQ(imported.total_tokens(), ingested.session().total_tokens());
+  const Turn from_a = generate(*s->stub, text_request(a, " The keeper", 12, 5));
+  const Turn from_b = generate(*s->stub, text_request(imported.name(), " The keeper", 12, 5));
+  ASSERT_TRUE(from_a.status.ok() && from_b.status.ok());
+  EXPECT_EQ(from_a.text, from_b.text);
+  // A truncated snapshot is refused.
+  {
+    grpc::ClientContext ctx;
+    v1::Session out;
+    auto w = s->stub->ImportSession(&ctx, &out);
+    for (size_t off = 0; off < snapshot.size() / 2; off += 32768) {
+      v1::SnapshotChunk c;
+      c.set_data(snapshot.substr(off, std::min<size_t>(32768, snapshot.size() / 2 - off)));
+      w->Write(c);
+    }
+    w->WritesDone();
+    EXPECT_EQ(w->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  // Sessions per tenant: a, the import and one more; the fourth is refused.
+  create_session(*s->stub);
+  grpc::Status st;
+  create_session(*s->stub, "", &st);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  // Delete frees a slot; a deleted session is gone.
+  {
+    grpc::ClientContext ctx;
+    v1::DeleteSessionRequest req;
+    req.set_name(a);
+    v1::DeleteSessionResponse resp;
+    ASSERT_TRUE(s->stub->DeleteSession(&ctx, req, &resp).ok());
+  }
+  v1::Session gone;
+  EXPECT_EQ(get_session(*s->stub, a, &gone).error_code(), grpc::StatusCode::NOT_FOUND);
+  create_session(*s->stub, "", &st);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+}
+
+TEST(Server, MemoryBudgetAdmissionMetricsAndGracefulShutdown) {
+  // A budget smaller than one context's state: one-off requests are refused with a retry hint.
+  {
+    auto s = Server::start(temp_store(), {"--memory_budget_mb=1"});
+    grpc::ClientContext ctx;
+    auto reader = s->stub->Generate(&ctx, text_request("", "hi", 2, 1));
+    v1::GenerateEvent ev;
+    while (reader->Read(&ev)) {
+    }
+    const grpc::Status st = reader->Finish();
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    const auto& md = ctx.GetServerTrailingMetadata();
+    EXPECT_NE(md.find("retry-after-ms"), md.end());
+  }
+  auto s = Server::start(temp_store());
+  ASSERT_TRUE(generate(*s->stub, text_request("", kStory, 4, 1)).status.ok());
+  // Metrics on their own port, with the names operators alert on.
+  const std::string log = s->proc->log();
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(log, m, std::regex("metrics on port ([0-9]+)"))) << log;
+  const std::string out = ::testing::TempDir() + "/metrics.txt";
+  const std::string cmd = "curl -s -o " + out + " http://127.0.0.1:" + m[1].str() + "/metrics";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  const std::string metrics = read_all(out);
+  for (const char* name : {"edgeinf_time_to_first_token_seconds_bucket", "edgeinf_inter_token_latency_seconds_bucket",
+                           "edgeinf_request_duration_seconds_bucket", "edgeinf_tokens_total{kind=\"prompt\"}",
+                           "edgeinf_requests_total{code=\"OK\",method=\"Generate\"}", "edgeinf_queue_depth",
+                           "edgeinf_state_bytes", "edgeinf_active_sessions"}) {
+    EXPECT_NE(metrics.find(name), std::string::npos) << name << " missing from\n" << metrics;
+  }
+  // SIGTERM while a long turn streams: the turn ends (finished or cancelled), the process exits 0.
+  v1::GenerateRequest req = text_request("", kStory, 150, 1);
+  req.mutable_stop()->set_ignore_eos(true);
+  std::thread client([&] { generate(*s->stub, req); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  s->proc->stop();
+  client.join();
+  EXPECT_TRUE(WIFEXITED(s->proc->exit_status()) && WEXITSTATUS(s->proc->exit_status()) == 0) << s->proc->log();
+  EXPECT_NE(s->proc->log().find("stopped"), std::string::npos) << s->proc->log();
+}
+
 }  // namespace
 }  // namespace edgeinf
