@@ -136,6 +136,7 @@ struct Engine::Turn {
   std::span<const float> logits;
   int generated = 0;
   TokenId last = -1;
+  TokenId feed = -1;  // sampled this step, to be fed in the batched pass
   std::vector<TokenId> held_ids;
   std::deque<TokenId> recent;
   size_t reserved = 0;
@@ -392,15 +393,37 @@ void Engine::loop() {
         state_->queue.pop_front();
       }
     }
-    // One step of every active turn, round-robin.
-    for (size_t i = 0; i < state_->active.size();) {
+    // One step of every active turn: a prefill segment each, and one batched forward pass that
+    // feeds every decoding turn its sampled token.
+    std::vector<Turn*> feed;
+    std::vector<bool> done(state_->active.size(), false);
+    for (size_t i = 0; i < state_->active.size(); ++i) {
       Turn& t = *state_->active[i];
-      if (step_turn(t)) {
-        std::lock_guard<std::mutex> lock(state_->mu);
-        state_->active.erase(state_->active.begin() + ptrdiff_t(i));
-      } else {
-        ++i;
+      done[i] = step_turn(t);
+      if (!done[i] && t.decoding && t.feed >= 0) feed.push_back(&t);
+    }
+    if (!feed.empty()) {
+      std::vector<LlamaContext*> ctxs;
+      std::vector<TokenId> toks;
+      for (Turn* t : feed) ctxs.push_back(t->ctx), toks.push_back(t->feed);
+      auto logits = LlamaContext::eval_each(ctxs, toks);
+      for (size_t j = 0; j < feed.size(); ++j) {
+        Turn& t = *feed[j];
+        t.feed = -1;
+        if (logits.ok()) {
+          t.logits = (*logits)[j];
+          t.last = -1;  // fed
+        } else {
+          finish_turn(t, logits.status());
+          for (size_t i = 0; i < state_->active.size(); ++i) {
+            if (state_->active[i].get() == &t) done[i] = true;
+          }
+        }
       }
+    }
+    std::lock_guard<std::mutex> lock(state_->mu);
+    for (size_t i = state_->active.size(); i-- > 0;) {
+      if (done[i]) state_->active.erase(state_->active.begin() + ptrdiff_t(i));
     }
   }
 }
@@ -586,14 +609,7 @@ bool Engine::step_turn(Turn& t) {
   if (t.stops->stopped()) return end(FinishReason::kStopString);
   if (t.generated >= t.req.gen.max_tokens) return end(FinishReason::kLength);
   if (t.ctx->n_past() >= t.ctx->capacity()) return end(FinishReason::kContextFull);
-  const TokenId next[1] = {token};
-  auto logits = t.ctx->eval(next);
-  if (!logits.ok()) {
-    finish_turn(t, logits.status());
-    return true;
-  }
-  t.logits = *logits;
-  t.last = -1;  // fed
+  t.feed = token;  // the loop feeds every decoding turn's token in one batched pass
   return false;
 }
 

@@ -16,7 +16,8 @@ namespace kc = kernels::cpu;
 
 namespace {
 
-kernels::MatmulParams matmul_params(const WeightView& w, const float* x, float* y, int64_t n_tok, const float* bias) {
+kernels::MatmulParams matmul_params(const WeightView& w, const float* x, float* y, int64_t n_tok, const float* bias,
+                                    bool per_token = false) {
   kernels::MatmulParams p;
   p.w = w.data;
   p.w_type = w.type;
@@ -29,6 +30,7 @@ kernels::MatmulParams matmul_params(const WeightView& w, const float* x, float* 
   p.n_tok = n_tok;
   p.n_in = w.n_in;
   p.n_out = w.n_out;
+  p.per_token = per_token;
   return p;
 }
 
@@ -146,6 +148,84 @@ Status LlamaContext::forward_batch(std::span<const TokenId> tokens, bool all_log
   kc::rmsnorm_forward({x_.data() + first * n_embd, model_.output_norm(), xn_.data(), n_out, n_embd, c.rms_eps}, pool_);
   kc::matmul_forward(matmul_params(model_.output(), xn_.data(), logits_.data(), n_out, nullptr), pool_);
   return absl::OkStatus();
+}
+
+StatusOr<std::vector<std::span<const float>>> LlamaContext::eval_each(std::span<LlamaContext* const> contexts,
+                                                                       std::span<const TokenId> tokens) {
+  if (contexts.empty() || contexts.size() != tokens.size()) {
+    return absl::InvalidArgumentError("eval_each needs one token per context");
+  }
+  const LlamaModel& model = contexts[0]->model_;
+  kc::ThreadPool& pool = contexts[0]->pool_;
+  for (size_t i = 0; i < contexts.size(); ++i) {
+    LlamaContext* c = contexts[i];
+    if (&c->model_ != &model || &c->pool_ != &pool) {
+      return absl::InvalidArgumentError("eval_each: the contexts must share one model and thread pool");
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (contexts[j] == c) return absl::InvalidArgumentError("eval_each: a context appears twice");
+    }
+    EDGEINF_RETURN_IF_ERROR(c->check_tokens(tokens.subspan(i, 1)));
+  }
+  for (LlamaContext* c : contexts) EDGEINF_RETURN_IF_ERROR(c->policy_->begin_batch(1));
+
+  const LlamaConfig& cfg = model.config();
+  const kc::VecOps& vec = kc::vec_ops();
+  const int64_t n = int64_t(contexts.size());
+  const int64_t n_embd = cfg.n_embd;
+  const AttentionShape& shape = contexts[0]->shape_;
+  const int64_t q_dim = shape.q_dim(), kv_dim = shape.kv_dim();
+  // Scratch that grows to the largest batch seen and is then reused: steady decode allocates nothing.
+  thread_local std::vector<float> x, xn, q, k, v, attn, gate, up, logits;
+  auto fit = [](std::vector<float>& b, int64_t size) {
+    if (b.size() < size_t(size)) b.resize(size_t(size));
+  };
+  fit(x, n * n_embd);
+  fit(xn, n * std::max(n_embd, q_dim));
+  fit(q, n * q_dim);
+  fit(k, n * kv_dim);
+  fit(v, n * kv_dim);
+  fit(attn, n * q_dim);
+  fit(gate, n * cfg.n_ff);
+  fit(up, n * cfg.n_ff);
+  fit(logits, n * cfg.n_vocab);
+
+  const WeightView& embd = model.token_embd();
+  for (int64_t t = 0; t < n; ++t) {
+    const auto* row = static_cast<const uint8_t*>(embd.data) + int64_t(tokens[size_t(t)]) * embd.row_bytes;
+    vec.dequantize_row(embd.type, row, x.data() + t * n_embd, n_embd);
+  }
+  for (int il = 0; il < cfg.n_layer; ++il) {
+    const LayerWeights& l = model.layer(il);
+    kc::rmsnorm_forward({x.data(), l.attn_norm, xn.data(), n, n_embd, cfg.rms_eps}, pool);
+    const kernels::MatmulParams qkv[] = {matmul_params(l.wq, xn.data(), q.data(), n, l.bq, true),
+                                         matmul_params(l.wk, xn.data(), k.data(), n, l.bk, true),
+                                         matmul_params(l.wv, xn.data(), v.data(), n, l.bv, true)};
+    kc::matmul_forward_batch(qkv, pool);
+    for (int64_t t = 0; t < n; ++t) {
+      contexts[size_t(t)]->policy_->attend(
+          {il, 1, q.data() + t * q_dim, k.data() + t * kv_dim, v.data() + t * kv_dim, attn.data() + t * q_dim}, pool);
+    }
+    kc::matmul_forward(matmul_params(l.wo, attn.data(), xn.data(), n, nullptr, true), pool);
+    for (int64_t i = 0; i < n * n_embd; ++i) x[size_t(i)] += xn[size_t(i)];
+    kc::rmsnorm_forward({x.data(), l.ffn_norm, xn.data(), n, n_embd, cfg.rms_eps}, pool);
+    const kernels::MatmulParams gate_up[] = {matmul_params(l.w_gate, xn.data(), gate.data(), n, nullptr, true),
+                                             matmul_params(l.w_up, xn.data(), up.data(), n, nullptr, true)};
+    kc::matmul_forward_batch(gate_up, pool);
+    kc::swiglu_forward({gate.data(), up.data(), gate.data(), cfg.n_ff, n, cfg.n_ff}, pool);
+    kc::matmul_forward(matmul_params(l.w_down, gate.data(), xn.data(), n, nullptr, true), pool);
+    for (int64_t i = 0; i < n * n_embd; ++i) x[size_t(i)] += xn[size_t(i)];
+  }
+  for (LlamaContext* c : contexts) c->policy_->end_batch(pool);
+  kc::rmsnorm_forward({x.data(), model.output_norm(), xn.data(), n, n_embd, cfg.rms_eps}, pool);
+  kc::matmul_forward(matmul_params(model.output(), xn.data(), logits.data(), n, nullptr, true), pool);
+  std::vector<std::span<const float>> out;
+  for (int64_t t = 0; t < n; ++t) {
+    LlamaContext* c = contexts[size_t(t)];
+    std::copy(logits.begin() + t * cfg.n_vocab, logits.begin() + (t + 1) * cfg.n_vocab, c->logits_.begin());
+    out.emplace_back(c->logits_.data(), size_t(cfg.n_vocab));
+  }
+  return out;
 }
 
 }  // namespace edgeinf

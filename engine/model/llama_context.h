@@ -36,6 +36,12 @@ class LlamaContext {
   // Appends at most n_batch() tokens and returns the logits of every one ([n_tokens, n_vocab]).
   StatusOr<std::span<const float>> eval_all_logits(std::span<const TokenId> tokens);
 
+  // Appends one token to each of several contexts of the same model and pool in one forward pass
+  // (the weights are read once for all of them; each context's policy attends over its own
+  // state); returns each context's logits, as eval() would. The contexts are unchanged on error.
+  static StatusOr<std::vector<std::span<const float>>> eval_each(std::span<LlamaContext* const> contexts,
+                                                                 std::span<const TokenId> tokens);
+
   int64_t n_past() const { return policy_->n_seen(); }
   // Tokens the context can still take in total (unbounded for sink/window policies).
   int64_t capacity() const { return policy_->capacity(); }

@@ -21,6 +21,9 @@ struct MatmulParams {
   int64_t n_tok = 0;
   int64_t n_in = 0;
   int64_t n_out = 0;
+  // Compute every token's row with the single-token (decode) arithmetic, so a token's result does
+  // not depend on what else is in the batch (decode steps of several sessions batched together).
+  bool per_token = false;
 };
 
 // out[t] = x[t] / rms(x[t]) * weight, over rows of n_embd.

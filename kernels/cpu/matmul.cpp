@@ -37,7 +37,7 @@ void gemv_rows(const MatmulParams& p, const VecOps& v, int64_t r_begin, int64_t 
 void matmul_forward_batch(std::span<const MatmulParams> ps, ThreadPool& pool) {
   const VecOps& v = vec_ops();
   for (const MatmulParams& p : ps) {
-    if (p.n_tok > kMaxGemvTokens) {
+    if (p.n_tok > kMaxGemvTokens && !p.per_token) {
       for (const MatmulParams& q : ps) matmul_forward(q, pool);
       return;
     }
@@ -60,7 +60,7 @@ void matmul_forward_batch(std::span<const MatmulParams> ps, ThreadPool& pool) {
 
 void matmul_forward(const MatmulParams& p, ThreadPool& pool) {
   const VecOps& v = vec_ops();
-  if (p.n_tok <= kMaxGemvTokens) {
+  if (p.n_tok <= kMaxGemvTokens || p.per_token) {
     const int64_t rows = gemv_rows_per_task(p, pool);
     pool.run((p.n_out + rows - 1) / rows, [&](int64_t task) {
       gemv_rows(p, v, task * rows, std::min(p.n_out, (task + 1) * rows));
