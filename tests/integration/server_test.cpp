@@ -19,6 +19,7 @@
 #include "edgeinfinite/v1/inference.grpc.pb.h"
 #include "engine/util/sha256.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "tests/test_paths.h"
 
 namespace edgeinf {
@@ -208,6 +209,24 @@ TEST(Server, HealthStreamingAndUsage) {
     grpc::health::v1::HealthCheckResponse resp;
     ASSERT_TRUE(health->Check(&ctx, req, &resp).ok());
     EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  }
+  {
+    // Server reflection lists the service, so generic tools can call it.
+    auto refl = grpc::reflection::v1alpha::ServerReflection::NewStub(s->channel);
+    grpc::ClientContext ctx;
+    auto stream = refl->ServerReflectionInfo(&ctx);
+    grpc::reflection::v1alpha::ServerReflectionRequest req;
+    req.set_list_services("*");
+    ASSERT_TRUE(stream->Write(req));
+    stream->WritesDone();
+    grpc::reflection::v1alpha::ServerReflectionResponse resp;
+    std::vector<std::string> names;
+    while (stream->Read(&resp)) {
+      for (const auto& svc : resp.list_services_response().service()) names.push_back(svc.name());
+    }
+    ASSERT_TRUE(stream->Finish().ok());
+    EXPECT_NE(std::find(names.begin(), names.end(), "edgeinfinite.v1.Inference"), names.end());
+    EXPECT_NE(std::find(names.begin(), names.end(), "grpc.health.v1.Health"), names.end());
   }
   v1::GenerateRequest req;
   auto* m = req.mutable_messages()->add_messages();
