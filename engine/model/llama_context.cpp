@@ -34,6 +34,54 @@ kernels::MatmulParams matmul_params(const WeightView& w, const float* x, float* 
   return p;
 }
 
+// Activation buffers of one forward pass, each [n_tok, width].
+struct Activations {
+  float *x, *xn, *q, *k, *v, *attn, *gate, *up;
+};
+
+// Embeds the tokens into a.x and runs every layer; attend(layer, a) does each layer's attention
+// from a.q/a.k/a.v (pre-RoPE) into a.attn. per_token: single-token matmul arithmetic per row.
+template <typename Attend>
+void run_layers(const LlamaModel& model, kc::ThreadPool& pool, std::span<const TokenId> tokens, const Activations& a,
+                bool per_token, Attend&& attend) {
+  const LlamaConfig& c = model.config();
+  const kc::VecOps& vec = kc::vec_ops();
+  const int64_t n = int64_t(tokens.size());
+  const int64_t n_embd = c.n_embd;
+  const WeightView& embd = model.token_embd();
+  for (int64_t t = 0; t < n; ++t) {
+    const auto* row = static_cast<const uint8_t*>(embd.data) + int64_t(tokens[size_t(t)]) * embd.row_bytes;
+    vec.dequantize_row(embd.type, row, a.x + t * n_embd, n_embd);
+  }
+  for (int il = 0; il < c.n_layer; ++il) {
+    const LayerWeights& l = model.layer(il);
+    kc::rmsnorm_forward({a.x, l.attn_norm, a.xn, n, n_embd, c.rms_eps}, pool);
+    const kernels::MatmulParams qkv[] = {matmul_params(l.wq, a.xn, a.q, n, l.bq, per_token),
+                                         matmul_params(l.wk, a.xn, a.k, n, l.bk, per_token),
+                                         matmul_params(l.wv, a.xn, a.v, n, l.bv, per_token)};
+    kc::matmul_forward_batch(qkv, pool);
+    attend(il);
+    // x += Wo . attn ; x += W_down . (silu(W_gate . norm(x)) * W_up . norm(x))
+    kc::matmul_forward(matmul_params(l.wo, a.attn, a.xn, n, nullptr, per_token), pool);
+    for (int64_t i = 0; i < n * n_embd; ++i) a.x[i] += a.xn[i];
+    kc::rmsnorm_forward({a.x, l.ffn_norm, a.xn, n, n_embd, c.rms_eps}, pool);
+    const kernels::MatmulParams gate_up[] = {matmul_params(l.w_gate, a.xn, a.gate, n, nullptr, per_token),
+                                             matmul_params(l.w_up, a.xn, a.up, n, nullptr, per_token)};
+    kc::matmul_forward_batch(gate_up, pool);
+    kc::swiglu_forward({a.gate, a.up, a.gate, c.n_ff, n, c.n_ff}, pool);
+    kc::matmul_forward(matmul_params(l.w_down, a.gate, a.xn, n, nullptr, per_token), pool);
+    for (int64_t i = 0; i < n * n_embd; ++i) a.x[i] += a.xn[i];
+  }
+}
+
+// Final norm and output projection of rows [first, first + n_out) of x.
+void output_logits(const LlamaModel& model, kc::ThreadPool& pool, const float* x, float* xn, int64_t first,
+                   int64_t n_out, float* logits, bool per_token) {
+  const LlamaConfig& c = model.config();
+  kc::rmsnorm_forward({x + first * c.n_embd, model.output_norm(), xn, n_out, c.n_embd, c.rms_eps}, pool);
+  kc::matmul_forward(matmul_params(model.output(), xn, logits, n_out, nullptr, per_token), pool);
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<LlamaContext>> LlamaContext::create(const LlamaModel& model, kc::ThreadPool& pool,
@@ -107,46 +155,16 @@ StatusOr<std::span<const float>> LlamaContext::eval_all_logits(std::span<const T
 }
 
 Status LlamaContext::forward_batch(std::span<const TokenId> tokens, bool all_logits) {
-  const LlamaConfig& c = model_.config();
-  const kc::VecOps& vec = kc::vec_ops();
   const int64_t n = int64_t(tokens.size());
-  const int64_t n_embd = c.n_embd;
   EDGEINF_RETURN_IF_ERROR(policy_->begin_batch(n));
-
-  const WeightView& embd = model_.token_embd();
-  for (int64_t t = 0; t < n; ++t) {
-    const auto* row = static_cast<const uint8_t*>(embd.data) + int64_t(tokens[size_t(t)]) * embd.row_bytes;
-    vec.dequantize_row(embd.type, row, x_.data() + t * n_embd, n_embd);
-  }
-
-  for (int il = 0; il < c.n_layer; ++il) {
-    const LayerWeights& l = model_.layer(il);
-    kc::rmsnorm_forward({x_.data(), l.attn_norm, xn_.data(), n, n_embd, c.rms_eps}, pool_);
-    const kernels::MatmulParams qkv[] = {matmul_params(l.wq, xn_.data(), q_.data(), n, l.bq),
-                                         matmul_params(l.wk, xn_.data(), k_.data(), n, l.bk),
-                                         matmul_params(l.wv, xn_.data(), v_.data(), n, l.bv)};
-    kc::matmul_forward_batch(qkv, pool_);
-    // The policy rotates Q/K to its positions, keeps what it keeps, and attends.
-    policy_->attend({il, n, q_.data(), k_.data(), v_.data(), attn_.data()}, pool_);
-
-    // x += Wo . attn ; x += W_down . (silu(W_gate . norm(x)) * W_up . norm(x))
-    kc::matmul_forward(matmul_params(l.wo, attn_.data(), xn_.data(), n, nullptr), pool_);
-    for (int64_t i = 0; i < n * n_embd; ++i) x_[size_t(i)] += xn_[size_t(i)];
-    kc::rmsnorm_forward({x_.data(), l.ffn_norm, xn_.data(), n, n_embd, c.rms_eps}, pool_);
-    const kernels::MatmulParams gate_up[] = {matmul_params(l.w_gate, xn_.data(), gate_.data(), n, nullptr),
-                                             matmul_params(l.w_up, xn_.data(), up_.data(), n, nullptr)};
-    kc::matmul_forward_batch(gate_up, pool_);
-    kc::swiglu_forward({gate_.data(), up_.data(), gate_.data(), c.n_ff, n, c.n_ff}, pool_);
-    kc::matmul_forward(matmul_params(l.w_down, gate_.data(), xn_.data(), n, nullptr), pool_);
-    for (int64_t i = 0; i < n * n_embd; ++i) x_[size_t(i)] += xn_[size_t(i)];
-  }
+  const Activations a{x_.data(), xn_.data(), q_.data(), k_.data(), v_.data(), attn_.data(), gate_.data(), up_.data()};
+  // The policy rotates Q/K to its positions, keeps what it keeps, and attends.
+  run_layers(model_, pool_, tokens, a, false,
+             [&](int il) { policy_->attend({il, n, a.q, a.k, a.v, a.attn}, pool_); });
   policy_->end_batch(pool_);
-
   // Only the rows whose logits are wanted go through the final norm and output projection.
   const int64_t first = all_logits ? 0 : n - 1;
-  const int64_t n_out = n - first;
-  kc::rmsnorm_forward({x_.data() + first * n_embd, model_.output_norm(), xn_.data(), n_out, n_embd, c.rms_eps}, pool_);
-  kc::matmul_forward(matmul_params(model_.output(), xn_.data(), logits_.data(), n_out, nullptr), pool_);
+  output_logits(model_, pool_, a.x, a.xn, first, n - first, logits_.data(), false);
   return absl::OkStatus();
 }
 
@@ -170,55 +188,27 @@ StatusOr<std::vector<std::span<const float>>> LlamaContext::eval_each(std::span<
   for (LlamaContext* c : contexts) EDGEINF_RETURN_IF_ERROR(c->policy_->begin_batch(1));
 
   const LlamaConfig& cfg = model.config();
-  const kc::VecOps& vec = kc::vec_ops();
   const int64_t n = int64_t(contexts.size());
-  const int64_t n_embd = cfg.n_embd;
   const AttentionShape& shape = contexts[0]->shape_;
   const int64_t q_dim = shape.q_dim(), kv_dim = shape.kv_dim();
   // Scratch that grows to the largest batch seen and is then reused: steady decode allocates nothing.
   thread_local std::vector<float> x, xn, q, k, v, attn, gate, up, logits;
   auto fit = [](std::vector<float>& b, int64_t size) {
     if (b.size() < size_t(size)) b.resize(size_t(size));
+    return b.data();
   };
-  fit(x, n * n_embd);
-  fit(xn, n * std::max(n_embd, q_dim));
-  fit(q, n * q_dim);
-  fit(k, n * kv_dim);
-  fit(v, n * kv_dim);
-  fit(attn, n * q_dim);
-  fit(gate, n * cfg.n_ff);
-  fit(up, n * cfg.n_ff);
+  const Activations a{fit(x, n * cfg.n_embd), fit(xn, n * std::max<int64_t>(cfg.n_embd, q_dim)), fit(q, n * q_dim),
+                      fit(k, n * kv_dim),      fit(v, n * kv_dim),  fit(attn, n * q_dim),
+                      fit(gate, n * cfg.n_ff), fit(up, n * cfg.n_ff)};
   fit(logits, n * cfg.n_vocab);
-
-  const WeightView& embd = model.token_embd();
-  for (int64_t t = 0; t < n; ++t) {
-    const auto* row = static_cast<const uint8_t*>(embd.data) + int64_t(tokens[size_t(t)]) * embd.row_bytes;
-    vec.dequantize_row(embd.type, row, x.data() + t * n_embd, n_embd);
-  }
-  for (int il = 0; il < cfg.n_layer; ++il) {
-    const LayerWeights& l = model.layer(il);
-    kc::rmsnorm_forward({x.data(), l.attn_norm, xn.data(), n, n_embd, cfg.rms_eps}, pool);
-    const kernels::MatmulParams qkv[] = {matmul_params(l.wq, xn.data(), q.data(), n, l.bq, true),
-                                         matmul_params(l.wk, xn.data(), k.data(), n, l.bk, true),
-                                         matmul_params(l.wv, xn.data(), v.data(), n, l.bv, true)};
-    kc::matmul_forward_batch(qkv, pool);
+  run_layers(model, pool, tokens, a, true, [&](int il) {
     for (int64_t t = 0; t < n; ++t) {
       contexts[size_t(t)]->policy_->attend(
-          {il, 1, q.data() + t * q_dim, k.data() + t * kv_dim, v.data() + t * kv_dim, attn.data() + t * q_dim}, pool);
+          {il, 1, a.q + t * q_dim, a.k + t * kv_dim, a.v + t * kv_dim, a.attn + t * q_dim}, pool);
     }
-    kc::matmul_forward(matmul_params(l.wo, attn.data(), xn.data(), n, nullptr, true), pool);
-    for (int64_t i = 0; i < n * n_embd; ++i) x[size_t(i)] += xn[size_t(i)];
-    kc::rmsnorm_forward({x.data(), l.ffn_norm, xn.data(), n, n_embd, cfg.rms_eps}, pool);
-    const kernels::MatmulParams gate_up[] = {matmul_params(l.w_gate, xn.data(), gate.data(), n, nullptr, true),
-                                             matmul_params(l.w_up, xn.data(), up.data(), n, nullptr, true)};
-    kc::matmul_forward_batch(gate_up, pool);
-    kc::swiglu_forward({gate.data(), up.data(), gate.data(), cfg.n_ff, n, cfg.n_ff}, pool);
-    kc::matmul_forward(matmul_params(l.w_down, gate.data(), xn.data(), n, nullptr, true), pool);
-    for (int64_t i = 0; i < n * n_embd; ++i) x[size_t(i)] += xn[size_t(i)];
-  }
+  });
   for (LlamaContext* c : contexts) c->policy_->end_batch(pool);
-  kc::rmsnorm_forward({x.data(), model.output_norm(), xn.data(), n, n_embd, cfg.rms_eps}, pool);
-  kc::matmul_forward(matmul_params(model.output(), xn.data(), logits.data(), n, nullptr, true), pool);
+  output_logits(model, pool, a.x, a.xn, 0, n, logits.data(), true);
   std::vector<std::span<const float>> out;
   for (int64_t t = 0; t < n; ++t) {
     LlamaContext* c = contexts[size_t(t)];

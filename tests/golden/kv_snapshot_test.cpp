@@ -8,29 +8,14 @@
 #include "engine/kv/memory_gate.h"
 #include "engine/model/llama_context.h"
 #include "engine/session/snapshot.h"
-#include "tests/test_paths.h"
+#include "tests/golden/tiny_model.h"
 
 namespace edgeinf {
 namespace {
 
-const LlamaModel& tiny_model() {
-  static const LlamaModel* model = [] {
-    auto m = LlamaModel::load(testing::golden_dir() + "/tiny_gqa_odd.gguf");
-    EXPECT_TRUE(m.ok()) << m.status() << " (the golden_reference test writes the tiny models)";
-    return m.ok() ? std::move(*m).release() : nullptr;
-  }();
-  return *model;
-}
-
-std::vector<TokenId> tokens(int n, int n_vocab, uint64_t seed) {
-  std::vector<TokenId> out(static_cast<size_t>(n));
-  uint64_t x = seed;
-  for (TokenId& t : out) {
-    x = x * 6364136223846793005ull + 1442695040888963407ull;
-    t = TokenId((x >> 33) % uint64_t(n_vocab));
-  }
-  return out;
-}
+using testing::tiny_model;
+using testing::random_tokens;
+constexpr auto& tokens = random_tokens;
 
 std::unique_ptr<LlamaContext> make_context(const KvPolicyOptions& kv, kernels::cpu::ThreadPool& pool) {
   LlamaContextOptions o;
