@@ -162,7 +162,7 @@ int summarize(const Client& c, const std::string& path) {
   m->set_content("Summarize the document above in a few sentences.");
   req.mutable_sampling()->set_temperature(0.0f);
   req.mutable_stop()->set_max_tokens(256);
-  return run_generate(c, req, true);
+  return run_generate(c, req, isatty(STDERR_FILENO));
 }
 
 int chat(const Client& c, std::string name) {
@@ -179,7 +179,7 @@ int chat(const Client& c, std::string name) {
     auto* m = req.mutable_messages()->add_messages();
     m->set_role("user");
     m->set_content(line);
-    if (int rc = run_generate(c, req, true)) return rc;
+    if (int rc = run_generate(c, req, isatty(STDERR_FILENO))) return rc;
   }
   return 0;
 }

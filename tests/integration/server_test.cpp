@@ -371,6 +371,47 @@ TEST(Server, ConcurrentStreamsAreBatchedAndStayDeterministic) {
   }
 }
 
+TEST(Server, ClientSummarizesChatsAndManagesSessions) {
+  auto s = Server::start(temp_store());
+  const std::string addr = "127.0.0.1:" + std::to_string(s->port);
+  const std::string dir = ::testing::TempDir();
+  auto run = [&](std::vector<std::string> args, const std::string& name, const std::string& stdin_text = "") {
+    const std::string out = dir + "/client-" + name + ".txt", in = dir + "/client-" + name + ".in";
+    std::ofstream(in) << stdin_text;
+    std::string cmd = std::string(EDGEINF_CLIENT_BIN) + " --server " + addr;
+    for (const std::string& a : args) cmd += " '" + a + "'";
+    cmd += " < " + in + " > " + out + " 2>&1";
+    const int rc = std::system(cmd.c_str());
+    return std::make_pair(rc, read_all(out));
+  };
+  // summarize: upload (Ingest) then a streamed summary in the same session.
+  const auto [rc1, sum] = run({"summarize", std::string(EDGEINF_SOURCE_DIR) + "/tests/reference/tokenizer_corpus.txt"}, "sum");
+  EXPECT_EQ(rc1, 0) << sum;
+  EXPECT_NE(sum.find("ingested"), std::string::npos) << sum;
+  EXPECT_NE(sum.find("[finish FINISH_REASON_"), std::string::npos) << sum;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(sum, m, std::regex("session (sessions/[0-9a-f]{32})"))) << sum;
+  const std::string name = m[1].str();
+  // chat: two user lines on that session, then EOF.
+  const auto [rc2, chat] = run({"chat", "--session", name}, "chat", "Hello!\nWhat was the document about?\n");
+  EXPECT_EQ(rc2, 0) << chat;
+  size_t finals = 0;
+  for (size_t at = chat.find("[finish"); at != std::string::npos; at = chat.find("[finish", at + 1)) ++finals;
+  EXPECT_EQ(finals, 2u) << "two turns, two usage lines:\n" << chat;
+  // sessions: list, export, delete; then the session is gone.
+  const auto [rc3, list] = run({"sessions", "list"}, "list");
+  EXPECT_EQ(rc3, 0);
+  EXPECT_NE(list.find(name), std::string::npos) << list;
+  const auto [rc4, exp] = run({"sessions", "export", name, dir + "/exported.snap"}, "export");
+  EXPECT_EQ(rc4, 0) << exp;
+  EXPECT_GT(fs::file_size(dir + "/exported.snap"), 1000u);
+  const auto [rc5, del] = run({"sessions", "delete", name}, "delete");
+  EXPECT_EQ(rc5, 0) << del;
+  const auto [rc6, get] = run({"sessions", "get", name}, "get");
+  EXPECT_NE(rc6, 0);
+  EXPECT_NE(get.find("NOT_FOUND"), std::string::npos) << get;
+}
+
 TEST(Server, TenantsSeeOnlyTheirSessions) {
   const std::string tokens = ::testing::TempDir() + "/tokens-" + std::to_string(::getpid());
   {
