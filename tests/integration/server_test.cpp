@@ -169,6 +169,16 @@ v1::GenerateRequest text_request(const std::string& session, const std::string& 
   return r;
 }
 
+std::string scrape(const Server& s) {
+  std::smatch m;
+  const std::string log = s.proc->log();
+  EXPECT_TRUE(std::regex_search(log, m, std::regex("metrics on port ([0-9]+)"))) << log;
+  const std::string out = ::testing::TempDir() + "/scrape-" + std::to_string(s.port) + ".txt";
+  const std::string cmd = "curl -s -o " + out + " http://127.0.0.1:" + m[1].str() + "/metrics";
+  EXPECT_EQ(std::system(cmd.c_str()), 0);
+  return read_all(out);
+}
+
 std::string create_session(v1::Inference::Stub& stub, const std::string& token = "", grpc::Status* out = nullptr) {
   grpc::ClientContext ctx;
   if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
@@ -412,6 +422,20 @@ TEST(Server, ClientSummarizesChatsAndManagesSessions) {
   EXPECT_NE(get.find("NOT_FOUND"), std::string::npos) << get;
 }
 
+TEST(Server, IdleSessionsBeyondTheHotBudgetReloadFromTheStore) {
+  // One session's state (S=4, W=60, L=32) is ~6 MiB: an 8 MiB budget keeps one in memory.
+  auto s = Server::start(temp_store(), {"--hot_mb=8"});
+  const std::string a = create_session(*s->stub), b = create_session(*s->stub);
+  const Turn a1 = generate(*s->stub, text_request(a, kStory, 4, 1));
+  const Turn b1 = generate(*s->stub, text_request(b, kStory, 4, 1));
+  const Turn a2 = generate(*s->stub, text_request(a, " Then", 4, 2));  // a was evicted: read back
+  ASSERT_TRUE(a1.status.ok() && b1.status.ok() && a2.status.ok()) << a2.status.error_message();
+  EXPECT_EQ(a2.final.usage().cached_tokens(), a1.final.session_tokens() - 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // gauges refresh every 200 ms
+  const std::string metrics = scrape(*s);
+  EXPECT_NE(metrics.find("edgeinf_active_sessions 1"), std::string::npos) << metrics;
+}
+
 TEST(Server, TenantsSeeOnlyTheirSessions) {
   const std::string tokens = ::testing::TempDir() + "/tokens-" + std::to_string(::getpid());
   {
@@ -566,13 +590,7 @@ TEST(Server, MemoryBudgetAdmissionMetricsAndGracefulShutdown) {
   auto s = Server::start(temp_store());
   ASSERT_TRUE(generate(*s->stub, text_request("", kStory, 4, 1)).status.ok());
   // Metrics on their own port, with the names operators alert on.
-  const std::string log = s->proc->log();
-  std::smatch m;
-  ASSERT_TRUE(std::regex_search(log, m, std::regex("metrics on port ([0-9]+)"))) << log;
-  const std::string out = ::testing::TempDir() + "/metrics.txt";
-  const std::string cmd = "curl -s -o " + out + " http://127.0.0.1:" + m[1].str() + "/metrics";
-  ASSERT_EQ(std::system(cmd.c_str()), 0);
-  const std::string metrics = read_all(out);
+  const std::string metrics = scrape(*s);
   for (const char* name : {"edgeinf_time_to_first_token_seconds_bucket", "edgeinf_inter_token_latency_seconds_bucket",
                            "edgeinf_request_duration_seconds_bucket", "edgeinf_tokens_total{kind=\"prompt\"}",
                            "edgeinf_requests_total{code=\"OK\",method=\"Generate\"}", "edgeinf_queue_depth",
