@@ -332,7 +332,7 @@ class IngestReactor final : public grpc::ServerReadReactor<v1::IngestRequest> {
   // Submits the buffered text up to a safe split (before the last space, whole UTF-8 characters),
   // or all of it at the end; reads on once the turn is done.
   void flush(bool last) {
-    constexpr size_t kBlock = 16 << 10;
+    constexpr size_t kBlock = 128 << 10;  // ~32K tokens a turn: one snapshot commit per block
     size_t cut = buffer_.size();
     if (!last) {
       if (buffer_.size() < kBlock) {
