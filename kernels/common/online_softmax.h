@@ -19,6 +19,10 @@ struct OnlineSoftmax {
 // Adds one key's score; returns the factor to multiply the existing accumulator by, and writes to
 // *p the weight of this key's value row (acc = acc * factor + p * v).
 EDGEINF_HD float online_softmax_add(OnlineSoftmax& s, float score, float* p) {
+  if (score == -INFINITY) {  // a masked key
+    *p = 0.0f;
+    return 1.0f;
+  }
   if (score <= s.max) {
     *p = expf(score - s.max);
     s.sum += *p;

@@ -104,6 +104,24 @@ struct MemoryDecompressParams {
   int head_dim = 0;
 };
 
+// The memory read fused with the gate blend (one pass, A_mem never stored):
+// out[t, h, :] = g * (sigma(q) M[g] / (sigma(q) z[g] + eps)) + (1 - g) * a_local[t, h, :], g = gate[t, h].
+// out may alias a_local.
+struct MemoryReadBlendParams {
+  const float* m = nullptr;  // [n_kv_head, head_dim, head_dim]
+  const float* z = nullptr;  // [n_kv_head, head_dim]
+  const float* q = nullptr;  // pre-RoPE queries, row stride q_stride
+  int64_t q_stride = 0;
+  const float* gate = nullptr;  // [n_tok, n_head]
+  const float* a_local = nullptr;
+  float* out = nullptr;
+  int64_t stride = 0;  // row stride of a_local and out
+  int64_t n_tok = 0;
+  int n_head = 0;
+  int n_kv_head = 0;
+  int head_dim = 0;
+};
+
 // out[t, h, :] = g[t, h] * a_mem[t, h, :] + (1 - g[t, h]) * a_local[t, h, :]; out may alias a_local.
 struct GateBlendParams {
   const float* gate = nullptr;  // [n_tok, n_head]

@@ -74,9 +74,12 @@ TEST(OnlineSoftmax, OnePassAndMergedRangesEqualTheExactSoftmax) {
 TEST(OnlineSoftmax, EmptyStatesAndMaskedKeys) {
   OnlineSoftmax empty;
   EXPECT_EQ(online_softmax_finish(empty, 1.0f), 0.0f);
-  // A masked key (score -inf) contributes nothing.
+  // A masked key (score -inf) contributes nothing, first or later.
   OnlineSoftmax s;
-  float p = 0;
+  float p = 1;
+  EXPECT_EQ(online_softmax_add(s, -INFINITY, &p), 1.0f);
+  EXPECT_EQ(p, 0.0f);
+  EXPECT_EQ(s.sum, 0.0f);
   online_softmax_add(s, 0.5f, &p);
   const float f = online_softmax_add(s, -INFINITY, &p);
   EXPECT_EQ(f, 1.0f);

@@ -1,0 +1,20 @@
+// CUDA kernels: the contracts of kernels/reference/ops.h and memory.h on device pointers, one op per
+// file, each launched on the given stream. Every pointer in the params is a device pointer.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "kernels/common/op_params.h"
+
+namespace edgeinf::kernels::cuda {
+
+cudaError_t rmsnorm_forward(const RmsNormParams& p, cudaStream_t stream);
+cudaError_t rope_forward(const RopeParams& p, cudaStream_t stream);
+cudaError_t swiglu_forward(const SwigluParams& p, cudaStream_t stream);
+// Segment attention with online softmax over sink (+) window (+) segment, GQA, causal inside the
+// segment; serves prefill segments and single-token decode alike. head_dim <= 256.
+cudaError_t attention_forward(const AttentionParams& p, cudaStream_t stream);
+// Memory read fused with the gate blend. head_dim <= 256.
+cudaError_t memory_read_blend(const MemoryReadBlendParams& p, cudaStream_t stream);
+
+}  // namespace edgeinf::kernels::cuda

@@ -1,0 +1,36 @@
+#include <cuda_runtime.h>
+
+#include <cstdio>
+
+#include "kernels/cuda/runtime.h"
+
+namespace edgeinf::kernels::cuda {
+
+bool device_available(std::string* why) {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    if (why != nullptr) *why = cudaGetErrorString(e);
+    return false;
+  }
+  if (n == 0) {
+    if (why != nullptr) *why = "no CUDA device";
+    return false;
+  }
+  return true;
+}
+
+std::string device_summary() {
+  cudaDeviceProp p{};
+  if (cudaGetDeviceProperties(&p, 0) != cudaSuccess) return "unknown device";
+  int mem_clock_khz = 0, bus_bits = 0;
+  cudaDeviceGetAttribute(&mem_clock_khz, cudaDevAttrMemoryClockRate, 0);
+  cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, 0);
+  const double gbps = 2.0 * double(mem_clock_khz) * 1e3 * double(bus_bits) / 8.0 / 1e9;
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "%s (sm_%d%d), %.1f GiB, %d SMs, ~%.0f GB/s peak memory bandwidth", p.name, p.major,
+                p.minor, double(p.totalGlobalMem) / (1 << 30), p.multiProcessorCount, gbps);
+  return buf;
+}
+
+}  // namespace edgeinf::kernels::cuda

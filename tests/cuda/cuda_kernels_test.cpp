@@ -1,0 +1,161 @@
+// CUDA kernels against kernels/reference on odd shapes. Without a device every test skips with
+// the reason; with one, `ctest -L cuda` runs them.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "kernels/cuda/ops.h"
+#include "kernels/cuda/runtime.h"
+#include "kernels/reference/memory.h"
+#include "kernels/reference/ops.h"
+
+namespace edgeinf::kernels {
+namespace {
+
+#define SKIP_WITHOUT_DEVICE()                                                      \
+  do {                                                                             \
+    std::string why;                                                               \
+    if (!cuda::device_available(&why)) GTEST_SKIP() << "no CUDA device: " << why;  \
+  } while (0)
+
+std::vector<float> random_floats(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+// A device copy of a host vector, copied back on demand.
+template <typename T>
+struct DeviceBuffer {
+  T* ptr = nullptr;
+  size_t n = 0;
+  explicit DeviceBuffer(const std::vector<T>& host) : n(host.size()) {
+    EXPECT_EQ(cudaMalloc(&ptr, n * sizeof(T)), cudaSuccess);
+    EXPECT_EQ(cudaMemcpy(ptr, host.data(), n * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
+  }
+  ~DeviceBuffer() { cudaFree(ptr); }
+  std::vector<T> host() const {
+    std::vector<T> out(n);
+    EXPECT_EQ(cudaMemcpy(out.data(), ptr, n * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
+    return out;
+  }
+};
+
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, float tol, const char* what) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_NEAR(got[i], want[i], tol * (1.0f + std::fabs(want[i]))) << what << " at " << i;
+  }
+}
+
+TEST(CudaKernels, RmsNorm) {
+  SKIP_WITHOUT_DEVICE();
+  const int64_t n_tok = 7, n_embd = 579;
+  const auto x = random_floats(size_t(n_tok * n_embd), 1), w = random_floats(size_t(n_embd), 2);
+  std::vector<float> want(x.size());
+  reference::rmsnorm_forward({x.data(), w.data(), want.data(), n_tok, n_embd, 1e-5f});
+  DeviceBuffer<float> dx(x), dw(w), dout(std::vector<float>(x.size()));
+  ASSERT_EQ(cuda::rmsnorm_forward({dx.ptr, dw.ptr, dout.ptr, n_tok, n_embd, 1e-5f}, nullptr), cudaSuccess);
+  expect_close(dout.host(), want, 1e-5f, "rmsnorm");
+}
+
+TEST(CudaKernels, RopeNormalAndNeox) {
+  SKIP_WITHOUT_DEVICE();
+  for (bool neox : {false, true}) {
+    const int64_t n_tok = 5;
+    const int n_head = 3, head_dim = 64, n_rot = 48;
+    const int64_t stride = n_head * head_dim + 8;
+    auto x = random_floats(size_t(n_tok * stride), 3);
+    std::vector<int32_t> pos = {0, 1, 17, 1000, 8191};
+    std::vector<float> factors = random_floats(size_t(n_rot / 2), 4);
+    for (float& f : factors) f = 1.0f + std::fabs(f);
+    DeviceBuffer<float> dx(x), df(factors);
+    DeviceBuffer<int32_t> dp(pos);
+    RopeParams p{x.data(), stride, pos.data(), n_tok, n_head, head_dim, n_rot, 10000.0f, 0.5f, factors.data(), neox};
+    reference::rope_forward(p);
+    p.x = dx.ptr;
+    p.positions = dp.ptr;
+    p.freq_factors = df.ptr;
+    ASSERT_EQ(cuda::rope_forward(p, nullptr), cudaSuccess);
+    expect_close(dx.host(), x, 1e-4f, neox ? "rope neox" : "rope");
+  }
+}
+
+TEST(CudaKernels, Swiglu) {
+  SKIP_WITHOUT_DEVICE();
+  const int64_t n_tok = 3, n_ff = 1537, stride = 1540;
+  const auto g = random_floats(size_t(n_tok * stride), 5), u = random_floats(size_t(n_tok * stride), 6);
+  std::vector<float> want(g.size(), 0.0f);
+  reference::swiglu_forward({g.data(), u.data(), want.data(), stride, n_tok, n_ff});
+  DeviceBuffer<float> dg(g), du(u), dout(std::vector<float>(g.size(), 0.0f));
+  ASSERT_EQ(cuda::swiglu_forward({dg.ptr, du.ptr, dout.ptr, stride, n_tok, n_ff}, nullptr), cudaSuccess);
+  expect_close(dout.host(), want, 1e-5f, "swiglu");
+}
+
+// Prefill segments and single-token decode over a sink (+) window (+) segment cache, GQA, both
+// cache layouts.
+TEST(CudaKernels, SegmentAttentionWithOnlineSoftmax) {
+  SKIP_WITHOUT_DEVICE();
+  struct Case {
+    int64_t n_tok, n_kv;
+    int n_head, n_kv_head, head_dim;
+    bool head_major;
+  };
+  for (const Case& c : {Case{1, 1, 9, 3, 64, false}, Case{1, 1541, 9, 3, 64, false}, Case{37, 300, 6, 2, 48, true},
+                        Case{64, 64, 4, 4, 128, false}, Case{5, 1000, 9, 3, 64, true}}) {
+    const int64_t q_stride = int64_t(c.n_head) * c.head_dim;
+    const int64_t kv_stride = c.head_major ? c.head_dim : int64_t(c.n_kv_head) * c.head_dim;
+    const int64_t kv_head_stride = c.head_major ? c.n_kv * c.head_dim : c.head_dim;
+    const auto q = random_floats(size_t(c.n_tok * q_stride), 7);
+    const auto k = random_floats(size_t(c.n_kv * c.n_kv_head * c.head_dim), 8);
+    const auto v = random_floats(size_t(c.n_kv * c.n_kv_head * c.head_dim), 9);
+    std::vector<float> want(size_t(c.n_tok * q_stride));
+    AttentionParams p{q.data(), q_stride, k.data(), v.data(), kv_stride, kv_head_stride, want.data(), q_stride,
+                      c.n_tok, c.n_kv, c.n_kv - c.n_tok, c.n_head, c.n_kv_head, c.head_dim,
+                      1.0f / std::sqrt(float(c.head_dim))};
+    reference::attention_forward(p);
+    DeviceBuffer<float> dq(q), dk(k), dv(v), dout(std::vector<float>(want.size()));
+    p.q = dq.ptr;
+    p.k = dk.ptr;
+    p.v = dv.ptr;
+    p.out = dout.ptr;
+    ASSERT_EQ(cuda::attention_forward(p, nullptr), cudaSuccess);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    expect_close(dout.host(), want, 1e-4f, "attention");
+  }
+}
+
+TEST(CudaKernels, MemoryReadFusedWithGateBlend) {
+  SKIP_WITHOUT_DEVICE();
+  const int64_t n_tok = 11;
+  const int n_head = 9, n_kv_head = 3, head_dim = 64;
+  const int64_t q_dim = int64_t(n_head) * head_dim;
+  // A memory built by the reference compressor, so M and z are realistic.
+  std::vector<float> m(size_t(n_kv_head) * head_dim * head_dim, 0.0f), z(size_t(n_kv_head) * head_dim, 0.0f);
+  const auto kk = random_floats(size_t(200 * n_kv_head * head_dim), 10), vv = random_floats(size_t(200 * n_kv_head * head_dim), 11);
+  reference::memory_compress({m.data(), z.data(), kk.data(), vv.data(), int64_t(n_kv_head) * head_dim, 200, n_kv_head,
+                              head_dim, true});
+  const auto q = random_floats(size_t(n_tok * q_dim), 12), local = random_floats(size_t(n_tok * q_dim), 13);
+  auto gate = random_floats(size_t(n_tok * n_head), 14);
+  for (float& g : gate) g = 1.0f / (1.0f + std::exp(-g));
+  gate[0] = 0.0f;  // a closed gate returns the local output exactly
+  std::vector<float> a_mem(size_t(n_tok * q_dim)), want(size_t(n_tok * q_dim));
+  reference::memory_decompress({m.data(), z.data(), q.data(), q_dim, a_mem.data(), n_tok, n_head, n_kv_head, head_dim});
+  reference::gate_blend_forward({gate.data(), a_mem.data(), local.data(), want.data(), q_dim, n_tok, n_head, head_dim});
+  DeviceBuffer<float> dm(m), dz(z), dq(q), dg(gate), dl(local), dout(std::vector<float>(want.size()));
+  ASSERT_EQ(cuda::memory_read_blend({dm.ptr, dz.ptr, dq.ptr, q_dim, dg.ptr, dl.ptr, dout.ptr, q_dim, n_tok, n_head,
+                                     n_kv_head, head_dim},
+                                    nullptr),
+            cudaSuccess);
+  const std::vector<float> got = dout.host();
+  expect_close(got, want, 1e-4f, "memory read + gate");
+  for (int j = 0; j < head_dim; ++j) EXPECT_EQ(got[size_t(j)], local[size_t(j)]) << "closed gate, dim " << j;
+}
+
+}  // namespace
+}  // namespace edgeinf::kernels
