@@ -16,5 +16,10 @@ cudaError_t swiglu_forward(const SwigluParams& p, cudaStream_t stream);
 cudaError_t attention_forward(const AttentionParams& p, cudaStream_t stream);
 // Memory read fused with the gate blend. head_dim <= 256.
 cudaError_t memory_read_blend(const MemoryReadBlendParams& p, cudaStream_t stream);
+// Memory compression (linear or delta rule). scratch: n_tok * n_kv_head * head_dim floats for the
+// delta rule's retrieval (may be null for the linear rule). head_dim <= 256.
+cudaError_t memory_compress(const MemoryCompressParams& p, float* scratch, cudaStream_t stream);
+// Dequantising GEMV, y = W x (+ bias), for up to 8 tokens (decode); any supported weight type.
+cudaError_t gemv_forward(const MatmulParams& p, cudaStream_t stream);
 
 }  // namespace edgeinf::kernels::cuda

@@ -9,6 +9,7 @@
 
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/runtime.h"
+#include "kernels/reference/dequantize.h"
 #include "kernels/reference/memory.h"
 #include "kernels/reference/ops.h"
 
@@ -155,6 +156,52 @@ TEST(CudaKernels, MemoryReadFusedWithGateBlend) {
   const std::vector<float> got = dout.host();
   expect_close(got, want, 1e-4f, "memory read + gate");
   for (int j = 0; j < head_dim; ++j) EXPECT_EQ(got[size_t(j)], local[size_t(j)]) << "closed gate, dim " << j;
+}
+
+TEST(CudaKernels, MemoryCompressLinearAndDelta) {
+  SKIP_WITHOUT_DEVICE();
+  const int n_kv_head = 3, d = 64;
+  const int64_t n_tok = 37, stride = int64_t(n_kv_head) * d;
+  for (bool delta : {false, true}) {
+    // Start from a memory that already holds something, so the delta rule's retrieval matters.
+    std::vector<float> m(size_t(n_kv_head) * d * d, 0.0f), z(size_t(n_kv_head) * d, 0.0f);
+    const auto k0 = random_floats(size_t(50 * stride), 15), v0 = random_floats(size_t(50 * stride), 16);
+    reference::memory_compress({m.data(), z.data(), k0.data(), v0.data(), stride, 50, n_kv_head, d, true});
+    const auto k = random_floats(size_t(n_tok * stride), 17), v = random_floats(size_t(n_tok * stride), 18);
+    DeviceBuffer<float> dm(m), dz(z), dk(k), dv(v), scratch(std::vector<float>(size_t(n_tok * stride)));
+    reference::memory_compress({m.data(), z.data(), k.data(), v.data(), stride, n_tok, n_kv_head, d, delta});
+    ASSERT_EQ(cuda::memory_compress({dm.ptr, dz.ptr, dk.ptr, dv.ptr, stride, n_tok, n_kv_head, d, delta}, scratch.ptr,
+                                    nullptr),
+              cudaSuccess);
+    expect_close(dm.host(), m, 1e-4f, delta ? "M (delta)" : "M (linear)");
+    expect_close(dz.host(), z, 1e-5f, "z");
+  }
+}
+
+TEST(CudaKernels, DequantisingGemvEveryWeightType) {
+  SKIP_WITHOUT_DEVICE();
+  const int64_t n_in = 2 * 256 + 256, n_out = 37;
+  for (WeightType t : {WeightType::kQ4_1, WeightType::kQ8_0, WeightType::kQ4_K, WeightType::kQ6_K,
+                       WeightType::kQ4_0, WeightType::kF16, WeightType::kF32}) {
+    for (int64_t n_tok : {1, 2, 5}) {
+      const auto wf = random_floats(size_t(n_in * n_out), 19);
+      const int64_t rb = int64_t(row_bytes(t, n_in));
+      std::vector<uint8_t> w(size_t(rb * n_out));
+      for (int64_t r = 0; r < n_out; ++r) reference::quantize_row(t, wf.data() + r * n_in, w.data() + r * rb, n_in);
+      const auto x = random_floats(size_t(n_tok * n_in), 20), bias = random_floats(size_t(n_out), 21);
+      std::vector<float> want(size_t(n_tok * n_out));
+      MatmulParams p{w.data(), t, rb, x.data(), n_in, want.data(), n_out, bias.data(), n_tok, n_in, n_out};
+      reference::matmul_forward(p);
+      DeviceBuffer<uint8_t> dw(w);
+      DeviceBuffer<float> dx(x), db(bias), dy(std::vector<float>(want.size()));
+      p.w = dw.ptr;
+      p.x = dx.ptr;
+      p.bias = db.ptr;
+      p.y = dy.ptr;
+      ASSERT_EQ(cuda::gemv_forward(p, nullptr), cudaSuccess);
+      expect_close(dy.host(), want, 1e-4f, weight_type_traits(uint32_t(t))->name);
+    }
+  }
 }
 
 }  // namespace
