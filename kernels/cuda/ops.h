@@ -21,5 +21,10 @@ cudaError_t memory_read_blend(const MemoryReadBlendParams& p, cudaStream_t strea
 cudaError_t memory_compress(const MemoryCompressParams& p, float* scratch, cudaStream_t stream);
 // Dequantising GEMV, y = W x (+ bias), for up to 8 tokens (decode); any supported weight type.
 cudaError_t gemv_forward(const MatmulParams& p, cudaStream_t stream);
+// Decodes the whole weight matrix of p into w_f32 [n_out, n_in].
+cudaError_t dequantize_matrix(const MatmulParams& p, float* w_f32, cudaStream_t stream);
+// Prefill GEMM: decodes W into w_scratch (n_out * n_in floats), then y = x W^T (+ bias) with
+// cuBLAS (cublas_handle: a cublasHandle_t).
+cudaError_t gemm_forward(const MatmulParams& p, float* w_scratch, void* cublas_handle, cudaStream_t stream);
 
 }  // namespace edgeinf::kernels::cuda

@@ -1,5 +1,6 @@
 // CUDA kernels against kernels/reference on odd shapes. Without a device every test skips with
 // the reason; with one, `ctest -L cuda` runs them.
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -7,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "kernels/cuda/arena.h"
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/reference/dequantize.h"
@@ -202,6 +204,50 @@ TEST(CudaKernels, DequantisingGemvEveryWeightType) {
       expect_close(dy.host(), want, 1e-4f, weight_type_traits(uint32_t(t))->name);
     }
   }
+}
+
+TEST(CudaKernels, PrefillGemmWithCublas) {
+  SKIP_WITHOUT_DEVICE();
+  cublasHandle_t handle = nullptr;
+  ASSERT_EQ(cublasCreate(&handle), CUBLAS_STATUS_SUCCESS);
+  const int64_t n_in = 576, n_out = 195, n_tok = 77;
+  for (WeightType t : {WeightType::kQ4_1, WeightType::kQ6_K, WeightType::kF32}) {
+    const auto wf = random_floats(size_t(n_in * n_out), 22);
+    const int64_t rb = int64_t(row_bytes(t, n_in));
+    std::vector<uint8_t> w(size_t(rb * n_out));
+    for (int64_t r = 0; r < n_out; ++r) reference::quantize_row(t, wf.data() + r * n_in, w.data() + r * rb, n_in);
+    const auto x = random_floats(size_t(n_tok * n_in), 23), bias = random_floats(size_t(n_out), 24);
+    std::vector<float> want(size_t(n_tok * n_out));
+    MatmulParams p{w.data(), t, rb, x.data(), n_in, want.data(), n_out, bias.data(), n_tok, n_in, n_out};
+    reference::matmul_forward(p);
+    DeviceBuffer<uint8_t> dw(w);
+    DeviceBuffer<float> dx(x), db(bias), dy(std::vector<float>(want.size())), scratch(std::vector<float>(size_t(n_in * n_out)));
+    p.w = dw.ptr;
+    p.x = dx.ptr;
+    p.bias = db.ptr;
+    p.y = dy.ptr;
+    ASSERT_EQ(cuda::gemm_forward(p, scratch.ptr, handle, nullptr), cudaSuccess);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    // cuBLAS may use TF32 or another summation order: a looser bound than the element kernels.
+    expect_close(dy.host(), want, 2e-3f, weight_type_traits(uint32_t(t))->name);
+  }
+  cublasDestroy(handle);
+}
+
+TEST(CudaKernels, ArenaHandsOutAlignedPiecesAndRefusesOverflow) {
+  SKIP_WITHOUT_DEVICE();
+  cuda::DeviceArena arena;
+  std::string why;
+  ASSERT_TRUE(arena.reserve(1 << 20, &why)) << why;
+  float* a = arena.take<float>(3);
+  float* b = arena.take<float>(1000);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(b) % 256, 0u);
+  EXPECT_GE(reinterpret_cast<char*>(b) - reinterpret_cast<char*>(a), 12);
+  EXPECT_EQ(arena.take<float>(1 << 20), nullptr);
+  arena.reset();
+  EXPECT_EQ(arena.take<float>(3), a);
 }
 
 }  // namespace
