@@ -106,9 +106,13 @@ StatusOr<std::vector<TokenId>> input_tokens(const Engine& engine, const v1::Gene
         msgs.push_back({m.role(), m.content()});
       }
       if (msgs.empty()) return absl::InvalidArgumentError("messages is empty");
-      EDGEINF_ASSIGN_OR_RETURN(std::string text, apply_chat_template(tok.chat_template(), msgs, true));
-      // A later turn of a session continues after the previous answer's end-of-turn token.
-      if (!fresh) text = "\n" + text;
+      EDGEINF_ASSIGN_OR_RETURN(ChatTemplate tmpl, detect_chat_template(tok.chat_template()));
+      // A later turn of a session: the conversation already opened (with its default system
+      // message, if the template has one), and ChatML continues on the line after the previous
+      // answer's end-of-turn token.
+      if (!fresh) tmpl.default_system.clear();
+      std::string text = render_chat(tmpl, msgs, true);
+      if (!fresh && tmpl.format == ChatFormat::kChatMl) text = "\n" + text;
       return tok.encode(text, /*add_special=*/fresh, /*parse_special=*/true);
     }
     case v1::GenerateRequest::kTokenIds:

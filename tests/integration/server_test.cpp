@@ -256,6 +256,34 @@ TEST(Server, HealthStreamingAndUsage) {
   EXPECT_EQ(t.final.finish_reason(), v1::FINISH_REASON_STOP);
 }
 
+TEST(Server, ChatTurnsOnASessionAppendOnlyTheNewTurn) {
+  auto s = Server::start(temp_store());
+  const std::string a = create_session(*s->stub);
+  auto chat = [&](const std::string& content) {
+    v1::GenerateRequest r;
+    r.set_session(a);
+    auto* m = r.mutable_messages()->add_messages();
+    m->set_role("user");
+    m->set_content(content);
+    r.mutable_sampling()->set_temperature(0.0f);
+    r.mutable_stop()->set_max_tokens(8);
+    return generate(*s->stub, r);
+  };
+  const Turn first = chat("Hello!");
+  ASSERT_TRUE(first.status.ok()) << first.status.error_message();
+  const Turn second = chat("Tell me more.");
+  ASSERT_TRUE(second.status.ok()) << second.status.error_message();
+  // The second turn is exactly the new user message and the assistant cue: no second system block.
+  grpc::ClientContext ctx;
+  v1::TokenizeRequest tr;
+  tr.set_text("\n<|im_start|>user\nTell me more.<|im_end|>\n<|im_start|>assistant\n");
+  tr.set_parse_special(true);
+  v1::TokenizeResponse ids;
+  ASSERT_TRUE(s->stub->Tokenize(&ctx, tr, &ids).ok());
+  EXPECT_EQ(second.final.usage().prompt_tokens(), ids.ids_size());
+  EXPECT_GT(first.final.usage().prompt_tokens(), ids.ids_size() + 10) << "the first turn carries the system block";
+}
+
 TEST(Server, ResumedSessionMatchesUninterruptedAndSurvivesRestart) {
   const std::string store = temp_store();
   std::string text_a2, name_b;
