@@ -74,15 +74,22 @@ v1::FinishReason finish_of(FinishReason r) {
   return v1::FINISH_REASON_UNSPECIFIED;
 }
 
-// A unary reactor that finishes at once with `status`, counting it.
-grpc::ServerUnaryReactor* finish_unary(grpc::CallbackServerContext* ctx, Metrics& m, const char* method,
-                                       Clock::time_point t0, const Status& status) {
+// The one place an RPC ends: maps the engine status, adds the retry hint to RESOURCE_EXHAUSTED,
+// and counts the request by method and code with its duration.
+grpc::Status end_status(grpc::CallbackServerContext* ctx, Metrics& m, const char* method, Clock::time_point t0,
+                        const Status& status) {
   const grpc::Status g = to_grpc(status);
   if (status.code() == absl::StatusCode::kResourceExhausted) ctx->AddTrailingMetadata("retry-after-ms", "1000");
   m.request(method, code_name(g.error_code()));
   m.request_duration(method, since(t0));
+  return g;
+}
+
+// A unary reactor that finishes at once with `status`.
+grpc::ServerUnaryReactor* finish_unary(grpc::CallbackServerContext* ctx, Metrics& m, const char* method,
+                                       Clock::time_point t0, const Status& status) {
   auto* r = ctx->DefaultReactor();
-  r->Finish(g);
+  r->Finish(end_status(ctx, m, method, t0, status));
   return r;
 }
 
@@ -267,11 +274,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateEvent>
     finished_ = true;
     const Status st = status_;
     lock.unlock();
-    const grpc::Status g = to_grpc(st);
-    if (st.code() == absl::StatusCode::kResourceExhausted) ctx_->AddTrailingMetadata("retry-after-ms", "1000");
-    svc_.metrics().request("Generate", code_name(g.error_code()));
-    svc_.metrics().request_duration("Generate", since(t0_));
-    Finish(g);
+    Finish(end_status(ctx_, svc_.metrics(), "Generate", t0_, st));
   }
 
   void finish_now(const Status& st) {
@@ -382,12 +385,7 @@ class IngestReactor final : public grpc::ServerReadReactor<v1::IngestRequest> {
     end(absl::OkStatus());
   }
 
-  void end(const Status& st) {
-    const grpc::Status g = to_grpc(st);
-    svc_.metrics().request("Ingest", code_name(g.error_code()));
-    svc_.metrics().request_duration("Ingest", since(t0_));
-    Finish(g);
-  }
+  void end(const Status& st) { Finish(end_status(ctx_, svc_.metrics(), "Ingest", t0_, st)); }
 
   InferenceService& svc_;
   grpc::CallbackServerContext* ctx_;
@@ -404,7 +402,7 @@ class IngestReactor final : public grpc::ServerReadReactor<v1::IngestRequest> {
 class ExportReactor final : public grpc::ServerWriteReactor<v1::SnapshotChunk> {
  public:
   ExportReactor(InferenceService& svc, grpc::CallbackServerContext* ctx, const v1::ExportSessionRequest& req)
-      : svc_(svc), t0_(Clock::now()) {
+      : svc_(svc), ctx_(ctx), t0_(Clock::now()) {
     Status st = [&]() -> Status {
       EDGEINF_ASSIGN_OR_RETURN(std::string tenant, svc_.tenant(ctx));
       EDGEINF_ASSIGN_OR_RETURN(std::string id, session_id_of(req.name()));
@@ -431,13 +429,9 @@ class ExportReactor final : public grpc::ServerWriteReactor<v1::SnapshotChunk> {
     pos_ += kChunk;
     StartWrite(&chunk_);
   }
-  void end(const Status& st) {
-    const grpc::Status g = to_grpc(st);
-    svc_.metrics().request("ExportSession", code_name(g.error_code()));
-    svc_.metrics().request_duration("ExportSession", since(t0_));
-    Finish(g);
-  }
+  void end(const Status& st) { Finish(end_status(ctx_, svc_.metrics(), "ExportSession", t0_, st)); }
   InferenceService& svc_;
+  grpc::CallbackServerContext* ctx_;
   Clock::time_point t0_;
   std::string bytes_;
   size_t pos_ = 0;
@@ -471,12 +465,7 @@ class ImportReactor final : public grpc::ServerReadReactor<v1::SnapshotChunk> {
   void OnDone() override { delete this; }
 
  private:
-  void end(const Status& st) {
-    const grpc::Status g = to_grpc(st);
-    svc_.metrics().request("ImportSession", code_name(g.error_code()));
-    svc_.metrics().request_duration("ImportSession", since(t0_));
-    Finish(g);
-  }
+  void end(const Status& st) { Finish(end_status(ctx_, svc_.metrics(), "ImportSession", t0_, st)); }
   InferenceService& svc_;
   grpc::CallbackServerContext* ctx_;
   v1::Session* resp_;
