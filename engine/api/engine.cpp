@@ -93,6 +93,22 @@ std::string store_key(const std::string& tenant, const std::string& id) {
   return absl::StrCat(sha256_hex(tenant).substr(0, 16), "/", id);
 }
 
+// The etag of a session version, as clients see it.
+std::string etag_of(uint64_t version) { return absl::StrCat(absl::Hex(version)); }
+
+Status session_not_found(const std::string& id) {
+  return absl::NotFoundError(absl::StrCat("session '", id, "' not found"));
+}
+
+// The session metadata of a snapshot that must belong to (tenant, id): another tenant's session
+// is NotFound, never a different error that would confirm it exists.
+StatusOr<SessionMeta> owned_meta(const SnapshotView& v, const std::string& tenant, const std::string& id) {
+  SessionMeta m;
+  EDGEINF_RETURN_IF_ERROR(decode_meta(v.session_meta, &m));
+  if (m.tenant != tenant || m.id != id) return session_not_found(id);
+  return m;
+}
+
 bool policy_drops(const std::string& name) { return name != "edgeinfinite" && name != "full"; }
 
 // The counts a session reports, from its context.
@@ -103,6 +119,22 @@ void count(const LlamaContext& ctx, const std::string& policy, SessionMeta* m) {
   m->compressed = policy == "edgeinfinite" ? p.n_compressed() : 0;
   m->dropped = policy_drops(policy) ? p.n_compressed() : 0;
   m->state_bytes = int64_t(p.state_bytes());
+}
+
+SessionInfo info_of(const KvPolicyOptions& kv, const SessionMeta& m, const std::string& fingerprint) {
+  SessionInfo i;
+  i.id = m.id;
+  i.kv = kv;
+  i.total_tokens = m.total;
+  i.exact_tokens = m.exact;
+  i.compressed_tokens = m.compressed;
+  i.dropped_tokens = m.dropped;
+  i.state_bytes = m.state_bytes;
+  i.create_time = m.create_time;
+  i.update_time = m.update_time;
+  i.etag = etag_of(m.version);
+  i.model_fingerprint = fingerprint;
+  return i;
 }
 
 }  // namespace
@@ -168,7 +200,11 @@ StatusOr<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std
   e->default_kv_.name = config.default_policy;
   EDGEINF_ASSIGN_OR_RETURN(std::string warning, resolve_kv_shape(config.shape, e->gate_.get(), &e->default_kv_));
   (void)warning;  // the server logs the shape it runs with
-  EDGEINF_RETURN_IF_ERROR(make_kv_policy(e->default_kv_, shape).status());
+  {
+    // Validates the default shape; its byte size is what one-off turns are admitted against.
+    EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<KvPolicy> policy, make_kv_policy(e->default_kv_, shape));
+    e->one_off_state_bytes_ = policy->state_bytes();
+  }
   const int threads = config.threads > 0 ? config.threads : int(std::max(1u, std::thread::hardware_concurrency()));
   e->pool_ = std::make_unique<kernels::cpu::ThreadPool>(threads);
   e->state_->thread = std::thread([raw = e.get()] { raw->loop(); });
@@ -211,6 +247,15 @@ StatusOr<std::unique_ptr<LlamaContext>> Engine::new_context(const KvPolicyOption
   return LlamaContext::create(*model_, *pool_, o);
 }
 
+StatusOr<std::unique_ptr<LlamaContext>> Engine::restore_context(const SnapshotView& v) const {
+  SnapshotHeader want{model_->gguf().fingerprint(), v.header.kv, gate_id(v.header.kv)};
+  EDGEINF_RETURN_IF_ERROR(check_compatible(want, v.header));
+  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaContext> ctx, new_context(v.header.kv));
+  ByteReader r(v.policy_state, "session snapshot state");
+  EDGEINF_RETURN_IF_ERROR(ctx->policy().restore(r));
+  return ctx;
+}
+
 // Called with the lock held: drops idle contexts, least recently used first, until the live
 // state fits in keep_bytes.
 void Engine::evict_idle_contexts(size_t keep_bytes) {
@@ -237,7 +282,7 @@ StatusOr<SessionInfo> Engine::create_session(const std::string& tenant, const st
   if (!policy.empty()) kv.name = policy;
   EDGEINF_ASSIGN_OR_RETURN(std::string warning, resolve_kv_shape(shape, kv.name == "edgeinfinite" ? gate_.get() : nullptr, &kv));
   (void)warning;
-  EDGEINF_RETURN_IF_ERROR(make_kv_policy(kv, AttentionShape::of(*model_)).status());
+  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaContext> ctx, new_context(kv));  // validates the policy and shape
   {
     EDGEINF_ASSIGN_OR_RETURN(std::vector<std::string> keys, store_->list(store_key(tenant, "")));
     if (int64_t(keys.size()) >= config_.max_sessions_per_tenant) {
@@ -251,23 +296,14 @@ StatusOr<SessionInfo> Engine::create_session(const std::string& tenant, const st
   s->meta.tenant = tenant;
   s->meta.create_time = s->meta.update_time = unix_now();
   s->key = store_key(tenant, s->meta.id);
-  EDGEINF_ASSIGN_OR_RETURN(s->ctx, new_context(kv));
+  s->ctx = std::move(ctx);
   count(*s->ctx, kv.name, &s->meta);
   EDGEINF_RETURN_IF_ERROR(commit_session(*s));
-  SessionInfo info;
-  {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    // An empty context costs nothing to rebuild: keep only the metadata.
-    s->ctx.reset();
-    Session* raw = s.get();
-    state_->sessions[s->key] = std::move(s);
-    info.id = raw->meta.id;
-    info.kv = raw->kv;
-    info.state_bytes = raw->meta.state_bytes;
-    info.create_time = info.update_time = raw->meta.create_time;
-    info.etag = absl::StrCat(absl::Hex(raw->meta.version));
-    info.model_fingerprint = model_->gguf().fingerprint();
-  }
+  // An empty context costs nothing to rebuild: keep only the metadata.
+  s->ctx.reset();
+  const SessionInfo info = info_of(s->kv, s->meta, model_->gguf().fingerprint());
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->sessions[s->key] = std::move(s);
   return info;
 }
 
@@ -276,35 +312,14 @@ Status Engine::commit_session(Session& s) {
   return store_->put(s.key, write_snapshot(h, encode_meta(s.meta), s.ctx->policy()));
 }
 
-namespace {
-
-SessionInfo info_of(const KvPolicyOptions& kv, const SessionMeta& m, const std::string& fingerprint) {
-  SessionInfo i;
-  i.id = m.id;
-  i.kv = kv;
-  i.total_tokens = m.total;
-  i.exact_tokens = m.exact;
-  i.compressed_tokens = m.compressed;
-  i.dropped_tokens = m.dropped;
-  i.state_bytes = m.state_bytes;
-  i.create_time = m.create_time;
-  i.update_time = m.update_time;
-  i.etag = absl::StrCat(absl::Hex(m.version));
-  i.model_fingerprint = fingerprint;
-  return i;
-}
-
-}  // namespace
 
 StatusOr<SessionInfo> Engine::get_session(const std::string& tenant, const std::string& id) {
-  if (!valid_id(id)) return absl::NotFoundError(absl::StrCat("session '", id, "' not found"));
+  if (!valid_id(id)) return session_not_found(id);
   // The store is the truth: another replica may have moved the session on.
   EDGEINF_ASSIGN_OR_RETURN(std::optional<std::string> head, store_->get_head(store_key(tenant, id), kSnapshotHeadBytes));
-  if (!head) return absl::NotFoundError(absl::StrCat("session '", id, "' not found"));
+  if (!head) return session_not_found(id);
   EDGEINF_ASSIGN_OR_RETURN(SnapshotView v, read_snapshot_head(*head));
-  SessionMeta m;
-  EDGEINF_RETURN_IF_ERROR(decode_meta(v.session_meta, &m));
-  if (m.tenant != tenant || m.id != id) return absl::NotFoundError(absl::StrCat("session '", id, "' not found"));
+  EDGEINF_ASSIGN_OR_RETURN(SessionMeta m, owned_meta(v, tenant, id));
   return info_of(v.header.kv, m, v.header.model_fingerprint);
 }
 
@@ -336,19 +351,15 @@ Status Engine::delete_session(const std::string& tenant, const std::string& id) 
 StatusOr<std::string> Engine::export_session(const std::string& tenant, const std::string& id) {
   EDGEINF_RETURN_IF_ERROR(get_session(tenant, id).status());
   EDGEINF_ASSIGN_OR_RETURN(std::optional<std::string> bytes, store_->get(store_key(tenant, id)));
-  if (!bytes) return absl::NotFoundError(absl::StrCat("session '", id, "' not found"));
+  if (!bytes) return session_not_found(id);
   return std::move(*bytes);
 }
 
 StatusOr<SessionInfo> Engine::import_session(const std::string& tenant, const std::string& snapshot) {
   EDGEINF_ASSIGN_OR_RETURN(SnapshotView v, read_snapshot(snapshot));
-  SnapshotHeader want{model_->gguf().fingerprint(), v.header.kv, gate_id(v.header.kv)};
-  EDGEINF_RETURN_IF_ERROR(check_compatible(want, v.header));
+  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaContext> ctx, restore_context(v));
   SessionMeta m;
   EDGEINF_RETURN_IF_ERROR(decode_meta(v.session_meta, &m));
-  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaContext> ctx, new_context(v.header.kv));
-  ByteReader r(v.policy_state, "session snapshot state");
-  EDGEINF_RETURN_IF_ERROR(ctx->policy().restore(r));
   auto s = std::make_unique<Session>();
   s->kv = v.header.kv;
   s->meta = m;
@@ -429,7 +440,7 @@ void Engine::loop() {
 }
 
 StatusOr<Engine::Session*> Engine::load_session(const std::string& tenant, const std::string& id, bool need_context) {
-  if (!valid_id(id)) return absl::NotFoundError(absl::StrCat("session '", id, "' not found"));
+  if (!valid_id(id)) return session_not_found(id);
   const std::string key = store_key(tenant, id);
   Session* s = nullptr;
   {
@@ -440,22 +451,16 @@ StatusOr<Engine::Session*> Engine::load_session(const std::string& tenant, const
   if (s != nullptr && s->ctx != nullptr) {
     // Still current? Another replica sharing the store may have committed a newer turn.
     EDGEINF_ASSIGN_OR_RETURN(SessionInfo stored, get_session(tenant, id));
-    if (stored.etag == absl::StrCat(absl::Hex(s->meta.version))) return s;
+    if (stored.etag == etag_of(s->meta.version)) return s;
   } else if (s != nullptr && !need_context) {
     return s;
   }
   // Read the committed snapshot.
   EDGEINF_ASSIGN_OR_RETURN(std::optional<std::string> bytes, store_->get(key));
-  if (!bytes) return absl::NotFoundError(absl::StrCat("session '", id, "' not found"));
+  if (!bytes) return session_not_found(id);
   EDGEINF_ASSIGN_OR_RETURN(SnapshotView v, read_snapshot(*bytes));
-  SessionMeta m;
-  EDGEINF_RETURN_IF_ERROR(decode_meta(v.session_meta, &m));
-  if (m.tenant != tenant || m.id != id) return absl::NotFoundError(absl::StrCat("session '", id, "' not found"));
-  SnapshotHeader want{model_->gguf().fingerprint(), v.header.kv, gate_id(v.header.kv)};
-  EDGEINF_RETURN_IF_ERROR(check_compatible(want, v.header));
-  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaContext> ctx, new_context(v.header.kv));
-  ByteReader r(v.policy_state, "session snapshot state");
-  EDGEINF_RETURN_IF_ERROR(ctx->policy().restore(r));
+  EDGEINF_ASSIGN_OR_RETURN(SessionMeta m, owned_meta(v, tenant, id));
+  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaContext> ctx, restore_context(v));
   std::lock_guard<std::mutex> lock(state_->mu);
   auto& slot = state_->sessions[key];
   if (slot == nullptr) slot = std::make_unique<Session>();
@@ -492,7 +497,7 @@ Status Engine::start_turn(Turn& t) {
     EDGEINF_ASSIGN_OR_RETURN(Session * s, load_session(r.tenant, r.session_id, true));
     std::lock_guard<std::mutex> lock(state_->mu);
     if (s->busy) return absl::AbortedError("a turn is already running on this session");
-    if (!r.etag.empty() && r.etag != absl::StrCat(absl::Hex(s->meta.version))) {
+    if (!r.etag.empty() && r.etag != etag_of(s->meta.version)) {
       return absl::AbortedError("the session changed since that etag; read it again");
     }
     s->busy = true;
@@ -510,11 +515,7 @@ Status Engine::start_turn(Turn& t) {
     evict_idle_contexts(config_.memory_budget_bytes);
   } else {
     if (r.tokens.empty()) return absl::InvalidArgumentError("the prompt is empty");
-    size_t need = 0;
-    {
-      EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<KvPolicy> probe, make_kv_policy(default_kv_, AttentionShape::of(*model_)));
-      need = probe->state_bytes();
-    }
+    const size_t need = one_off_state_bytes_;
     {
       std::lock_guard<std::mutex> lock(state_->mu);
       evict_idle_contexts(config_.memory_budget_bytes > need ? config_.memory_budget_bytes - need : 0);
@@ -644,7 +645,7 @@ void Engine::finish_turn(Turn& t, StatusOr<TurnResult> result) {
         result = st;
       } else {
         TurnResult& r = *result;
-        r.etag = absl::StrCat(absl::Hex(m.version));
+        r.etag = etag_of(m.version);
         r.session_tokens = m.total;
         r.usage.exact_tokens = m.exact;
         r.usage.compressed_tokens = m.compressed;

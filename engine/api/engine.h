@@ -18,6 +18,8 @@
 
 namespace edgeinf {
 
+struct SnapshotView;
+
 struct EngineConfig {
   std::string model_path;
   std::string gate_path;             // "" = MODEL.gate.gguf if present; "none" = no gate
@@ -119,6 +121,8 @@ class Engine {
   void drop_context(Session& s);
   void evict_idle_contexts(size_t keep_bytes);
   StatusOr<std::unique_ptr<LlamaContext>> new_context(const KvPolicyOptions& kv) const;
+  // A context holding a snapshot's state; FailedPrecondition for another model, shape or gate.
+  StatusOr<std::unique_ptr<LlamaContext>> restore_context(const SnapshotView& v) const;
   std::string gate_id(const KvPolicyOptions& kv) const;
 
   EngineConfig config_;
@@ -126,6 +130,7 @@ class Engine {
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<MemoryGate> gate_;
   KvPolicyOptions default_kv_;
+  size_t one_off_state_bytes_ = 0;  // state of a default-policy context: what a one-off turn needs
   std::unique_ptr<SessionStore> store_;
   std::unique_ptr<kernels::cpu::ThreadPool> pool_;
 
