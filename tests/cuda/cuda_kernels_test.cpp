@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -180,28 +181,45 @@ TEST(CudaKernels, MemoryCompressLinearAndDelta) {
   }
 }
 
+// A random weight matrix encoded as `type`, inputs and bias, the reference product, and the same on
+// the device: `device` holds device pointers for the kernel under test to fill device y.
+struct MatmulCase {
+  std::vector<uint8_t> w;
+  std::vector<float> x, bias, want;
+  std::unique_ptr<DeviceBuffer<uint8_t>> dw;
+  std::unique_ptr<DeviceBuffer<float>> dx, db, dy;
+  MatmulParams device;
+
+  MatmulCase(WeightType type, int64_t n_in, int64_t n_out, int64_t n_tok, uint32_t seed) {
+    const auto wf = random_floats(size_t(n_in * n_out), seed);
+    const int64_t rb = int64_t(row_bytes(type, n_in));
+    w.resize(size_t(rb * n_out));
+    for (int64_t r = 0; r < n_out; ++r) reference::quantize_row(type, wf.data() + r * n_in, w.data() + r * rb, n_in);
+    x = random_floats(size_t(n_tok * n_in), seed + 1);
+    bias = random_floats(size_t(n_out), seed + 2);
+    want.resize(size_t(n_tok * n_out));
+    MatmulParams p{w.data(), type, rb, x.data(), n_in, want.data(), n_out, bias.data(), n_tok, n_in, n_out};
+    reference::matmul_forward(p);
+    dw = std::make_unique<DeviceBuffer<uint8_t>>(w);
+    dx = std::make_unique<DeviceBuffer<float>>(x);
+    db = std::make_unique<DeviceBuffer<float>>(bias);
+    dy = std::make_unique<DeviceBuffer<float>>(std::vector<float>(want.size()));
+    device = p;
+    device.w = dw->ptr;
+    device.x = dx->ptr;
+    device.bias = db->ptr;
+    device.y = dy->ptr;
+  }
+};
+
 TEST(CudaKernels, DequantisingGemvEveryWeightType) {
   SKIP_WITHOUT_DEVICE();
-  const int64_t n_in = 2 * 256 + 256, n_out = 37;
   for (WeightType t : {WeightType::kQ4_1, WeightType::kQ8_0, WeightType::kQ4_K, WeightType::kQ6_K,
                        WeightType::kQ4_0, WeightType::kF16, WeightType::kF32}) {
     for (int64_t n_tok : {1, 2, 5}) {
-      const auto wf = random_floats(size_t(n_in * n_out), 19);
-      const int64_t rb = int64_t(row_bytes(t, n_in));
-      std::vector<uint8_t> w(size_t(rb * n_out));
-      for (int64_t r = 0; r < n_out; ++r) reference::quantize_row(t, wf.data() + r * n_in, w.data() + r * rb, n_in);
-      const auto x = random_floats(size_t(n_tok * n_in), 20), bias = random_floats(size_t(n_out), 21);
-      std::vector<float> want(size_t(n_tok * n_out));
-      MatmulParams p{w.data(), t, rb, x.data(), n_in, want.data(), n_out, bias.data(), n_tok, n_in, n_out};
-      reference::matmul_forward(p);
-      DeviceBuffer<uint8_t> dw(w);
-      DeviceBuffer<float> dx(x), db(bias), dy(std::vector<float>(want.size()));
-      p.w = dw.ptr;
-      p.x = dx.ptr;
-      p.bias = db.ptr;
-      p.y = dy.ptr;
-      ASSERT_EQ(cuda::gemv_forward(p, nullptr), cudaSuccess);
-      expect_close(dy.host(), want, 1e-4f, weight_type_traits(uint32_t(t))->name);
+      MatmulCase c(t, 2 * 256 + 256, 37, n_tok, 19);
+      ASSERT_EQ(cuda::gemv_forward(c.device, nullptr), cudaSuccess);
+      expect_close(c.dy->host(), c.want, 1e-4f, weight_type_traits(uint32_t(t))->name);
     }
   }
 }
@@ -210,26 +228,14 @@ TEST(CudaKernels, PrefillGemmWithCublas) {
   SKIP_WITHOUT_DEVICE();
   cublasHandle_t handle = nullptr;
   ASSERT_EQ(cublasCreate(&handle), CUBLAS_STATUS_SUCCESS);
-  const int64_t n_in = 576, n_out = 195, n_tok = 77;
+  const int64_t n_in = 576, n_out = 195;
   for (WeightType t : {WeightType::kQ4_1, WeightType::kQ6_K, WeightType::kF32}) {
-    const auto wf = random_floats(size_t(n_in * n_out), 22);
-    const int64_t rb = int64_t(row_bytes(t, n_in));
-    std::vector<uint8_t> w(size_t(rb * n_out));
-    for (int64_t r = 0; r < n_out; ++r) reference::quantize_row(t, wf.data() + r * n_in, w.data() + r * rb, n_in);
-    const auto x = random_floats(size_t(n_tok * n_in), 23), bias = random_floats(size_t(n_out), 24);
-    std::vector<float> want(size_t(n_tok * n_out));
-    MatmulParams p{w.data(), t, rb, x.data(), n_in, want.data(), n_out, bias.data(), n_tok, n_in, n_out};
-    reference::matmul_forward(p);
-    DeviceBuffer<uint8_t> dw(w);
-    DeviceBuffer<float> dx(x), db(bias), dy(std::vector<float>(want.size())), scratch(std::vector<float>(size_t(n_in * n_out)));
-    p.w = dw.ptr;
-    p.x = dx.ptr;
-    p.bias = db.ptr;
-    p.y = dy.ptr;
-    ASSERT_EQ(cuda::gemm_forward(p, scratch.ptr, handle, nullptr), cudaSuccess);
+    MatmulCase c(t, n_in, n_out, 77, 22);
+    DeviceBuffer<float> scratch(std::vector<float>(size_t(n_in * n_out)));
+    ASSERT_EQ(cuda::gemm_forward(c.device, scratch.ptr, handle, nullptr), cudaSuccess);
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
     // cuBLAS may use TF32 or another summation order: a looser bound than the element kernels.
-    expect_close(dy.host(), want, 2e-3f, weight_type_traits(uint32_t(t))->name);
+    expect_close(c.dy->host(), c.want, 2e-3f, weight_type_traits(uint32_t(t))->name);
   }
   cublasDestroy(handle);
 }
