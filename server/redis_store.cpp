@@ -69,6 +69,7 @@ class RedisStore final : public SessionStore {
   }
 
   Status put(const std::string& key, const std::string& bytes) override {
+    if (bytes.empty()) return absl::InvalidArgumentError("session store: empty value");
     std::lock_guard<std::mutex> lock(mu_);
     return command({"SET", kPrefix + key, bytes}).status();
   }
@@ -82,9 +83,9 @@ class RedisStore final : public SessionStore {
 
   StatusOr<std::optional<std::string>> get_head(const std::string& key, size_t max_bytes) override {
     std::lock_guard<std::mutex> lock(mu_);
-    EDGEINF_ASSIGN_OR_RETURN(Reply exists, command({"EXISTS", kPrefix + key}));
-    if (exists->integer == 0) return std::optional<std::string>();
+    // One round trip: GETRANGE of a missing key is empty, and a stored value never is.
     EDGEINF_ASSIGN_OR_RETURN(Reply r, command({"GETRANGE", kPrefix + key, "0", absl::StrCat(int64_t(max_bytes) - 1)}));
+    if (r->len == 0) return std::optional<std::string>();
     return std::optional<std::string>(std::string(r->str, r->len));
   }
 

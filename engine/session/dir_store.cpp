@@ -35,6 +35,7 @@ class DirStore final : public SessionStore {
 
   Status put(const std::string& key, const std::string& bytes) override {
     EDGEINF_RETURN_IF_ERROR(check(key));
+    if (bytes.empty()) return absl::InvalidArgumentError("session store: empty value");
     const std::string path = file_of(key);
     const std::string tmp = absl::StrCat(path, ".tmp.", ::getpid(), ".", counter_.fetch_add(1));
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

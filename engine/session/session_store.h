@@ -1,6 +1,7 @@
 // Where session snapshots live between turns. Keys are "{tenant}/{session id}" style strings of
-// [A-Za-z0-9._-/] (the engine makes them); values are snapshot bytes. put() is atomic and durable
-// when it returns: a reader sees the old bytes or the new ones, never a mix.
+// [A-Za-z0-9._-/] (the engine makes them); values are snapshot bytes, never empty (put() refuses
+// an empty value). put() is atomic and durable when it returns: a reader sees the old bytes or
+// the new ones, never a mix.
 #pragma once
 
 #include <memory>
