@@ -28,6 +28,7 @@ ABSL_FLAG(std::string, model, "models/SmolLM2-135M-Instruct.Q4_1.gguf", "GGUF mo
 ABSL_FLAG(std::string, gate, "", "memory gate file (default MODEL.gate.gguf if present; 'none' = no gate)");
 ABSL_FLAG(std::string, store, "dir://sessions", "session store: dir://PATH or redis://HOST:PORT");
 ABSL_FLAG(int, threads, 0, "compute threads (0 = every core)");
+ABSL_FLAG(std::string, device, "auto", "cpu, cuda, or auto (cuda when a CUDA device can be used, else cpu)");
 ABSL_FLAG(std::string, policy, "edgeinfinite", "default KV policy of sessions and one-off requests");
 ABSL_FLAG(int, sink, -1, "sink tokens (default: the gate's, else 4)");
 ABSL_FLAG(int, window, -1, "window tokens (default: the gate's, else 1024)");
@@ -50,8 +51,8 @@ void on_signal(int) { g_stop = true; }
 
 // EDGEINF_<NAME> environment variables become flags unless the command line sets them.
 std::vector<std::string> args_with_environment(int argc, char** argv) {
-  static const char* kNames[] = {"listen", "metrics_listen", "model", "gate", "store", "threads", "policy", "sink",
-                                 "window", "segment", "auth_tokens", "tls_cert", "tls_key", "max_message_bytes",
+  static const char* kNames[] = {"listen", "metrics_listen", "model", "gate", "store", "threads", "device", "policy",
+                                 "sink", "window", "segment", "auth_tokens", "tls_cert", "tls_key", "max_message_bytes",
                                  "max_prompt_tokens", "max_tokens_limit", "max_sessions_per_tenant",
                                  "memory_budget_mb", "hot_mb", "shutdown_grace_s"};
   std::vector<std::string> args = {argv[0]};
@@ -91,6 +92,7 @@ int run(int argc, char** argv) {
   ec.model_path = absl::GetFlag(FLAGS_model);
   ec.gate_path = absl::GetFlag(FLAGS_gate);
   ec.threads = absl::GetFlag(FLAGS_threads);
+  ec.device = absl::GetFlag(FLAGS_device);
   ec.default_policy = absl::GetFlag(FLAGS_policy);
   ec.shape.sink = absl::GetFlag(FLAGS_sink);
   ec.shape.window = absl::GetFlag(FLAGS_window);
@@ -107,6 +109,8 @@ int run(int argc, char** argv) {
     return 1;
   }
   const edgeinf::KvPolicyOptions& kv = (*engine)->default_kv();
+  const edgeinf::ModelBackend* backend = (*engine)->backend();
+  spdlog::info("device {}", backend ? absl::StrCat(backend->device(), ": ", backend->describe()) : std::string("cpu"));
   spdlog::info("model {} ({}); policy {} S={} W={} L={}; gate {}; store {}", ec.model_path,
                (*engine)->model().gguf().fingerprint(), kv.name, kv.sink, kv.window, kv.segment,
                (*engine)->gate() ? edgeinf::gate_kind_name((*engine)->gate()->config().kind) : "none", store_url);

@@ -207,6 +207,11 @@ StatusOr<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std
   }
   const int threads = config.threads > 0 ? config.threads : int(std::max(1u, std::thread::hardware_concurrency()));
   e->pool_ = std::make_unique<kernels::cpu::ThreadPool>(threads);
+  EDGEINF_ASSIGN_OR_RETURN(e->backend_, open_backend(config.device, *e->model_, nullptr));
+  if (e->backend_ != nullptr && config.device == "cuda" && !e->backend_->supports(e->default_kv_.name)) {
+    return absl::InvalidArgumentError(absl::StrCat("the default policy ", e->default_kv_.name, " does not run on ",
+                                                   e->backend_->device(), " (use --device cpu or auto)"));
+  }
   e->state_->thread = std::thread([raw = e.get()] { raw->loop(); });
   return e;
 }
@@ -244,6 +249,7 @@ StatusOr<std::unique_ptr<LlamaContext>> Engine::new_context(const KvPolicyOption
   o.kv = kv;
   o.kv.gate = kv.name == "edgeinfinite" ? gate_.get() : nullptr;
   o.n_batch = kv.segment;
+  if (backend_ != nullptr && (backend_->supports(kv.name) || config_.device == "cuda")) o.backend = backend_.get();
   return LlamaContext::create(*model_, *pool_, o);
 }
 
@@ -309,7 +315,8 @@ StatusOr<SessionInfo> Engine::create_session(const std::string& tenant, const st
 
 Status Engine::commit_session(Session& s) {
   SnapshotHeader h{model_->gguf().fingerprint(), s.kv, gate_id(s.kv)};
-  return store_->put(s.key, write_snapshot(h, encode_meta(s.meta), s.ctx->policy()));
+  EDGEINF_ASSIGN_OR_RETURN(std::string bytes, write_snapshot(h, encode_meta(s.meta), s.ctx->policy()));
+  return store_->put(s.key, bytes);
 }
 
 

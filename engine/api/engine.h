@@ -24,6 +24,7 @@ struct EngineConfig {
   std::string model_path;
   std::string gate_path;             // "" = MODEL.gate.gguf if present; "none" = no gate
   int threads = 0;                   // 0 = every core
+  std::string device = "auto";       // cpu, cuda, or auto (cuda when a device can be used)
   std::string default_policy = "edgeinfinite";
   KvShapeRequest shape;              // S, W, L, update: unset = the gate's, else the engine defaults
   int64_t max_prompt_tokens = 1 << 20;    // per Generate request (the service checks it; Ingest is exempt)
@@ -85,6 +86,9 @@ class Engine {
   const LlamaModel& model() const { return *model_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   const MemoryGate* gate() const { return gate_.get(); }
+  // The device backend contexts run on (nullptr: the CPU). With device "auto", policies the device
+  // does not run stay on the CPU.
+  const ModelBackend* backend() const { return backend_.get(); }
   const EngineConfig& config() const { return config_; }
   // The default policy and shape of new sessions.
   const KvPolicyOptions& default_kv() const { return default_kv_; }
@@ -133,6 +137,7 @@ class Engine {
   size_t one_off_state_bytes_ = 0;  // state of a default-policy context: what a one-off turn needs
   std::unique_ptr<SessionStore> store_;
   std::unique_ptr<kernels::cpu::ThreadPool> pool_;
+  std::unique_ptr<ModelBackend> backend_;  // before state_: contexts on the device go first
 
   struct State;
   std::unique_ptr<State> state_;

@@ -40,12 +40,14 @@ Status run(int argc, char** argv) {
   std::string model_path = default_model_path();
   std::string prefill_list = "512,2048";
   int depth = 512, n_decode = 64, threads = 0, reps = 3, n_batch = 512;
-  ArgParser p("bench", "Measures prefill and decode tokens/s on the CPU.");
+  std::string device = "auto";
+  ArgParser p("bench", "Measures prefill and decode tokens/s (full KV).");
   p.option("-m", "--model", "FILE", "GGUF model", &model_path);
   p.option("", "--prefill", "N,N", "prompt lengths to time (default 512,2048)", &prefill_list);
   p.option("", "--depth", "N", "context depth before decoding (default 512)", &depth);
   p.option("", "--decode", "N", "tokens to decode (default 64)", &n_decode);
   p.option("-t", "--threads", "N", "CPU threads (default: all cores)", &threads);
+  p.option("", "--device", "NAME", kDeviceHelp, &device);
   p.option("-r", "--reps", "N", "repetitions; the median is reported (default 3)", &reps);
   p.option("-b", "--batch-size", "N", "prefill batch size (default 512)", &n_batch);
   EDGEINF_RETURN_IF_ERROR(p.parse(argc, argv, 2));
@@ -65,9 +67,12 @@ Status run(int argc, char** argv) {
   kernels::cpu::ThreadPool pool(threads);
   int max_ctx = depth + n_decode;
   for (int n : prefill) max_ctx = std::max(max_ctx, n);
+  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<ModelBackend> backend, open_device(device, *model, "full"));
+  std::printf("device: %s\n", device_label(backend.get()).c_str());
   LlamaContextOptions copt;
   copt.kv.n_ctx = max_ctx;
   copt.n_batch = n_batch;
+  copt.backend = backend.get();
   EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaContext> context, LlamaContext::create(*model, pool, copt));
   LlamaContext& ctx = *context;
 
@@ -102,7 +107,8 @@ Status run(int argc, char** argv) {
     json.push_back(absl::StrCat("{\"test\":\"decode\",\"tokens\":", n_decode, ",\"depth\":", depth, ",\"seconds\":", t,
                                 ",\"tok_per_s\":", n_decode / t, "}"));
   }
-  std::printf("JSON {\"engine\":\"edgeinf\",\"threads\":%d,\"results\":[%s]}\n", threads,
+  std::printf("JSON {\"engine\":\"edgeinf\",\"device\":\"%s\",\"threads\":%d,\"results\":[%s]}\n",
+              backend ? backend->device() : "cpu", threads,
               absl::StrJoin(json, ",").c_str());
   return absl::OkStatus();
 }

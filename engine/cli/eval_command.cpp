@@ -41,6 +41,7 @@ struct EvalArgs {
   std::string json = "eval.json";
   std::string plot = "eval.png";
   KvPolicyOptions kv;
+  std::string device = "auto";
   int threads = 0;
   int seeds = 1;
   int full_max_length = 16384;
@@ -87,7 +88,14 @@ Result run_one(const LlamaModel& model, const Tokenizer& tok, const std::vector<
                const MemoryGate* gate, const Run& run) {
   Result r;
   kernels::cpu::ThreadPool pool(a.threads);
+  // The device is opened in the child that runs the evaluation (a CUDA context does not survive fork).
+  auto backend = open_device(a.device, model, run.policy);
+  if (!backend.ok()) {
+    r.error = std::string(backend.status().message());
+    return r;
+  }
   LlamaContextOptions opt;
+  opt.backend = backend->get();
   opt.kv = a.kv;
   opt.kv.name = run.policy;
   opt.kv.n_ctx = int(run.length + a.answer_tokens + 8);
@@ -276,6 +284,7 @@ Status run(int argc, char** argv) {
   p.option("", "--json", "FILE", "results as JSON (default eval.json)", &a.json);
   p.option("", "--plot", "FILE", "PNG of memory and TTFT against length (default eval.png; '' = none)", &a.plot);
   p.option("-t", "--threads", "N", "CPU threads (default: all cores)", &a.threads);
+  p.option("", "--device", "NAME", kDeviceHelp, &a.device);
   EDGEINF_RETURN_IF_ERROR(p.parse(argc, argv, 2));
   if (a.threads <= 0) a.threads = int(std::max(1u, std::thread::hardware_concurrency()));
   EDGEINF_ASSIGN_OR_RETURN(std::vector<std::string> tasks, parse_list<std::string>("--tasks", a.tasks));

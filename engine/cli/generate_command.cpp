@@ -32,6 +32,7 @@ struct GenerateArgs {
   KvPolicyOptions kv;
   KvShapeRequest shape;  // --sink, --window, --segment, --update as given
   std::string gate;
+  std::string device = "auto";
   int n_batch = 256;
   GenerateOptions gen;
 };
@@ -81,6 +82,7 @@ Status run(int argc, char** argv) {
   });
   p.flag("--ignore-eos", "keep generating past end-of-generation tokens", [&] { a.gen.ignore_eos = true; });
   p.option("-t", "--threads", "N", "CPU threads (default: all cores)", &a.threads);
+  p.option("", "--device", "NAME", kDeviceHelp, &a.device);
   p.option("-c", "--ctx-size", "N", "full policy: context size in tokens (default: the model's)", &a.kv.n_ctx);
   p.option("", "--policy", "NAME", "KV policy: full, streaming, edgeinfinite (default full)", &a.kv.name);
   p.option("", "--sink", "S", "sink tokens kept exactly (default: the gate's, else 4)", &a.shape.sink);
@@ -129,9 +131,11 @@ Status run(int argc, char** argv) {
   }
   EDGEINF_ASSIGN_OR_RETURN(const std::string shape_warning, resolve_kv_shape(a.shape, gate.get(), &a.kv));
   if (!shape_warning.empty()) std::fprintf(stderr, "warning: %s\n", shape_warning.c_str());
+  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<ModelBackend> backend, open_device(a.device, *model, a.kv.name));
   LlamaContextOptions copt;
   copt.kv = a.kv;
   copt.n_batch = a.n_batch;
+  copt.backend = backend.get();
   EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaContext> context, LlamaContext::create(*model, pool, copt));
   LlamaContext& ctx = *context;
   if (ctx.capacity() <= int64_t(prompt.size())) {
@@ -158,11 +162,12 @@ Status run(int argc, char** argv) {
   std::fflush(stdout);
   std::fprintf(stderr,
                "prefill: %d tokens in %.2f s (%.1f tok/s) | decode: %d tokens in %.2f s (%.1f tok/s) | finish: %s | "
-               "seed %llu | threads %d | policy %s%s, state %.1f MiB, weights %.1f MiB\n",
+               "seed %llu | device %s | threads %d | policy %s%s, state %.1f MiB, weights %.1f MiB\n",
                stats.prompt_tokens, stats.prefill_seconds,
                stats.prefill_seconds > 0 ? stats.prompt_tokens / stats.prefill_seconds : 0.0, stats.generated_tokens,
                stats.decode_seconds, stats.decode_seconds > 0 ? stats.generated_tokens / stats.decode_seconds : 0.0,
-               finish_reason_name(stats.finish), static_cast<unsigned long long>(a.gen.sampling.seed), a.threads,
+               finish_reason_name(stats.finish), static_cast<unsigned long long>(a.gen.sampling.seed),
+               device_label(backend.get()).c_str(), a.threads,
                ctx.policy().name(), policy_detail.c_str(), double(ctx.state_bytes()) / (1 << 20),
                double(model->weight_bytes()) / (1 << 20));
   return absl::OkStatus();

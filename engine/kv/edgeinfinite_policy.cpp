@@ -85,13 +85,14 @@ size_t EdgeInfinitePolicy::state_bytes() const {
   return bytes;
 }
 
-void EdgeInfinitePolicy::save(ByteWriter& w) const {
+Status EdgeInfinitePolicy::save(ByteWriter& w) const {
   cache_.save(w);
   w.put<uint8_t>(delta_ ? 1 : 0);
   for (size_t il = 0; il < m_.size(); ++il) {
     w.put_array(m_[il].data(), m_[il].size());
     w.put_array(z_[il].data(), z_[il].size());
   }
+  return absl::OkStatus();
 }
 
 Status EdgeInfinitePolicy::restore(ByteReader& r) {

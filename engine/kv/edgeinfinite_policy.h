@@ -32,7 +32,7 @@ class EdgeInfinitePolicy final : public KvPolicy {
   int64_t n_kept() const override { return cache_.n_cached(); }
   int64_t n_compressed() const override { return cache_.n_left(); }
   size_t state_bytes() const override;
-  void save(ByteWriter& w) const override;
+  Status save(ByteWriter& w) const override;
   Status restore(ByteReader& r) override;
 
  private:

@@ -38,7 +38,7 @@ class FullPolicy final : public KvPolicy {
   int64_t n_compressed() const override { return 0; }
   size_t state_bytes() const override { return 2 * size_t(s_.n_layer) * size_t(capacity_ * s_.kv_dim()) * sizeof(float); }
 
-  void save(ByteWriter& w) const override {
+  Status save(ByteWriter& w) const override {
     w.put<int64_t>(capacity_);
     w.put<int64_t>(n_seen_);
     const size_t n = size_t(n_seen_ * s_.kv_dim());
@@ -46,6 +46,7 @@ class FullPolicy final : public KvPolicy {
       w.put_array(k_[il].data(), n);
       w.put_array(v_[il].data(), n);
     }
+    return absl::OkStatus();
   }
 
   Status restore(ByteReader& r) override {

@@ -170,9 +170,9 @@ class DistillPolicy final : public KvPolicy {
   int64_t n_kept() const override { return full_->n_kept(); }
   int64_t n_compressed() const override { return edge_->n_compressed(); }
   size_t state_bytes() const override { return full_->state_bytes() + edge_->state_bytes(); }
-  void save(ByteWriter& w) const override {
-    full_->save(w);
-    edge_->save(w);
+  Status save(ByteWriter& w) const override {
+    EDGEINF_RETURN_IF_ERROR(full_->save(w));
+    return edge_->save(w);
   }
   Status restore(ByteReader& r) override {
     EDGEINF_RETURN_IF_ERROR(full_->restore(r));

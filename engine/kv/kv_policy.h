@@ -90,10 +90,13 @@ class KvPolicy {
   // The state between batches, for session snapshots: save appends it; restore reads it into a
   // policy made with the same options and shape. FailedPrecondition when the bytes describe
   // another shape, DataLoss when they are truncated or inconsistent; on error the policy is reset.
-  virtual void save(ByteWriter& w) const = 0;
+  // save fails only when the state cannot be read (a device error); w then holds a partial state.
+  virtual Status save(ByteWriter& w) const = 0;
   virtual Status restore(ByteReader& r) = 0;
 };
 
+// InvalidArgument when options.name is unknown or its shape unusable for the model.
+Status validate_kv_options(const KvPolicyOptions& options, const AttentionShape& shape);
 // Creates the policy named in options.name (full, streaming, snapkv, pyramidkv, edgeinfinite).
 StatusOr<std::unique_ptr<KvPolicy>> make_kv_policy(const KvPolicyOptions& options, const AttentionShape& shape);
 // Registered policy names, for help texts and errors.

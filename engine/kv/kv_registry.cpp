@@ -37,11 +37,19 @@ std::vector<std::string> kv_policy_names() {
   return names;
 }
 
-StatusOr<std::unique_ptr<KvPolicy>> make_kv_policy(const KvPolicyOptions& o, const AttentionShape& s) {
-  const Entry* entry = nullptr;
+namespace {
+
+const Entry* find_policy(const std::string& name) {
   for (const Entry& e : kPolicies) {
-    if (o.name == e.name) entry = &e;
+    if (name == e.name) return &e;
   }
+  return nullptr;
+}
+
+}  // namespace
+
+Status validate_kv_options(const KvPolicyOptions& o, const AttentionShape& s) {
+  const Entry* entry = find_policy(o.name);
   if (entry == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown KV policy '", o.name, "' (", absl::StrJoin(kv_policy_names(), ", "), ")"));
@@ -65,7 +73,12 @@ StatusOr<std::unique_ptr<KvPolicy>> make_kv_policy(const KvPolicyOptions& o, con
                                                      " exceeds the model's trained context of ", s.n_ctx_train));
     }
   }
-  return entry->make(o, s);
+  return absl::OkStatus();
+}
+
+StatusOr<std::unique_ptr<KvPolicy>> make_kv_policy(const KvPolicyOptions& o, const AttentionShape& s) {
+  EDGEINF_RETURN_IF_ERROR(validate_kv_options(o, s));
+  return find_policy(o.name)->make(o, s);
 }
 
 }  // namespace edgeinf

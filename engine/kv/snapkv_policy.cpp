@@ -160,7 +160,7 @@ std::unique_ptr<KvPolicy> make_snapkv_policy(const KvPolicyOptions& o, const Att
   return std::make_unique<SelectionPolicy>("snapkv", s, o, std::vector<int64_t>(size_t(s.n_layer), budget));
 }
 
-void SelectionPolicy::save(ByteWriter& w) const {
+Status SelectionPolicy::save(ByteWriter& w) const {
   w.put<int64_t>(s_.n_layer);
   w.put<int64_t>(segment_);
   w.put<int64_t>(obs_window_);
@@ -174,6 +174,7 @@ void SelectionPolicy::save(ByteWriter& w) const {
     w.put_array(v_[size_t(il)].data(), v_[size_t(il)].size());
     w.put_array(recent_q_[size_t(il)].data(), recent_q_[size_t(il)].size());
   }
+  return absl::OkStatus();
 }
 
 Status SelectionPolicy::restore(ByteReader& r) {

@@ -25,7 +25,7 @@ class SelectionPolicy : public KvPolicy {
   int64_t n_kept() const override;
   int64_t n_compressed() const override { return n_evicted_; }
   size_t state_bytes() const override;
-  void save(ByteWriter& w) const override;
+  Status save(ByteWriter& w) const override;
   Status restore(ByteReader& r) override;
 
  private:

@@ -24,7 +24,10 @@ class StreamingPolicy final : public KvPolicy {
   int64_t n_kept() const override { return cache_.n_cached(); }
   int64_t n_compressed() const override { return cache_.n_left(); }
   size_t state_bytes() const override { return cache_.bytes(); }
-  void save(ByteWriter& w) const override { cache_.save(w); }
+  Status save(ByteWriter& w) const override {
+    cache_.save(w);
+    return absl::OkStatus();
+  }
   Status restore(ByteReader& r) override { return cache_.restore(r); }
 
  private:

@@ -86,8 +86,19 @@ void output_logits(const LlamaModel& model, kc::ThreadPool& pool, const float* x
 
 StatusOr<std::unique_ptr<LlamaContext>> LlamaContext::create(const LlamaModel& model, kc::ThreadPool& pool,
                                                              const LlamaContextOptions& options) {
-  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<KvPolicy> policy, make_kv_policy(options.kv, AttentionShape::of(model)));
-  return create(model, pool, std::move(policy), options.n_batch);
+  if (options.backend == nullptr) {
+    EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<KvPolicy> policy, make_kv_policy(options.kv, AttentionShape::of(model)));
+    return create(model, pool, std::move(policy), options.n_batch);
+  }
+  ModelBackend& backend = *options.backend;
+  if (!backend.supports(options.kv.name)) {
+    return absl::InvalidArgumentError(absl::StrCat("the ", options.kv.name, " policy does not run on ",
+                                                   backend.device(), " (use --device cpu)"));
+  }
+  if (options.n_batch <= 0) return absl::InvalidArgumentError("batch size must be positive");
+  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<KvPolicy> policy, backend.make_policy(options.kv));
+  const int batch = int(std::min<int64_t>(options.n_batch, policy->max_batch()));
+  return std::unique_ptr<LlamaContext>(new LlamaContext(model, pool, std::move(policy), batch, &backend));
 }
 
 StatusOr<std::unique_ptr<LlamaContext>> LlamaContext::create(const LlamaModel& model, kc::ThreadPool& pool,
@@ -95,14 +106,21 @@ StatusOr<std::unique_ptr<LlamaContext>> LlamaContext::create(const LlamaModel& m
   if (n_batch <= 0) return absl::InvalidArgumentError("batch size must be positive");
   if (policy == nullptr) return absl::InvalidArgumentError("no KV policy");
   const int batch = int(std::min<int64_t>(n_batch, policy->max_batch()));
-  return std::unique_ptr<LlamaContext>(new LlamaContext(model, pool, std::move(policy), batch));
+  return std::unique_ptr<LlamaContext>(new LlamaContext(model, pool, std::move(policy), batch, nullptr));
 }
 
 LlamaContext::LlamaContext(const LlamaModel& model, kc::ThreadPool& pool, std::unique_ptr<KvPolicy> policy,
-                           int n_batch)
-    : model_(model), pool_(pool), policy_(std::move(policy)), shape_(AttentionShape::of(model)), n_batch_(n_batch) {
+                           int n_batch, ModelBackend* backend)
+    : model_(model),
+      pool_(pool),
+      policy_(std::move(policy)),
+      backend_(backend),
+      shape_(AttentionShape::of(model)),
+      n_batch_(n_batch) {
   const LlamaConfig& c = model.config();
   const size_t b = size_t(n_batch_);
+  logits_.resize(b * size_t(c.n_vocab));
+  if (backend_ != nullptr) return;  // the activations live on the device
   const size_t q_dim = size_t(shape_.q_dim()), kv_dim = size_t(shape_.kv_dim());
   x_.resize(b * size_t(c.n_embd));
   xn_.resize(b * std::max(size_t(c.n_embd), q_dim));
@@ -112,7 +130,6 @@ LlamaContext::LlamaContext(const LlamaModel& model, kc::ThreadPool& pool, std::u
   attn_.resize(b * q_dim);
   gate_.resize(b * size_t(c.n_ff));
   up_.resize(b * size_t(c.n_ff));
-  logits_.resize(b * size_t(c.n_vocab));
 }
 
 size_t LlamaContext::state_bytes() const {
@@ -155,6 +172,7 @@ StatusOr<std::span<const float>> LlamaContext::eval_all_logits(std::span<const T
 }
 
 Status LlamaContext::forward_batch(std::span<const TokenId> tokens, bool all_logits) {
+  if (backend_ != nullptr) return backend_->forward(tokens, *policy_, all_logits, logits_.data());
   const int64_t n = int64_t(tokens.size());
   EDGEINF_RETURN_IF_ERROR(policy_->begin_batch(n));
   const Activations a{x_.data(), xn_.data(), q_.data(), k_.data(), v_.data(), attn_.data(), gate_.data(), up_.data()};
@@ -185,6 +203,40 @@ StatusOr<std::vector<std::span<const float>>> LlamaContext::eval_each(std::span<
     }
     EDGEINF_RETURN_IF_ERROR(c->check_tokens(tokens.subspan(i, 1)));
   }
+  // One pass per backend (the CPU's is nullptr), in order of first appearance.
+  std::vector<ModelBackend*> backends;
+  for (LlamaContext* c : contexts) {
+    if (std::find(backends.begin(), backends.end(), c->backend_) == backends.end()) backends.push_back(c->backend_);
+  }
+  const int64_t n_vocab = model.config().n_vocab;
+  for (ModelBackend* backend : backends) {
+    std::vector<LlamaContext*> group;
+    std::vector<TokenId> group_tokens;
+    for (size_t i = 0; i < contexts.size(); ++i) {
+      if (contexts[i]->backend_ == backend) group.push_back(contexts[i]), group_tokens.push_back(tokens[i]);
+    }
+    if (backend == nullptr) {
+      EDGEINF_RETURN_IF_ERROR(eval_each_cpu(group, group_tokens));
+      continue;
+    }
+    std::vector<KvPolicy*> policies;
+    for (LlamaContext* c : group) policies.push_back(c->policy_.get());
+    thread_local std::vector<float> logits;
+    if (logits.size() < group.size() * size_t(n_vocab)) logits.resize(group.size() * size_t(n_vocab));
+    EDGEINF_RETURN_IF_ERROR(backend->forward_each(policies, group_tokens, logits.data()));
+    for (size_t t = 0; t < group.size(); ++t) {
+      std::copy(logits.begin() + int64_t(t) * n_vocab, logits.begin() + int64_t(t + 1) * n_vocab,
+                group[t]->logits_.begin());
+    }
+  }
+  std::vector<std::span<const float>> out;
+  for (LlamaContext* c : contexts) out.emplace_back(c->logits_.data(), size_t(n_vocab));
+  return out;
+}
+
+Status LlamaContext::eval_each_cpu(std::span<LlamaContext* const> contexts, std::span<const TokenId> tokens) {
+  const LlamaModel& model = contexts[0]->model_;
+  kc::ThreadPool& pool = contexts[0]->pool_;
   for (LlamaContext* c : contexts) EDGEINF_RETURN_IF_ERROR(c->policy_->begin_batch(1));
 
   const LlamaConfig& cfg = model.config();
@@ -209,13 +261,11 @@ StatusOr<std::vector<std::span<const float>>> LlamaContext::eval_each(std::span<
   });
   for (LlamaContext* c : contexts) c->policy_->end_batch(pool);
   output_logits(model, pool, a.x, a.xn, 0, n, logits.data(), true);
-  std::vector<std::span<const float>> out;
   for (int64_t t = 0; t < n; ++t) {
     LlamaContext* c = contexts[size_t(t)];
     std::copy(logits.begin() + t * cfg.n_vocab, logits.begin() + (t + 1) * cfg.n_vocab, c->logits_.begin());
-    out.emplace_back(c->logits_.data(), size_t(cfg.n_vocab));
   }
-  return out;
+  return absl::OkStatus();
 }
 
 }  // namespace edgeinf

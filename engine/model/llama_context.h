@@ -1,5 +1,7 @@
 // The forward pass of a LlamaModel over a KV policy: prefill in batches, decode one token at a
-// time. The policy (engine/kv) owns the attention state; this class owns the activations.
+// time. The policy (engine/kv) owns the attention state; this class owns the activations. The
+// pass runs on the CPU kernels (the CPU backend), or, when the options name a ModelBackend, on
+// that backend's device with the policy's state in device memory.
 #pragma once
 
 #include <cstdint>
@@ -7,6 +9,7 @@
 #include <span>
 #include <vector>
 
+#include "engine/backend/backend.h"
 #include "engine/kv/kv_policy.h"
 #include "engine/model/llama_model.h"
 #include "engine/util/status.h"
@@ -14,11 +17,12 @@
 
 namespace edgeinf {
 
-using TokenId = int32_t;
-
 struct LlamaContextOptions {
   KvPolicyOptions kv;  // which policy and its shape (default: full KV at the model's context)
   int n_batch = 256;   // tokens per forward batch, capped by the policy's segment
+  // Where the pass runs: nullptr = the CPU (the pool's threads); otherwise a backend of this model
+  // that supports the policy (InvalidArgument if it does not).
+  ModelBackend* backend = nullptr;
 };
 
 class LlamaContext {
@@ -37,8 +41,9 @@ class LlamaContext {
   StatusOr<std::span<const float>> eval_all_logits(std::span<const TokenId> tokens);
 
   // Appends one token to each of several contexts of the same model and pool in one forward pass
-  // (the weights are read once for all of them; each context's policy attends over its own
-  // state); returns each context's logits, as eval() would. The contexts are unchanged on error.
+  // per backend (the weights are read once for all of them; each context's policy attends over
+  // its own state); returns each context's logits, as eval() would. The contexts are unchanged on
+  // error (a device error resets the contexts on that device).
   static StatusOr<std::vector<std::span<const float>>> eval_each(std::span<LlamaContext* const> contexts,
                                                                  std::span<const TokenId> tokens);
 
@@ -50,12 +55,16 @@ class LlamaContext {
   const KvPolicy& policy() const { return *policy_; }
   // Forgets all tokens (buffers are reused).
   void reset() { policy_->reset(); }
-  // Bytes of the attention state plus activation buffers.
+  // Bytes of the attention state plus activation buffers (host buffers only, on a device).
   size_t state_bytes() const;
+  // The device backend the pass runs on, or nullptr for the CPU.
+  ModelBackend* backend() const { return backend_; }
 
  private:
   LlamaContext(const LlamaModel& model, kernels::cpu::ThreadPool& pool, std::unique_ptr<KvPolicy> policy,
-               int n_batch);
+               int n_batch, ModelBackend* backend);
+  // eval_each for contexts that all run on the CPU.
+  static Status eval_each_cpu(std::span<LlamaContext* const> contexts, std::span<const TokenId> tokens);
   Status check_tokens(std::span<const TokenId> tokens) const;
   // Runs one batch; writes logits of the last token or of all tokens into logits_.
   Status forward_batch(std::span<const TokenId> tokens, bool all_logits);
@@ -63,6 +72,7 @@ class LlamaContext {
   const LlamaModel& model_;
   kernels::cpu::ThreadPool& pool_;
   std::unique_ptr<KvPolicy> policy_;
+  ModelBackend* backend_;
   AttentionShape shape_;
   int n_batch_ = 0;
   // Activations, each [n_batch, width].

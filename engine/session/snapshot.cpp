@@ -46,12 +46,13 @@ Status read_header(ByteReader& r, SnapshotHeader* h) {
 
 }  // namespace
 
-std::string write_snapshot(const SnapshotHeader& header, std::string_view session_meta, const KvPolicy& policy) {
+StatusOr<std::string> write_snapshot(const SnapshotHeader& header, std::string_view session_meta,
+                                     const KvPolicy& policy) {
   std::string head, state;
   ByteWriter hw(&head);
   write_header(header, hw);
   ByteWriter sw(&state);
-  policy.save(sw);
+  EDGEINF_RETURN_IF_ERROR(policy.save(sw));
   const std::string_view sections[] = {head, session_meta, state};
   const uint32_t ids[] = {kHeader, kSession, kPolicy};
   std::string out;

@@ -29,7 +29,8 @@ struct SnapshotHeader {
 };
 
 // Serialises header, session metadata and the policy's state.
-std::string write_snapshot(const SnapshotHeader& header, std::string_view session_meta, const KvPolicy& policy);
+StatusOr<std::string> write_snapshot(const SnapshotHeader& header, std::string_view session_meta,
+                                     const KvPolicy& policy);
 
 struct SnapshotView {
   SnapshotHeader header;

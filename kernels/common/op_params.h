@@ -134,6 +134,38 @@ struct GateBlendParams {
   int head_dim = 0;
 };
 
+// Linear memory gate values: g[t, h] = sigmoid(W[h] . [a_mem[t]; a_local[t]] + bias[h]), W row-major
+// [n_head, 2 * n_head * head_dim] (the a_mem half first).
+struct GateLinearParams {
+  const float* w = nullptr;
+  const float* bias = nullptr;  // [n_head]
+  const float* a_mem = nullptr;
+  const float* a_local = nullptr;
+  int64_t stride = 0;  // row stride of a_mem and a_local
+  float* gate = nullptr;  // [n_tok, n_head]
+  int64_t n_tok = 0;
+  int n_head = 0;
+  int head_dim = 0;
+};
+
+// Token embeddings: out[t] = row tokens[t] of the weight matrix, decoded to float.
+struct EmbedParams {
+  const void* w = nullptr;
+  WeightType w_type = WeightType::kF32;
+  int64_t w_row_bytes = 0;
+  const int32_t* tokens = nullptr;  // [n_tok], each < the matrix's rows
+  float* out = nullptr;             // [n_tok, n_embd]
+  int64_t n_tok = 0;
+  int64_t n_embd = 0;
+};
+
+// Residual add: y[i] += x[i] for i < n.
+struct AddParams {
+  float* y = nullptr;
+  const float* x = nullptr;
+  int64_t n = 0;
+};
+
 // out[i] = silu(gate[i]) * up[i] over n_tok rows of n_ff.
 struct SwigluParams {
   const float* gate = nullptr;

@@ -23,8 +23,7 @@ bool DeviceArena::reserve(size_t bytes, std::string* why) {
 }
 
 void* DeviceArena::take_bytes(size_t bytes) {
-  constexpr size_t kAlign = 256;
-  const size_t start = (used_ + kAlign - 1) / kAlign * kAlign;
+  const size_t start = aligned(used_);
   if (base_ == nullptr || start + bytes > capacity_) return nullptr;
   used_ = start + bytes;
   return static_cast<char*>(base_) + start;

@@ -11,11 +11,18 @@ namespace edgeinf::kernels::cuda {
 cudaError_t rmsnorm_forward(const RmsNormParams& p, cudaStream_t stream);
 cudaError_t rope_forward(const RopeParams& p, cudaStream_t stream);
 cudaError_t swiglu_forward(const SwigluParams& p, cudaStream_t stream);
+cudaError_t embed_forward(const EmbedParams& p, cudaStream_t stream);
+cudaError_t add_forward(const AddParams& p, cudaStream_t stream);
 // Segment attention with online softmax over sink (+) window (+) segment, GQA, causal inside the
 // segment; serves prefill segments and single-token decode alike. head_dim <= 256.
 cudaError_t attention_forward(const AttentionParams& p, cudaStream_t stream);
 // Memory read fused with the gate blend. head_dim <= 256.
 cudaError_t memory_read_blend(const MemoryReadBlendParams& p, cudaStream_t stream);
+// Memory decompression alone: a_mem = sigma(q) M / (sigma(q) z + eps). head_dim <= 256.
+cudaError_t memory_decompress(const MemoryDecompressParams& p, cudaStream_t stream);
+// Linear gate values g = sigmoid(W [A_mem; A_local] + b), and the blend g A_mem + (1 - g) A_local.
+cudaError_t gate_linear_forward(const GateLinearParams& p, cudaStream_t stream);
+cudaError_t gate_blend_forward(const GateBlendParams& p, cudaStream_t stream);
 // Memory compression (linear or delta rule). scratch: n_tok * n_kv_head * head_dim floats for the
 // delta rule's retrieval (may be null for the linear rule). head_dim <= 256.
 cudaError_t memory_compress(const MemoryCompressParams& p, float* scratch, cudaStream_t stream);

@@ -71,4 +71,17 @@ void gate_blend_forward(const GateBlendParams& p) {
   }
 }
 
+void gate_linear_forward(const GateLinearParams& p) {
+  const int64_t q_dim = int64_t(p.n_head) * p.head_dim;
+  for (int64_t t = 0; t < p.n_tok; ++t) {
+    for (int h = 0; h < p.n_head; ++h) {
+      const float* w = p.w + int64_t(h) * 2 * q_dim;
+      float s = p.bias[h];
+      for (int64_t i = 0; i < q_dim; ++i) s += w[i] * p.a_mem[t * p.stride + i];
+      for (int64_t i = 0; i < q_dim; ++i) s += w[q_dim + i] * p.a_local[t * p.stride + i];
+      p.gate[t * p.n_head + h] = sigmoid(s);
+    }
+  }
+}
+
 }  // namespace edgeinf::kernels::reference

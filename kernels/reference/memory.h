@@ -8,5 +8,6 @@ namespace edgeinf::kernels::reference {
 void memory_compress(const MemoryCompressParams& p);
 void memory_decompress(const MemoryDecompressParams& p);
 void gate_blend_forward(const GateBlendParams& p);
+void gate_linear_forward(const GateLinearParams& p);
 
 }  // namespace edgeinf::kernels::reference

@@ -66,7 +66,7 @@ TEST(KvSnapshot, RestoredContextContinuesBitIdentically) {
     feed(*a, first);
     std::string bytes;
     ByteWriter w(&bytes);
-    a->policy().save(w);
+    ASSERT_TRUE(a->policy().save(w).ok());
     auto b = make_context(kv, pool);
     ByteReader r(bytes, "snapshot");
     ASSERT_TRUE(b->policy().restore(r).ok()) << kv.name;
@@ -89,7 +89,7 @@ TEST(KvSnapshot, TruncatedOrForeignBytesAreRefused) {
     feed(*a, toks);
     std::string bytes;
     ByteWriter w(&bytes);
-    a->policy().save(w);
+    ASSERT_TRUE(a->policy().save(w).ok());
     for (size_t cut : {size_t(0), size_t(7), bytes.size() / 2, bytes.size() - 1}) {
       auto b = make_context(kv, pool);
       feed(*b, toks);  // a restore failure must leave the policy empty, not half-written
@@ -118,7 +118,9 @@ TEST(Snapshot, RoundTripsAndRefusesDamage) {
   auto a = make_context(kv, pool);
   feed(*a, tokens(90, m.config().n_vocab, 4));
   SnapshotHeader h{m.gguf().fingerprint(), kv, "gate-123"};
-  const std::string bytes = write_snapshot(h, "session-meta", a->policy());
+  auto written = write_snapshot(h, "session-meta", a->policy());
+  ASSERT_TRUE(written.ok()) << written.status();
+  const std::string& bytes = *written;
 
   auto view = read_snapshot(bytes);
   ASSERT_TRUE(view.ok()) << view.status();

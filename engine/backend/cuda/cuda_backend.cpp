@@ -1,0 +1,351 @@
+// The CUDA backend: the model's weights (as stored: quantised blocks stay quantised) in one device
+// allocation, one stream and one cuBLAS handle, and the Llama forward pass of llama_context.cpp on
+// the kernels of kernels/cuda: dequantising GEMV for up to 8 tokens and for decode, cuBLAS over a
+// decoded weight scratch for longer prefill batches. Activations are shared by the backend's
+// contexts (one forward pass at a time) and grow to the largest batch seen; each context's
+// attention state is its policy's own arena (cuda_policy.h).
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <mutex>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "engine/backend/backend.h"
+#include "engine/backend/cuda/cuda_policy.h"
+#include "kernels/cuda/arena.h"
+#include "kernels/cuda/ops.h"
+#include "kernels/cuda/runtime.h"
+
+#define EDGEINF_CUDA_TRY(expr)           \
+  do {                                   \
+    const cudaError_t e_ = (expr);       \
+    if (e_ != cudaSuccess) return e_;    \
+  } while (0)
+
+namespace edgeinf {
+
+bool cuda_backend_built() { return true; }
+
+namespace cuda_backend {
+namespace {
+
+namespace kcu = kernels::cuda;
+using kcu::ArenaLayout;
+using kcu::DeviceArena;
+
+// Tokens one GEMV call takes (kernels/cuda/gemv.cu).
+constexpr int64_t kGemvTokens = 8;
+
+struct DeviceWeight {
+  const void* host = nullptr;
+  void* data = nullptr;
+  kernels::WeightType type = kernels::WeightType::kF32;
+  int64_t n_in = 0, n_out = 0, row_bytes = 0;
+};
+
+struct DeviceVector {
+  const float* host = nullptr;
+  float* data = nullptr;
+  int64_t n = 0;
+};
+
+struct DeviceLayer {
+  DeviceVector attn_norm, ffn_norm, bq, bk, bv;
+  DeviceWeight wq, wk, wv, wo, w_gate, w_up, w_down;
+};
+
+DeviceWeight weight_of(const WeightView& w) {
+  return DeviceWeight{w.data, nullptr, w.type, w.n_in, w.n_out, w.row_bytes};
+}
+
+DeviceVector vector_of(const float* v, int64_t n) { return DeviceVector{v, nullptr, v != nullptr ? n : 0}; }
+
+// Activations of one forward pass, each [n_tok, width], on the device.
+struct Activations {
+  float *x, *xn, *q, *k, *v, *attn, *gate, *up, *logits;
+  int32_t* tokens;
+};
+
+class CudaBackend final : public ModelBackend {
+ public:
+  explicit CudaBackend(const LlamaModel& model) : model_(model), shape_(AttentionShape::of(model)) {}
+
+  ~CudaBackend() override {
+    if (cublas_ != nullptr) cublasDestroy(cublas_);
+    if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  }
+
+  Status init() {
+    std::string why;
+    if (!kcu::device_available(&why)) return absl::FailedPreconditionError(absl::StrCat("no usable CUDA device: ", why));
+    EDGEINF_RETURN_IF_ERROR(cuda_status(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating a stream"));
+    if (cublasCreate(&cublas_) != CUBLAS_STATUS_SUCCESS) {
+      cublas_ = nullptr;
+      return absl::InternalError("cuBLAS could not be initialised");
+    }
+    // Full FP32 products: the prefill GEMMs must agree with the CPU backend, not just be fast.
+    cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH);
+    describe_ = kcu::device_summary();
+
+    const LlamaConfig& c = model_.config();
+    embd_ = weight_of(model_.token_embd());
+    output_ = weight_of(model_.output());
+    output_norm_ = vector_of(model_.output_norm(), c.n_embd);
+    freq_factors_ = vector_of(model_.rope_freq_factors(), c.n_rot / 2);
+    layers_.resize(size_t(c.n_layer));
+    for (int il = 0; il < c.n_layer; ++il) {
+      const LayerWeights& l = model_.layer(il);
+      DeviceLayer& d = layers_[size_t(il)];
+      d.attn_norm = vector_of(l.attn_norm, c.n_embd);
+      d.ffn_norm = vector_of(l.ffn_norm, c.n_embd);
+      d.bq = vector_of(l.bq, l.wq.n_out);
+      d.bk = vector_of(l.bk, l.wk.n_out);
+      d.bv = vector_of(l.bv, l.wv.n_out);
+      d.wq = weight_of(l.wq), d.wk = weight_of(l.wk), d.wv = weight_of(l.wv), d.wo = weight_of(l.wo);
+      d.w_gate = weight_of(l.w_gate), d.w_up = weight_of(l.w_up), d.w_down = weight_of(l.w_down);
+    }
+    // Every tensor into one allocation: size it, take the pieces, copy.
+    ArenaLayout sizing(nullptr);
+    place_weights(sizing);
+    if (!weights_.reserve(sizing.bytes(), &why)) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("no device memory for the model's weights (", sizing.bytes() >> 20, " MiB): ", why));
+    }
+    ArenaLayout taking(&weights_);
+    place_weights(taking);
+    EDGEINF_RETURN_IF_ERROR(cuda_status(upload_weights(), "copying the weights to the device"));
+    device_shape_ = shape_;
+    device_shape_.rope_freq_factors = freq_factors_.data;
+    return absl::OkStatus();
+  }
+
+  const char* device() const override { return "cuda"; }
+  std::string describe() const override { return describe_; }
+  bool supports(const std::string& policy) const override { return has_cuda_policy(policy); }
+
+  StatusOr<std::unique_ptr<KvPolicy>> make_policy(const KvPolicyOptions& options) override {
+    EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<CudaPolicy> p, make_cuda_policy(options, device_shape_, stream_));
+    return std::unique_ptr<KvPolicy>(std::move(p));
+  }
+
+  Status forward(std::span<const TokenId> tokens, KvPolicy& policy, bool all_logits, float* logits) override {
+    auto* p = dynamic_cast<CudaPolicy*>(&policy);
+    if (p == nullptr) return absl::InvalidArgumentError("the policy was not made by the CUDA backend");
+    const int64_t n = int64_t(tokens.size());
+    if (n <= 0 || n > policy.max_batch()) {
+      return absl::InvalidArgumentError(absl::StrCat("a forward batch takes 1 to ", policy.max_batch(), " tokens"));
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    EDGEINF_RETURN_IF_ERROR(reserve_activations(n));
+    EDGEINF_RETURN_IF_ERROR(policy.begin_batch(n));
+    CudaPolicy* const one[] = {p};
+    const int64_t first = all_logits ? 0 : n - 1;
+    return run(tokens, one, false, first, logits);
+  }
+
+  Status forward_each(std::span<KvPolicy* const> policies, std::span<const TokenId> tokens, float* logits) override {
+    if (policies.empty() || policies.size() != tokens.size()) {
+      return absl::InvalidArgumentError("forward_each needs one token per policy");
+    }
+    std::vector<CudaPolicy*> ps;
+    for (KvPolicy* policy : policies) {
+      auto* p = dynamic_cast<CudaPolicy*>(policy);
+      if (p == nullptr) return absl::InvalidArgumentError("a policy was not made by the CUDA backend");
+      ps.push_back(p);
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    EDGEINF_RETURN_IF_ERROR(reserve_activations(int64_t(ps.size())));
+    for (CudaPolicy* p : ps) EDGEINF_RETURN_IF_ERROR(p->begin_batch(1));
+    return run(tokens, ps, true, 0, logits);
+  }
+
+ private:
+  template <typename F>
+  void for_each_tensor(F&& f) {
+    f(embd_), f(output_), f(output_norm_), f(freq_factors_);
+    for (DeviceLayer& d : layers_) {
+      f(d.attn_norm), f(d.ffn_norm), f(d.bq), f(d.bk), f(d.bv);
+      f(d.wq), f(d.wk), f(d.wv), f(d.wo), f(d.w_gate), f(d.w_up), f(d.w_down);
+    }
+  }
+
+  void place_weights(ArenaLayout& l) {
+    size_t largest = 0;
+    for_each_tensor([&](auto& t) {
+      if constexpr (std::is_same_v<std::decay_t<decltype(t)>, DeviceWeight>) {
+        t.data = l.template take<uint8_t>(size_t(t.n_out * t.row_bytes));
+        largest = std::max(largest, size_t(t.n_in * t.n_out));
+      } else {
+        t.data = t.n > 0 ? l.template take<float>(size_t(t.n)) : nullptr;
+      }
+    });
+    w_scratch_floats_ = largest;
+  }
+
+  cudaError_t upload_weights() {
+    cudaError_t e = cudaSuccess;
+    for_each_tensor([&](auto& t) {
+      if (e != cudaSuccess || t.data == nullptr) return;
+      if constexpr (std::is_same_v<std::decay_t<decltype(t)>, DeviceWeight>) {
+        e = cudaMemcpyAsync(t.data, t.host, size_t(t.n_out * t.row_bytes), cudaMemcpyHostToDevice, stream_);
+      } else {
+        e = cudaMemcpyAsync(t.data, t.host, size_t(t.n) * sizeof(float), cudaMemcpyHostToDevice, stream_);
+      }
+    });
+    if (e != cudaSuccess) return e;
+    return cudaStreamSynchronize(stream_);
+  }
+
+  // Activations for n tokens; the GEMM weight scratch comes with the first batch over 8 tokens.
+  Status reserve_activations(int64_t n) {
+    const bool need_scratch = n > kGemvTokens && w_scratch_ == nullptr;
+    if (n <= act_tokens_ && !need_scratch) return absl::OkStatus();
+    const int64_t tokens = std::max(n, act_tokens_);
+    auto layout = [&](ArenaLayout& l) {
+      const LlamaConfig& c = model_.config();
+      const size_t t = size_t(tokens);
+      act_.x = l.take<float>(t * size_t(c.n_embd));
+      act_.xn = l.take<float>(t * size_t(std::max<int64_t>(c.n_embd, shape_.q_dim())));
+      act_.q = l.take<float>(t * size_t(shape_.q_dim()));
+      act_.k = l.take<float>(t * size_t(shape_.kv_dim()));
+      act_.v = l.take<float>(t * size_t(shape_.kv_dim()));
+      act_.attn = l.take<float>(t * size_t(shape_.q_dim()));
+      act_.gate = l.take<float>(t * size_t(c.n_ff));
+      act_.up = l.take<float>(t * size_t(c.n_ff));
+      act_.logits = l.take<float>(t * size_t(c.n_vocab));
+      act_.tokens = l.take<int32_t>(t);
+      w_scratch_ = tokens > kGemvTokens ? l.take<float>(w_scratch_floats_) : nullptr;
+    };
+    ArenaLayout sizing(nullptr);
+    layout(sizing);
+    std::string why;
+    if (!activations_.reserve(sizing.bytes(), &why)) {
+      act_tokens_ = 0;
+      w_scratch_ = nullptr;
+      return absl::ResourceExhaustedError(
+          absl::StrCat("no device memory for activations of ", tokens, " tokens (", sizing.bytes() >> 20, " MiB): ", why));
+    }
+    ArenaLayout taking(&activations_);
+    layout(taking);
+    act_tokens_ = tokens;
+    return absl::OkStatus();
+  }
+
+  // y = x W^T (+ bias) for n rows; GEMV in groups of 8 rows when per_token or n <= 8.
+  cudaError_t matmul(const DeviceWeight& w, const float* x, float* y, int64_t n, const DeviceVector* bias,
+                     bool per_token) {
+    kernels::MatmulParams p;
+    p.w = w.data;
+    p.w_type = w.type;
+    p.w_row_bytes = w.row_bytes;
+    p.x = x;
+    p.x_stride = w.n_in;
+    p.y = y;
+    p.y_stride = w.n_out;
+    p.bias = bias != nullptr ? bias->data : nullptr;
+    p.n_in = w.n_in;
+    p.n_out = w.n_out;
+    p.per_token = per_token;
+    if (!per_token && n > kGemvTokens) {
+      p.n_tok = n;
+      return kcu::gemm_forward(p, w_scratch_, cublas_, stream_);
+    }
+    for (int64_t t0 = 0; t0 < n; t0 += kGemvTokens) {
+      p.n_tok = std::min(kGemvTokens, n - t0);
+      p.x = x + t0 * w.n_in;
+      p.y = y + t0 * w.n_out;
+      EDGEINF_CUDA_TRY(kcu::gemv_forward(p, stream_));
+    }
+    return cudaSuccess;
+  }
+
+  cudaError_t rmsnorm(const float* x, const DeviceVector& weight, float* out, int64_t n) {
+    const LlamaConfig& c = model_.config();
+    return kcu::rmsnorm_forward({x, weight.data, out, n, c.n_embd, c.rms_eps}, stream_);
+  }
+
+  // The layers of llama_context.cpp's run_layers, then the final norm and output projection of rows
+  // [first, n) into logits (host). One policy takes every token; several take one token each.
+  Status run(std::span<const TokenId> tokens, std::span<CudaPolicy* const> policies, bool per_token, int64_t first,
+             float* logits) {
+    cudaError_t e = run_device(tokens, policies, per_token, first, logits);
+    for (CudaPolicy* p : policies) {
+      if (e == cudaSuccess && p->error() != cudaSuccess) e = p->error();
+    }
+    if (e == cudaSuccess) {
+      for (CudaPolicy* p : policies) p->commit();
+      return absl::OkStatus();
+    }
+    // The device state of these contexts is no longer known: start them afresh.
+    for (CudaPolicy* p : policies) p->reset();
+    return cuda_status(e, "the CUDA forward pass");
+  }
+
+  cudaError_t run_device(std::span<const TokenId> tokens, std::span<CudaPolicy* const> policies, bool per_token,
+                         int64_t first, float* logits) {
+    const LlamaConfig& c = model_.config();
+    const Activations& a = act_;
+    const int64_t n = int64_t(tokens.size());
+    const int64_t n_embd = c.n_embd, q_dim = shape_.q_dim(), kv_dim = shape_.kv_dim();
+    EDGEINF_CUDA_TRY(cudaMemcpyAsync(a.tokens, tokens.data(), size_t(n) * sizeof(int32_t), cudaMemcpyHostToDevice,
+                                     stream_));
+    EDGEINF_CUDA_TRY(kcu::embed_forward({embd_.data, embd_.type, embd_.row_bytes, a.tokens, a.x, n, n_embd}, stream_));
+    for (int il = 0; il < c.n_layer; ++il) {
+      const DeviceLayer& l = layers_[size_t(il)];
+      EDGEINF_CUDA_TRY(rmsnorm(a.x, l.attn_norm, a.xn, n));
+      EDGEINF_CUDA_TRY(matmul(l.wq, a.xn, a.q, n, l.bq.data ? &l.bq : nullptr, per_token));
+      EDGEINF_CUDA_TRY(matmul(l.wk, a.xn, a.k, n, l.bk.data ? &l.bk : nullptr, per_token));
+      EDGEINF_CUDA_TRY(matmul(l.wv, a.xn, a.v, n, l.bv.data ? &l.bv : nullptr, per_token));
+      if (policies.size() == 1) {
+        EDGEINF_CUDA_TRY(policies[0]->attend_on_device({il, n, a.q, a.k, a.v, a.attn}));
+      } else {
+        for (int64_t t = 0; t < n; ++t) {
+          EDGEINF_CUDA_TRY(policies[size_t(t)]->attend_on_device(
+              {il, 1, a.q + t * q_dim, a.k + t * kv_dim, a.v + t * kv_dim, a.attn + t * q_dim}));
+        }
+      }
+      EDGEINF_CUDA_TRY(matmul(l.wo, a.attn, a.xn, n, nullptr, per_token));
+      EDGEINF_CUDA_TRY(kcu::add_forward({a.x, a.xn, n * n_embd}, stream_));
+      EDGEINF_CUDA_TRY(rmsnorm(a.x, l.ffn_norm, a.xn, n));
+      EDGEINF_CUDA_TRY(matmul(l.w_gate, a.xn, a.gate, n, nullptr, per_token));
+      EDGEINF_CUDA_TRY(matmul(l.w_up, a.xn, a.up, n, nullptr, per_token));
+      EDGEINF_CUDA_TRY(kcu::swiglu_forward({a.gate, a.up, a.gate, c.n_ff, n, c.n_ff}, stream_));
+      EDGEINF_CUDA_TRY(matmul(l.w_down, a.gate, a.xn, n, nullptr, per_token));
+      EDGEINF_CUDA_TRY(kcu::add_forward({a.x, a.xn, n * n_embd}, stream_));
+    }
+    const int64_t n_out = n - first;
+    EDGEINF_CUDA_TRY(rmsnorm(a.x + first * n_embd, output_norm_, a.xn, n_out));
+    EDGEINF_CUDA_TRY(matmul(output_, a.xn, a.logits, n_out, nullptr, per_token));
+    EDGEINF_CUDA_TRY(cudaMemcpyAsync(logits, a.logits, size_t(n_out * c.n_vocab) * sizeof(float),
+                                     cudaMemcpyDeviceToHost, stream_));
+    return cudaStreamSynchronize(stream_);
+  }
+
+  const LlamaModel& model_;
+  AttentionShape shape_, device_shape_;
+  std::string describe_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  DeviceArena weights_, activations_;
+  DeviceWeight embd_, output_;
+  DeviceVector output_norm_, freq_factors_;
+  std::vector<DeviceLayer> layers_;
+  size_t w_scratch_floats_ = 0;
+  std::mutex mu_;  // one forward pass at a time: the activations are shared
+  Activations act_{};
+  int64_t act_tokens_ = 0;
+  float* w_scratch_ = nullptr;
+};
+
+}  // namespace
+}  // namespace cuda_backend
+
+StatusOr<std::unique_ptr<ModelBackend>> make_cuda_backend(const LlamaModel& model) {
+  auto backend = std::make_unique<cuda_backend::CudaBackend>(model);
+  EDGEINF_RETURN_IF_ERROR(backend->init());
+  return std::unique_ptr<ModelBackend>(std::move(backend));
+}
+
+}  // namespace edgeinf
