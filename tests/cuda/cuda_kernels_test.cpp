@@ -161,6 +161,88 @@ TEST(CudaKernels, MemoryReadFusedWithGateBlend) {
   for (int j = 0; j < head_dim; ++j) EXPECT_EQ(got[size_t(j)], local[size_t(j)]) << "closed gate, dim " << j;
 }
 
+// A memory with realistic contents: the reference compressor over random keys and values.
+void realistic_memory(int n_kv_head, int head_dim, std::vector<float>* m, std::vector<float>* z) {
+  m->assign(size_t(n_kv_head) * head_dim * head_dim, 0.0f);
+  z->assign(size_t(n_kv_head) * head_dim, 0.0f);
+  const auto kk = random_floats(size_t(200 * n_kv_head * head_dim), 30), vv = random_floats(size_t(200 * n_kv_head * head_dim), 31);
+  reference::memory_compress({m->data(), z->data(), kk.data(), vv.data(), int64_t(n_kv_head) * head_dim, 200, n_kv_head,
+                              head_dim, true});
+}
+
+TEST(CudaKernels, MemoryDecompressAlone) {
+  SKIP_WITHOUT_DEVICE();
+  const int64_t n_tok = 13;
+  const int n_head = 6, n_kv_head = 2, head_dim = 96;
+  const int64_t q_dim = int64_t(n_head) * head_dim;
+  std::vector<float> m, z;
+  realistic_memory(n_kv_head, head_dim, &m, &z);
+  const auto q = random_floats(size_t(n_tok * q_dim), 32);
+  std::vector<float> want(size_t(n_tok * q_dim));
+  reference::memory_decompress({m.data(), z.data(), q.data(), q_dim, want.data(), n_tok, n_head, n_kv_head, head_dim});
+  DeviceBuffer<float> dm(m), dz(z), dq(q), dout(std::vector<float>(want.size()));
+  ASSERT_EQ(cuda::memory_decompress({dm.ptr, dz.ptr, dq.ptr, q_dim, dout.ptr, n_tok, n_head, n_kv_head, head_dim},
+                                    nullptr),
+            cudaSuccess);
+  expect_close(dout.host(), want, 1e-4f, "memory read");
+}
+
+TEST(CudaKernels, LinearGateAndBlend) {
+  SKIP_WITHOUT_DEVICE();
+  const int64_t n_tok = 19;
+  const int n_head = 9, head_dim = 64;
+  const int64_t q_dim = int64_t(n_head) * head_dim, stride = q_dim + 5;  // rows with padding
+  const auto w = random_floats(size_t(n_head * 2 * q_dim), 33, 0.05f), bias = random_floats(size_t(n_head), 34);
+  const auto a_mem = random_floats(size_t(n_tok * stride), 35), a_local = random_floats(size_t(n_tok * stride), 36);
+  std::vector<float> g(size_t(n_tok * n_head)), blended = a_local;
+  reference::gate_linear_forward({w.data(), bias.data(), a_mem.data(), a_local.data(), stride, g.data(), n_tok, n_head,
+                                  head_dim});
+  reference::gate_blend_forward({g.data(), a_mem.data(), a_local.data(), blended.data(), stride, n_tok, n_head, head_dim});
+  DeviceBuffer<float> dw(w), db(bias), dmem(a_mem), dloc(a_local), dg(std::vector<float>(g.size()));
+  ASSERT_EQ(cuda::gate_linear_forward({dw.ptr, db.ptr, dmem.ptr, dloc.ptr, stride, dg.ptr, n_tok, n_head, head_dim},
+                                      nullptr),
+            cudaSuccess);
+  expect_close(dg.host(), g, 1e-5f, "gate values");
+  // The blend in place over a_local, from the reference gate values.
+  DeviceBuffer<float> dgate(g);
+  ASSERT_EQ(cuda::gate_blend_forward({dgate.ptr, dmem.ptr, dloc.ptr, dloc.ptr, stride, n_tok, n_head, head_dim}, nullptr),
+            cudaSuccess);
+  expect_close(dloc.host(), blended, 1e-6f, "blend");
+}
+
+TEST(CudaKernels, EmbeddingRowsEveryWeightType) {
+  SKIP_WITHOUT_DEVICE();
+  const int64_t n_embd = 512, n_vocab = 29;
+  const std::vector<int32_t> tokens = {3, 0, 28, 3, 17};
+  for (WeightType t : {WeightType::kQ4_1, WeightType::kQ8_0, WeightType::kQ4_K, WeightType::kQ6_K, WeightType::kF16,
+                       WeightType::kF32}) {
+    const auto wf = random_floats(size_t(n_embd * n_vocab), 37);
+    const int64_t rb = int64_t(row_bytes(t, n_embd));
+    std::vector<uint8_t> w(size_t(rb * n_vocab));
+    for (int64_t r = 0; r < n_vocab; ++r) reference::quantize_row(t, wf.data() + r * n_embd, w.data() + r * rb, n_embd);
+    std::vector<float> want(tokens.size() * size_t(n_embd));
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      reference::dequantize_row(t, w.data() + tokens[i] * rb, want.data() + int64_t(i) * n_embd, n_embd);
+    }
+    DeviceBuffer<uint8_t> dw(w);
+    DeviceBuffer<int32_t> dt(tokens);
+    DeviceBuffer<float> dout(std::vector<float>(want.size()));
+    ASSERT_EQ(cuda::embed_forward({dw.ptr, t, rb, dt.ptr, dout.ptr, int64_t(tokens.size()), n_embd}, nullptr),
+              cudaSuccess);
+    EXPECT_EQ(dout.host(), want) << weight_type_traits(uint32_t(t))->name;  // decoding is exact
+  }
+}
+
+TEST(CudaKernels, ResidualAdd) {
+  SKIP_WITHOUT_DEVICE();
+  const auto y = random_floats(1001, 38), x = random_floats(1001, 39);
+  std::vector<float> want(y.size());
+  for (size_t i = 0; i < y.size(); ++i) want[i] = y[i] + x[i];
+  DeviceBuffer<float> dy(y), dx(x);
+  ASSERT_EQ(cuda::add_forward({dy.ptr, dx.ptr, int64_t(y.size())}, nullptr), cudaSuccess);
+  EXPECT_EQ(dy.host(), want);
+}
+
 TEST(CudaKernels, MemoryCompressLinearAndDelta) {
   SKIP_WITHOUT_DEVICE();
   const int n_kv_head = 3, d = 64;

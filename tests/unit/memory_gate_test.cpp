@@ -9,6 +9,7 @@
 #include <cstdio>
 
 #include "engine/model/gguf_writer.h"
+#include "kernels/reference/memory.h"
 
 namespace edgeinf {
 namespace {
@@ -58,6 +59,25 @@ TEST(MemoryGate, LinearGateReadsBothInputs) {
   EXPECT_FLOAT_EQ(out[0], 0.5f);
   EXPECT_NEAR(out[1], 1.0f / (1.0f + std::exp(-2.0f)), 1e-6);
   EXPECT_EQ(g.n_params(), size_t(2 * (3 + 3 * 24)));
+}
+
+// The reference linear-gate kernel (the CUDA kernel's specification) agrees with MemoryGate::compute.
+TEST(MemoryGate, ReferenceLinearGateKernelMatchesTheGate) {
+  GateConfig c;
+  c.kind = GateKind::kLinear;
+  MemoryGate g(c, shape(), 0.0f);
+  std::vector<float>& w = g.weight(1);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = std::sin(float(i)) * 0.3f;
+  for (int h = 0; h < 3; ++h) g.bias(1)[size_t(h)] = 0.1f * float(h) - 0.2f;
+  const int64_t n_tok = 5;
+  std::vector<float> mem(size_t(n_tok * 12)), local(size_t(n_tok * 12));
+  for (size_t i = 0; i < mem.size(); ++i) mem[i] = std::cos(float(i)), local[i] = std::sin(0.7f * float(i));
+  kernels::cpu::ThreadPool pool(1);
+  std::vector<float> want(size_t(n_tok * 3)), got(size_t(n_tok * 3));
+  g.compute(1, mem.data(), local.data(), n_tok, want.data(), pool);
+  kernels::reference::gate_linear_forward({w.data(), g.bias(1).data(), mem.data(), local.data(), 12, got.data(), n_tok,
+                                           3, 4});
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-6f) << i;
 }
 
 TEST(MemoryGate, SideFileRoundTripAndRefusals) {
