@@ -48,13 +48,11 @@ DevicePeak device_peak() {
 std::string device_summary() {
   cudaDeviceProp p{};
   if (cudaGetDeviceProperties(&p, 0) != cudaSuccess) return "unknown device";
-  int mem_clock_khz = 0, bus_bits = 0;
-  cudaDeviceGetAttribute(&mem_clock_khz, cudaDevAttrMemoryClockRate, 0);
-  cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, 0);
-  const double gbps = 2.0 * double(mem_clock_khz) * 1e3 * double(bus_bits) / 8.0 / 1e9;
+  const DevicePeak peak = device_peak();
   char buf[256];
-  std::snprintf(buf, sizeof buf, "%s (sm_%d%d), %.1f GiB, %d SMs, ~%.0f GB/s peak memory bandwidth", p.name, p.major,
-                p.minor, double(p.totalGlobalMem) / (1 << 30), p.multiProcessorCount, gbps);
+  std::snprintf(buf, sizeof buf, "%s (sm_%d%d), %.1f GiB, %d SMs, ~%.0f GB/s and ~%.1f FP32 TFLOP/s peak", p.name,
+                p.major, p.minor, double(p.totalGlobalMem) / (1 << 30), p.multiProcessorCount, peak.bandwidth / 1e9,
+                peak.fp32_flops / 1e12);
   return buf;
 }
 

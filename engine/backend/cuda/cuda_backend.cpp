@@ -116,6 +116,7 @@ class CudaBackend final : public ModelBackend {
     ArenaLayout taking(&weights_);
     place_weights(taking);
     EDGEINF_RETURN_IF_ERROR(cuda_status(upload_weights(), "copying the weights to the device"));
+    if (c.tied_output) output_.data = embd_.data;
     device_shape_ = shape_;
     device_shape_.rope_freq_factors = freq_factors_.data;
     return absl::OkStatus();
@@ -162,9 +163,11 @@ class CudaBackend final : public ModelBackend {
   }
 
  private:
+  // Every tensor to copy (a tied output matrix is the embedding matrix, copied once).
   template <typename F>
   void for_each_tensor(F&& f) {
-    f(embd_), f(output_), f(output_norm_), f(freq_factors_);
+    f(embd_), f(output_norm_), f(freq_factors_);
+    if (!model_.config().tied_output) f(output_);
     for (DeviceLayer& d : layers_) {
       f(d.attn_norm), f(d.ffn_norm), f(d.bq), f(d.bk), f(d.bv);
       f(d.wq), f(d.wk), f(d.wv), f(d.wo), f(d.w_gate), f(d.w_up), f(d.w_down);
