@@ -18,16 +18,13 @@
 #include "engine/model/llama_context.h"
 #include "kernels/reference/dequantize.h"
 #include "tests/test_paths.h"
+#include "tests/tolerances.h"
 
 namespace edgeinf {
 namespace {
 
-// Tolerances of the device against the CPU: max |cuda - cpu| over a logits row, relative to the
-// row's largest |cpu| logit. The two backends sum in different orders (warp reductions, cuBLAS),
-// and the differences grow through the layers.
-constexpr float kLogitsRelTol = 2e-3f;      // random models, a few layers
-constexpr float kRealModelRelTol = 5e-3f;   // the real model: 30 layers
-constexpr float kMovedSessionRelTol = 2e-3f;  // a session continued on the other device
+using testing::kDeviceLogitsRandomModel;
+using testing::kDeviceLogitsRealModel;
 
 using kernels::WeightType;
 
@@ -223,7 +220,7 @@ TEST(CudaBackend, LogitsMatchTheCpuBackendEveryPolicyAndWeightType) {
         const size_t v = size_t(spec.n_vocab);
         for (size_t r = 0; r < n; ++r) {
           EXPECT_LE(max_rel_diff(got->subspan(r * v, v), std::span<const float>(want_copy).subspan(r * v, v)),
-                    kLogitsRelTol)
+                    kDeviceLogitsRandomModel)
               << "prefill row " << fed + r;
         }
         fed += n;
@@ -241,7 +238,7 @@ TEST(CudaBackend, LogitsMatchTheCpuBackendEveryPolicyAndWeightType) {
         std::vector<float> want_copy(want->begin(), want->end());
         auto got = gpu->eval(one);
         ASSERT_TRUE(want.ok() && got.ok());
-        EXPECT_LE(max_rel_diff(*got, want_copy), kLogitsRelTol) << "decode token " << i;
+        EXPECT_LE(max_rel_diff(*got, want_copy), kDeviceLogitsRandomModel) << "decode token " << i;
       }
     }
   }
@@ -329,8 +326,8 @@ TEST(CudaBackend, SessionsMoveBetweenDevicesThroughSnapshots) {
       auto c = cpu->eval(one);
       std::vector<float> from_cpu_logits(c->begin(), c->end());
       auto gm = gpu_moved->eval(one);
-      EXPECT_LE(max_rel_diff(moved_to_cpu, from_gpu_logits), kMovedSessionRelTol) << "GPU session on the CPU";
-      EXPECT_LE(max_rel_diff(*gm, from_cpu_logits), kMovedSessionRelTol) << "CPU session on the GPU";
+      EXPECT_LE(max_rel_diff(moved_to_cpu, from_gpu_logits), kDeviceLogitsRandomModel) << "GPU session on the CPU";
+      EXPECT_LE(max_rel_diff(*gm, from_cpu_logits), kDeviceLogitsRandomModel) << "CPU session on the GPU";
     }
     // A truncated snapshot is refused and leaves the device context empty, not half written.
     auto broken = make_context(*model, pool, pc.kv, backend.get(), n_batch);
@@ -385,13 +382,13 @@ TEST(CudaBackend, RealModelLogitsMatchTheCpuBackend) {
     std::vector<float> want_copy(want->begin(), want->end());
     auto got = gpu->eval(prompt);
     ASSERT_TRUE(want.ok() && got.ok());
-    EXPECT_LE(max_rel_diff(*got, want_copy), kRealModelRelTol) << "after prefill";
+    EXPECT_LE(max_rel_diff(*got, want_copy), kDeviceLogitsRealModel) << "after prefill";
     for (size_t i = 380; i < tokens.size(); ++i) {
       const std::span<const TokenId> one(tokens.data() + i, 1);
       auto w = cpu->eval(one);
       std::vector<float> wc(w->begin(), w->end());
       auto g = gpu->eval(one);
-      EXPECT_LE(max_rel_diff(*g, wc), kRealModelRelTol) << "decode token " << i;
+      EXPECT_LE(max_rel_diff(*g, wc), kDeviceLogitsRealModel) << "decode token " << i;
     }
   }
 }
