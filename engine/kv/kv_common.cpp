@@ -24,8 +24,8 @@ AttentionShape AttentionShape::of(const LlamaModel& model) {
   return s;
 }
 
-void rotate(const AttentionShape& s, float* x, int64_t stride, int n_head, const int32_t* positions, int64_t n_tok,
-            kernels::cpu::ThreadPool& pool) {
+kernels::RopeParams rope_params(const AttentionShape& s, float* x, int64_t stride, int n_head, const int32_t* positions,
+                                int64_t n_tok) {
   kernels::RopeParams r;
   r.x = x;
   r.row_stride = stride;
@@ -38,16 +38,11 @@ void rotate(const AttentionShape& s, float* x, int64_t stride, int n_head, const
   r.freq_scale = s.rope_freq_scale;
   r.freq_factors = s.rope_freq_factors;
   r.neox = s.rope_neox;
-  kernels::cpu::rope_forward(r, pool);
+  return r;
 }
 
-void rotate_store_attend(const AttentionShape& s, const LayerAttention& a, const int32_t* positions, float* k_cache,
-                         float* v_cache, int64_t base, kernels::cpu::ThreadPool& pool) {
-  rotate(s, a.q, s.q_dim(), s.n_head, positions, a.n_tok, pool);
-  rotate(s, a.k, s.kv_dim(), s.n_kv_head, positions, a.n_tok, pool);
-  const size_t bytes = size_t(a.n_tok * s.kv_dim()) * sizeof(float);
-  std::memcpy(k_cache + base * s.kv_dim(), a.k, bytes);
-  std::memcpy(v_cache + base * s.kv_dim(), a.v, bytes);
+kernels::AttentionParams cache_attention_params(const AttentionShape& s, const LayerAttention& a, const float* k_cache,
+                                                const float* v_cache, int64_t base) {
   const int64_t n_kv = base + a.n_tok;
   kernels::AttentionParams p;
   p.q = a.q;
@@ -65,7 +60,22 @@ void rotate_store_attend(const AttentionShape& s, const LayerAttention& a, const
   p.n_kv_head = s.n_kv_head;
   p.head_dim = s.head_dim;
   p.scale = 1.0f / std::sqrt(float(s.head_dim));
-  kernels::cpu::attention_forward(p, pool);
+  return p;
+}
+
+void rotate(const AttentionShape& s, float* x, int64_t stride, int n_head, const int32_t* positions, int64_t n_tok,
+            kernels::cpu::ThreadPool& pool) {
+  kernels::cpu::rope_forward(rope_params(s, x, stride, n_head, positions, n_tok), pool);
+}
+
+void rotate_store_attend(const AttentionShape& s, const LayerAttention& a, const int32_t* positions, float* k_cache,
+                         float* v_cache, int64_t base, kernels::cpu::ThreadPool& pool) {
+  rotate(s, a.q, s.q_dim(), s.n_head, positions, a.n_tok, pool);
+  rotate(s, a.k, s.kv_dim(), s.n_kv_head, positions, a.n_tok, pool);
+  const size_t bytes = size_t(a.n_tok * s.kv_dim()) * sizeof(float);
+  std::memcpy(k_cache + base * s.kv_dim(), a.k, bytes);
+  std::memcpy(v_cache + base * s.kv_dim(), a.v, bytes);
+  kernels::cpu::attention_forward(cache_attention_params(s, a, k_cache, v_cache, base), pool);
 }
 
 }  // namespace edgeinf

@@ -8,6 +8,14 @@
 
 namespace edgeinf {
 
+// The RoPE step rotating x [n_tok, n_head * head_dim] (row stride `stride`) to `positions`, and
+// the attention of a's queries over entries [0, base + a.n_tok) of a token-major cache (causal
+// among the batch): the parameters every backend runs.
+kernels::RopeParams rope_params(const AttentionShape& s, float* x, int64_t stride, int n_head, const int32_t* positions,
+                                int64_t n_tok);
+kernels::AttentionParams cache_attention_params(const AttentionShape& s, const LayerAttention& a, const float* k_cache,
+                                                const float* v_cache, int64_t base);
+
 // Rotates x [n_tok, n_head * head_dim] (row stride `stride`) in place at `positions`.
 void rotate(const AttentionShape& s, float* x, int64_t stride, int n_head, const int32_t* positions, int64_t n_tok,
             kernels::cpu::ThreadPool& pool);

@@ -1,8 +1,7 @@
 // Prefill matrix products: the weight matrix is decoded once into a float scratch (one thread per
 // element, kernels/common/dequant_block.h) and multiplied by the token block with cuBLAS.
-#include <cublas_v2.h>
-
 #include "kernels/common/dequant_block.h"
+#include "kernels/cuda/cublas_api.h"
 #include "kernels/cuda/ops.h"
 
 namespace edgeinf::kernels::cuda {
@@ -37,11 +36,13 @@ cudaError_t gemm_forward(const MatmulParams& p, float* w_scratch, void* cublas_h
   if (p.n_tok <= 0 || p.n_out <= 0) return cudaSuccess;
   cudaError_t e = dequantize_matrix(p, w_scratch, stream);
   if (e != cudaSuccess) return e;
+  const CublasApi* blas = cublas_api(nullptr);
+  if (blas == nullptr) return cudaErrorSharedObjectInitFailed;
   auto handle = static_cast<cublasHandle_t>(cublas_handle);
-  if (cublasSetStream(handle, stream) != CUBLAS_STATUS_SUCCESS) return cudaErrorUnknown;
+  if (blas->set_stream(handle, stream) != CUBLAS_STATUS_SUCCESS) return cudaErrorUnknown;
   // Row-major y [n_tok, n_out] = x [n_tok, n_in] . W^T, i.e. column-major Y = W^T-op(A) . X.
   const float alpha = 1.0f, beta = 0.0f;
-  if (cublasSgemm(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(p.n_out), int(p.n_tok), int(p.n_in), &alpha, w_scratch,
+  if (blas->sgemm(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(p.n_out), int(p.n_tok), int(p.n_in), &alpha, w_scratch,
                   int(p.n_in), p.x, int(p.x_stride), &beta, p.y, int(p.y_stride)) != CUBLAS_STATUS_SUCCESS) {
     return cudaErrorUnknown;
   }

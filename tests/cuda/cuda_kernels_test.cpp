@@ -1,6 +1,5 @@
 // CUDA kernels against kernels/reference on odd shapes. Without a device every test skips with
 // the reason; with one, `ctest -L cuda` runs them.
-#include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -10,6 +9,7 @@
 #include <vector>
 
 #include "kernels/cuda/arena.h"
+#include "kernels/cuda/cublas_api.h"
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/reference/dequantize.h"
@@ -308,8 +308,11 @@ TEST(CudaKernels, DequantisingGemvEveryWeightType) {
 
 TEST(CudaKernels, PrefillGemmWithCublas) {
   SKIP_WITHOUT_DEVICE();
+  std::string why;
+  const cuda::CublasApi* blas = cuda::cublas_api(&why);
+  ASSERT_NE(blas, nullptr) << why;
   cublasHandle_t handle = nullptr;
-  ASSERT_EQ(cublasCreate(&handle), CUBLAS_STATUS_SUCCESS);
+  ASSERT_EQ(blas->create(&handle), CUBLAS_STATUS_SUCCESS);
   const int64_t n_in = 576, n_out = 195;
   for (WeightType t : {WeightType::kQ4_1, WeightType::kQ6_K, WeightType::kF32}) {
     MatmulCase c(t, n_in, n_out, 77, 22);
@@ -319,7 +322,7 @@ TEST(CudaKernels, PrefillGemmWithCublas) {
     // cuBLAS sums in another order: a looser bound than the element kernels.
     expect_close(c.dy->host(), c.want, kCudaGemmTol, weight_type_traits(uint32_t(t))->name);
   }
-  cublasDestroy(handle);
+  blas->destroy(handle);
 }
 
 TEST(CudaKernels, ArenaHandsOutAlignedPiecesAndRefusesOverflow) {

@@ -4,7 +4,6 @@
 // decoded weight scratch for longer prefill batches. Activations are shared by the backend's
 // contexts (one forward pass at a time) and grow to the largest batch seen; each context's
 // attention state is its policy's own arena (cuda_policy.h).
-#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -15,6 +14,7 @@
 #include "engine/backend/backend.h"
 #include "engine/backend/cuda/cuda_policy.h"
 #include "kernels/cuda/arena.h"
+#include "kernels/cuda/cublas_api.h"
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/runtime.h"
 
@@ -73,7 +73,7 @@ class CudaBackend final : public ModelBackend {
   explicit CudaBackend(const LlamaModel& model) : model_(model), shape_(AttentionShape::of(model)) {}
 
   ~CudaBackend() override {
-    if (cublas_ != nullptr) cublasDestroy(cublas_);
+    if (cublas_ != nullptr) blas_->destroy(cublas_);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
 
@@ -81,12 +81,14 @@ class CudaBackend final : public ModelBackend {
     std::string why;
     if (!kcu::device_available(&why)) return absl::FailedPreconditionError(absl::StrCat("no usable CUDA device: ", why));
     EDGEINF_RETURN_IF_ERROR(cuda_status(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating a stream"));
-    if (cublasCreate(&cublas_) != CUBLAS_STATUS_SUCCESS) {
+    blas_ = kcu::cublas_api(&why);
+    if (blas_ == nullptr) return absl::FailedPreconditionError(why);
+    if (blas_->create(&cublas_) != CUBLAS_STATUS_SUCCESS) {
       cublas_ = nullptr;
       return absl::InternalError("cuBLAS could not be initialised");
     }
     // Full FP32 products: the prefill GEMMs must agree with the CPU backend, not just be fast.
-    cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH);
+    blas_->set_math_mode(cublas_, CUBLAS_DEFAULT_MATH);
     describe_ = kcu::device_summary();
 
     const LlamaConfig& c = model_.config();
@@ -330,6 +332,7 @@ class CudaBackend final : public ModelBackend {
   AttentionShape shape_, device_shape_;
   std::string describe_;
   cudaStream_t stream_ = nullptr;
+  const kcu::CublasApi* blas_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   DeviceArena weights_, activations_;
   DeviceWeight embd_, output_;

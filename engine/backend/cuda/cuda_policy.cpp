@@ -8,7 +8,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "engine/kv/kv_common.h"
 #include "engine/kv/memory_gate.h"
+#include "engine/kv/sink_window_cache.h"
 #include "kernels/common/linear_memory.h"
 #include "kernels/cuda/arena.h"
 #include "kernels/cuda/ops.h"
@@ -72,19 +74,7 @@ Status restore_array(ByteReader& r, float* dev, int64_t n, std::vector<float>& s
 
 cudaError_t rotate(const AttentionShape& s, float* x, int64_t stride, int n_head, const int32_t* positions,
                    int64_t n_tok, cudaStream_t st) {
-  kernels::RopeParams r;
-  r.x = x;
-  r.row_stride = stride;
-  r.positions = positions;
-  r.n_tok = n_tok;
-  r.n_head = n_head;
-  r.head_dim = s.head_dim;
-  r.n_rot = s.n_rot;
-  r.freq_base = s.rope_base;
-  r.freq_scale = s.rope_freq_scale;
-  r.freq_factors = s.rope_freq_factors;
-  r.neox = s.rope_neox;
-  return kcu::rope_forward(r, st);
+  return kcu::rope_forward(rope_params(s, x, stride, n_head, positions, n_tok), st);
 }
 
 // The device form of rotate_store_attend (engine/kv/kv_common.h).
@@ -94,24 +84,7 @@ cudaError_t rotate_store_attend(const AttentionShape& s, const LayerAttention& a
   EDGEINF_CUDA_TRY(rotate(s, a.k, s.kv_dim(), s.n_kv_head, positions, a.n_tok, st));
   EDGEINF_CUDA_TRY(copy_d2d(k_cache + base * s.kv_dim(), a.k, a.n_tok * s.kv_dim(), st));
   EDGEINF_CUDA_TRY(copy_d2d(v_cache + base * s.kv_dim(), a.v, a.n_tok * s.kv_dim(), st));
-  const int64_t n_kv = base + a.n_tok;
-  kernels::AttentionParams p;
-  p.q = a.q;
-  p.q_stride = s.q_dim();
-  p.k = k_cache;
-  p.v = v_cache;
-  p.kv_stride = s.kv_dim();
-  p.kv_head_stride = s.head_dim;
-  p.out = a.out;
-  p.out_stride = s.q_dim();
-  p.n_tok = a.n_tok;
-  p.n_kv = n_kv;
-  p.causal_base = n_kv - a.n_tok;
-  p.n_head = s.n_head;
-  p.n_kv_head = s.n_kv_head;
-  p.head_dim = s.head_dim;
-  p.scale = 1.0f / std::sqrt(float(s.head_dim));
-  return kcu::attention_forward(p, st);
+  return kcu::attention_forward(cache_attention_params(s, a, k_cache, v_cache, base), st);
 }
 
 // Sizes the policy's arena from its layout, reserves it, takes the pieces and initialises them.
@@ -227,11 +200,12 @@ class CudaFullPolicy final : public CudaPolicy {
 
 // ---- sink + window (streaming, edgeinfinite) --------------------------------------------------
 
-// The device form of SinkWindowCache: the same plan, positions and shifting, on device arrays.
+// The device form of SinkWindowCache: the same counters and plan, positions and shifting, on
+// device arrays.
 class DeviceSinkWindow {
  public:
   DeviceSinkWindow(const AttentionShape& s, int sink, int window, int segment, cudaStream_t st)
-      : s_(s), sink_(sink), window_(window), segment_(segment), st_(st) {}
+      : s_(s), c_{sink, window, segment}, st_(st) {}
 
   void layout(ArenaLayout& l) {
     k_.assign(size_t(s_.n_layer), nullptr);
@@ -241,79 +215,64 @@ class DeviceSinkWindow {
       v_[size_t(il)] = l.take<float>(size_t(capacity() * s_.kv_dim()));
     }
     shift_scratch_ = l.take<float>(size_t(capacity() * s_.kv_dim()));
-    pos_ = l.take<int32_t>(size_t(2 * segment_ + capacity()));
+    pos_ = l.take<int32_t>(size_t(2 * c_.segment + capacity()));
   }
 
-  int64_t capacity() const { return sink_ + window_ + segment_; }
-  int64_t segment() const { return segment_; }
-  int64_t n_cached() const { return n_cached_; }
-  int64_t n_seen() const { return n_seen_; }
-  int64_t n_left() const { return n_left_; }
-  int64_t n_leaving() const { return n_leaving_; }
+  int64_t capacity() const { return c_.capacity(); }
+  int64_t segment() const { return c_.segment; }
+  int64_t n_cached() const { return c_.n_cached; }
+  int64_t n_seen() const { return c_.n_seen; }
+  int64_t n_left() const { return c_.n_left; }
+  int64_t n_leaving() const { return c_.n_leaving; }
   size_t bytes() const { return 2 * size_t(s_.n_layer) * size_t(capacity() * s_.kv_dim()) * sizeof(float); }
 
-  // SinkWindowCache::plan, then the positions go to the device: [0, segment) the batch's,
+  // The counters' plan, then the positions go to the device: [0, segment) the batch's,
   // [segment, 2 segment) minus each leaving entry's, [2 segment, ...) minus n_leaving for the rest.
   cudaError_t plan(int64_t n_tok) {
-    EDGEINF_CHECK(n_tok > 0 && n_tok <= segment_);
-    n_planned_ = n_tok;
-    n_leaving_ = 0;
-    if (n_cached_ + n_tok > capacity()) {
-      const int64_t n_window = n_cached_ - std::min(n_cached_, sink_);
-      n_leaving_ = std::min(segment_, n_window);
-    }
-    EDGEINF_CHECK(n_cached_ - n_leaving_ + n_tok <= capacity());
-    const int64_t n_rest = n_leaving_ > 0 ? n_cached_ - sink_ - n_leaving_ : 0;
-    pos_host_.assign(size_t(2 * segment_ + n_rest), 0);
-    for (int64_t t = 0; t < n_tok; ++t) pos_host_[size_t(t)] = int32_t(n_cached_ - n_leaving_ + t);
-    for (int64_t i = 0; i < n_leaving_; ++i) pos_host_[size_t(segment_ + i)] = -int32_t(sink_ + i);
-    for (int64_t i = 0; i < n_rest; ++i) pos_host_[size_t(2 * segment_ + i)] = -int32_t(n_leaving_);
+    c_.plan(n_tok);
+    const int64_t seg = c_.segment, n_leaving = c_.n_leaving;
+    const int64_t n_rest = n_leaving > 0 ? c_.n_cached - c_.sink - n_leaving : 0;
+    pos_host_.assign(size_t(2 * seg + n_rest), 0);
+    for (int64_t t = 0; t < n_tok; ++t) pos_host_[size_t(t)] = int32_t(c_.n_cached - n_leaving + t);
+    for (int64_t i = 0; i < n_leaving; ++i) pos_host_[size_t(seg + i)] = -int32_t(c_.sink + i);
+    for (int64_t i = 0; i < n_rest; ++i) pos_host_[size_t(2 * seg + i)] = -int32_t(n_leaving);
     return cudaMemcpyAsync(pos_, pos_host_.data(), pos_host_.size() * sizeof(int32_t), cudaMemcpyHostToDevice, st_);
   }
 
   // SinkWindowCache::evict: the leaving entries (un-rotated K, and V) to k_out / v_out when not
   // null, then the rest of the window shifts down (through the scratch) and is re-rotated.
   cudaError_t evict(int layer, float* k_out, float* v_out) {
-    if (n_leaving_ == 0) return cudaSuccess;
+    const int64_t n_leaving = c_.n_leaving, sink = c_.sink;
+    if (n_leaving == 0) return cudaSuccess;
     const int64_t kv_dim = s_.kv_dim();
-    float* k_leave = k_[size_t(layer)] + sink_ * kv_dim;
-    float* v_leave = v_[size_t(layer)] + sink_ * kv_dim;
+    float* k_leave = k_[size_t(layer)] + sink * kv_dim;
+    float* v_leave = v_[size_t(layer)] + sink * kv_dim;
     if (k_out != nullptr) {
-      EDGEINF_CUDA_TRY(copy_d2d(k_out, k_leave, n_leaving_ * kv_dim, st_));
-      EDGEINF_CUDA_TRY(rotate(s_, k_out, kv_dim, s_.n_kv_head, pos_ + segment_, n_leaving_, st_));
+      EDGEINF_CUDA_TRY(copy_d2d(k_out, k_leave, n_leaving * kv_dim, st_));
+      EDGEINF_CUDA_TRY(rotate(s_, k_out, kv_dim, s_.n_kv_head, pos_ + c_.segment, n_leaving, st_));
     }
-    if (v_out != nullptr) EDGEINF_CUDA_TRY(copy_d2d(v_out, v_leave, n_leaving_ * kv_dim, st_));
-    const int64_t n_rest = n_cached_ - sink_ - n_leaving_;
+    if (v_out != nullptr) EDGEINF_CUDA_TRY(copy_d2d(v_out, v_leave, n_leaving * kv_dim, st_));
+    const int64_t n_rest = c_.n_cached - sink - n_leaving;
     if (n_rest == 0) return cudaSuccess;
     for (float* base : {k_leave, v_leave}) {
-      EDGEINF_CUDA_TRY(copy_d2d(shift_scratch_, base + n_leaving_ * kv_dim, n_rest * kv_dim, st_));
+      EDGEINF_CUDA_TRY(copy_d2d(shift_scratch_, base + n_leaving * kv_dim, n_rest * kv_dim, st_));
       EDGEINF_CUDA_TRY(copy_d2d(base, static_cast<const float*>(shift_scratch_), n_rest * kv_dim, st_));
     }
-    return rotate(s_, k_leave, kv_dim, s_.n_kv_head, pos_ + 2 * segment_, n_rest, st_);
+    return rotate(s_, k_leave, kv_dim, s_.n_kv_head, pos_ + 2 * c_.segment, n_rest, st_);
   }
 
   cudaError_t attend(const LayerAttention& a) {
-    EDGEINF_CHECK(a.n_tok == n_planned_);
-    return rotate_store_attend(s_, a, pos_, k_[size_t(a.layer)], v_[size_t(a.layer)], n_cached_ - n_leaving_, st_);
+    EDGEINF_CHECK(a.n_tok == c_.n_planned);
+    return rotate_store_attend(s_, a, pos_, k_[size_t(a.layer)], v_[size_t(a.layer)], c_.n_cached - c_.n_leaving, st_);
   }
 
-  void commit() {
-    n_cached_ += n_planned_ - n_leaving_;
-    n_seen_ += n_planned_;
-    n_left_ += n_leaving_;
-    n_leaving_ = n_planned_ = 0;
-  }
-  void reset() { n_cached_ = n_leaving_ = n_planned_ = n_seen_ = n_left_ = 0; }
+  void commit() { c_.commit(); }
+  void reset() { c_.reset(); }
 
   // The bytes of SinkWindowCache::save / restore.
   Status save(ByteWriter& w) const {
-    w.put<int64_t>(sink_);
-    w.put<int64_t>(window_);
-    w.put<int64_t>(segment_);
-    w.put<int64_t>(n_cached_);
-    w.put<int64_t>(n_seen_);
-    w.put<int64_t>(n_left_);
-    const int64_t n = n_cached_ * s_.kv_dim();
+    c_.save(w);
+    const int64_t n = c_.n_cached * s_.kv_dim();
     for (int il = 0; il < s_.n_layer; ++il) {
       EDGEINF_RETURN_IF_ERROR(save_array(w, k_[size_t(il)], n, stage_, st_));
       EDGEINF_RETURN_IF_ERROR(save_array(w, v_[size_t(il)], n, stage_, st_));
@@ -322,36 +281,23 @@ class DeviceSinkWindow {
   }
 
   Status restore(ByteReader& r) {
-    reset();
-    Status st = [&]() -> Status {
-      EDGEINF_RETURN_IF_ERROR(r.expect<int64_t>(sink_, "sink"));
-      EDGEINF_RETURN_IF_ERROR(r.expect<int64_t>(window_, "window"));
-      EDGEINF_RETURN_IF_ERROR(r.expect<int64_t>(segment_, "segment"));
-      int64_t n_cached = 0, n_seen = 0, n_left = 0;
-      EDGEINF_RETURN_IF_ERROR(r.get(&n_cached));
-      EDGEINF_RETURN_IF_ERROR(r.get(&n_seen));
-      EDGEINF_RETURN_IF_ERROR(r.get(&n_left));
-      if (n_cached < 0 || n_cached > capacity() || n_left < 0 || n_seen != n_cached + n_left) {
-        return absl::DataLossError(absl::StrCat(r.what(), ": inconsistent window counters (cached ", n_cached,
-                                                ", seen ", n_seen, ", left ", n_left, ")"));
+    EDGEINF_RETURN_IF_ERROR(c_.restore(r));
+    const int64_t n = c_.n_cached * s_.kv_dim();
+    for (int il = 0; il < s_.n_layer; ++il) {
+      Status st = restore_array(r, k_[size_t(il)], n, stage_, st_);
+      if (st.ok()) st = restore_array(r, v_[size_t(il)], n, stage_, st_);
+      if (!st.ok()) {
+        c_.reset();
+        return st;
       }
-      const int64_t n = n_cached * s_.kv_dim();
-      for (int il = 0; il < s_.n_layer; ++il) {
-        EDGEINF_RETURN_IF_ERROR(restore_array(r, k_[size_t(il)], n, stage_, st_));
-        EDGEINF_RETURN_IF_ERROR(restore_array(r, v_[size_t(il)], n, stage_, st_));
-      }
-      n_cached_ = n_cached, n_seen_ = n_seen, n_left_ = n_left;
-      return absl::OkStatus();
-    }();
-    if (!st.ok()) reset();
-    return st;
+    }
+    return absl::OkStatus();
   }
 
  private:
   AttentionShape s_;
-  int64_t sink_, window_, segment_;
+  SinkWindowCounters c_;
   cudaStream_t st_;
-  int64_t n_cached_ = 0, n_leaving_ = 0, n_planned_ = 0, n_seen_ = 0, n_left_ = 0;
   std::vector<float*> k_, v_;  // per layer [capacity, kv_dim]
   float* shift_scratch_ = nullptr;
   int32_t* pos_ = nullptr;

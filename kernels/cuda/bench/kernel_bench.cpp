@@ -1,7 +1,6 @@
 // edgeinf-kernel-bench: times each CUDA kernel at the shapes the service runs (SmolLM2-135M's, and a
 // 4096-wide layer where GEMV is bandwidth-bound) and prints achieved memory bandwidth and FLOP/s
 // against the device's peak (kernels/cuda/runtime.h). Usage: edgeinf-kernel-bench [--reps N].
-#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <cstdio>
@@ -13,6 +12,7 @@
 #include <vector>
 
 #include "kernels/common/quant_blocks.h"
+#include "kernels/cuda/cublas_api.h"
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/reference/dequantize.h"
@@ -105,9 +105,10 @@ int run(int argc, char** argv) {
               peak.bandwidth / 1e9, peak.fp32_flops / 1e12);
   cudaStream_t stream;
   BENCH_CHECK(cudaStreamCreate(&stream));
-  cublasHandle_t cublas;
-  if (cublasCreate(&cublas) != CUBLAS_STATUS_SUCCESS) {
-    std::fprintf(stderr, "cuBLAS could not be initialised\n");
+  const CublasApi* blas = cublas_api(&why);
+  cublasHandle_t cublas = nullptr;
+  if (blas == nullptr || blas->create(&cublas) != CUBLAS_STATUS_SUCCESS) {
+    std::fprintf(stderr, "cuBLAS could not be initialised: %s\n", why.c_str());
     return 1;
   }
   std::vector<Row> rows;
@@ -245,7 +246,7 @@ int run(int argc, char** argv) {
   }
   std::printf("JSON {\"device\":\"%s\",\"peak_bytes_per_s\":%.4g,\"peak_fp32_flop_per_s\":%.4g,\"results\":[%s]}\n",
               peak.name.c_str(), peak.bandwidth, peak.fp32_flops, json.c_str());
-  cublasDestroy(cublas);
+  blas->destroy(cublas);
   for (void* p : g_allocations) cudaFree(p);
   cudaStreamDestroy(stream);
   return 0;
