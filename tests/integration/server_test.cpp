@@ -52,6 +52,9 @@ std::string read_all(const std::string& path) {
 class Process {
  public:
   Process(std::vector<std::string> argv, const std::string& log) : log_(log) {
+    // Empty the log before the child starts: a log left by an earlier process with the same pid
+    // must not be read as this one's.
+    std::fclose(std::fopen(log.c_str(), "w"));
     pid_ = ::fork();
     if (pid_ == 0) {
       FILE* f = std::fopen(log.c_str(), "w");
