@@ -288,7 +288,14 @@ StatusOr<SessionInfo> Engine::create_session(const std::string& tenant, const st
   if (!policy.empty()) kv.name = policy;
   EDGEINF_ASSIGN_OR_RETURN(std::string warning, resolve_kv_shape(shape, kv.name == "edgeinfinite" ? gate_.get() : nullptr, &kv));
   (void)warning;
-  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaContext> ctx, new_context(kv));  // validates the policy and shape
+  auto s = std::make_unique<Session>();
+  s->kv = kv;
+  EDGEINF_ASSIGN_OR_RETURN(s->ctx, new_context(kv));  // validates the policy and shape
+  s->meta.create_time = unix_now();
+  return add_session(tenant, std::move(s));
+}
+
+StatusOr<SessionInfo> Engine::add_session(const std::string& tenant, std::unique_ptr<Session> s) {
   {
     EDGEINF_ASSIGN_OR_RETURN(std::vector<std::string> keys, store_->list(store_key(tenant, "")));
     if (int64_t(keys.size()) >= config_.max_sessions_per_tenant) {
@@ -296,16 +303,13 @@ StatusOr<SessionInfo> Engine::create_session(const std::string& tenant, const st
           absl::StrCat("this tenant has ", keys.size(), " sessions, the limit is ", config_.max_sessions_per_tenant));
     }
   }
-  auto s = std::make_unique<Session>();
-  s->kv = kv;
   s->meta.id = random_id();
   s->meta.tenant = tenant;
-  s->meta.create_time = s->meta.update_time = unix_now();
+  s->meta.update_time = unix_now();
   s->key = store_key(tenant, s->meta.id);
-  s->ctx = std::move(ctx);
-  count(*s->ctx, kv.name, &s->meta);
+  count(*s->ctx, s->kv.name, &s->meta);
   EDGEINF_RETURN_IF_ERROR(commit_session(*s));
-  // An empty context costs nothing to rebuild: keep only the metadata.
+  // Until its first turn the state is in the store: keep only the metadata.
   s->ctx.reset();
   const SessionInfo info = info_of(s->kv, s->meta, model_->gguf().fingerprint());
   std::lock_guard<std::mutex> lock(state_->mu);
@@ -364,24 +368,12 @@ StatusOr<std::string> Engine::export_session(const std::string& tenant, const st
 
 StatusOr<SessionInfo> Engine::import_session(const std::string& tenant, const std::string& snapshot) {
   EDGEINF_ASSIGN_OR_RETURN(SnapshotView v, read_snapshot(snapshot));
-  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaContext> ctx, restore_context(v));
-  SessionMeta m;
-  EDGEINF_RETURN_IF_ERROR(decode_meta(v.session_meta, &m));
   auto s = std::make_unique<Session>();
   s->kv = v.header.kv;
-  s->meta = m;
-  s->meta.id = random_id();  // an import is a new session of the importing tenant
-  s->meta.tenant = tenant;
-  s->meta.update_time = unix_now();
-  s->key = store_key(tenant, s->meta.id);
-  s->ctx = std::move(ctx);
-  count(*s->ctx, s->kv.name, &s->meta);
-  EDGEINF_RETURN_IF_ERROR(commit_session(*s));
-  s->ctx.reset();
-  const SessionInfo info = info_of(s->kv, s->meta, model_->gguf().fingerprint());
-  std::lock_guard<std::mutex> lock(state_->mu);
-  state_->sessions[s->key] = std::move(s);
-  return info;
+  EDGEINF_ASSIGN_OR_RETURN(s->ctx, restore_context(v));
+  EDGEINF_RETURN_IF_ERROR(decode_meta(v.session_meta, &s->meta));
+  // An import is a new session of the importing tenant (a new id; the creation time is kept).
+  return add_session(tenant, std::move(s));
 }
 
 void Engine::submit(TurnRequest request, TurnEvents events, std::function<void(StatusOr<TurnResult>)> done) {

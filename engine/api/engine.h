@@ -122,6 +122,9 @@ class Engine {
   void finish_turn(Turn& t, StatusOr<TurnResult> result);
   StatusOr<Session*> load_session(const std::string& tenant, const std::string& id, bool need_context);
   Status commit_session(Session& s);
+  // Registers a new session of the tenant (kv, meta and context set; id, tenant and key assigned
+  // here) within the tenant's session limit, and commits it to the store.
+  StatusOr<SessionInfo> add_session(const std::string& tenant, std::unique_ptr<Session> s);
   void drop_context(Session& s);
   void evict_idle_contexts(size_t keep_bytes);
   StatusOr<std::unique_ptr<LlamaContext>> new_context(const KvPolicyOptions& kv) const;

@@ -590,6 +590,19 @@ TEST(Server, IngestExportImportAndLimits) {
   grpc::Status st;
   create_session(*s->stub, "", &st);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  {
+    // An import is a new session too: refused at the limit.
+    grpc::ClientContext ctx;
+    v1::Session out;
+    auto w = s->stub->ImportSession(&ctx, &out);
+    for (size_t off = 0; off < snapshot.size(); off += 32768) {
+      v1::SnapshotChunk c;
+      c.set_data(snapshot.substr(off, 32768));
+      ASSERT_TRUE(w->Write(c));
+    }
+    w->WritesDone();
+    EXPECT_EQ(w->Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  }
   // Delete frees a slot; a deleted session is gone.
   {
     grpc::ClientContext ctx;
