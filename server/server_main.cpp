@@ -110,7 +110,7 @@ int run(int argc, char** argv) {
   }
   const edgeinf::KvPolicyOptions& kv = (*engine)->default_kv();
   const edgeinf::ModelBackend* backend = (*engine)->backend();
-  spdlog::info("device {}", backend ? absl::StrCat(backend->device(), ": ", backend->describe()) : std::string("cpu"));
+  spdlog::info("device {}", edgeinf::device_label(backend));
   spdlog::info("model {} ({}); policy {} S={} W={} L={}; gate {}; store {}", ec.model_path,
                (*engine)->model().gguf().fingerprint(), kv.name, kv.sink, kv.window, kv.segment,
                (*engine)->gate() ? edgeinf::gate_kind_name((*engine)->gate()->config().kind) : "none", store_url);

@@ -611,8 +611,7 @@ grpc::ServerUnaryReactor* InferenceService::GetServerInfo(grpc::CallbackServerCo
     resp->set_max_prompt_tokens(engine_.config().max_prompt_tokens);
     resp->set_max_tokens_limit(engine_.config().max_tokens_limit);
     resp->set_max_sessions_per_tenant(engine_.config().max_sessions_per_tenant);
-    const ModelBackend* backend = engine_.backend();
-    resp->set_device(backend ? absl::StrCat(backend->device(), ": ", backend->describe()) : "cpu");
+    resp->set_device(device_label(engine_.backend()));
     return absl::OkStatus();
   }();
   return finish_unary(ctx, metrics_, "GetServerInfo", t0, st);

@@ -249,7 +249,7 @@ StatusOr<std::unique_ptr<LlamaContext>> Engine::new_context(const KvPolicyOption
   o.kv = kv;
   o.kv.gate = kv.name == "edgeinfinite" ? gate_.get() : nullptr;
   o.n_batch = kv.segment;
-  if (backend_ != nullptr && (backend_->supports(kv.name) || config_.device == "cuda")) o.backend = backend_.get();
+  o.backend = backend_for_policy(backend_.get(), config_.device, kv.name);
   return LlamaContext::create(*model_, *pool_, o);
 }
 

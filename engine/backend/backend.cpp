@@ -17,4 +17,12 @@ StatusOr<std::unique_ptr<ModelBackend>> open_backend(const std::string& device, 
   return std::unique_ptr<ModelBackend>();
 }
 
+ModelBackend* backend_for_policy(ModelBackend* backend, const std::string& device, const std::string& policy) {
+  return backend != nullptr && (backend->supports(policy) || device != "auto") ? backend : nullptr;
+}
+
+std::string device_label(const ModelBackend* backend) {
+  return backend == nullptr ? "cpu" : absl::StrCat(backend->device(), ": ", backend->describe());
+}
+
 }  // namespace edgeinf

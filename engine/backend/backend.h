@@ -58,6 +58,14 @@ StatusOr<std::unique_ptr<ModelBackend>> make_cuda_backend(const LlamaModel& mode
 StatusOr<std::unique_ptr<ModelBackend>> open_backend(const std::string& device, const LlamaModel& model,
                                                      std::string* note);
 
+// Where a context of `policy` runs: the backend when it runs that policy, or when the device was
+// named ("cuda": LlamaContext::create then refuses the policy, saying why); otherwise nullptr, the
+// CPU ("auto" keeps policies without a device form on the CPU).
+ModelBackend* backend_for_policy(ModelBackend* backend, const std::string& device, const std::string& policy);
+
+// "cpu", or the device's name and description ("cuda: NVIDIA H100 ...").
+std::string device_label(const ModelBackend* backend);
+
 // The help text of --device.
 inline constexpr const char* kDeviceHelp =
     "where the model runs: cpu, cuda, or auto (cuda when a CUDA device can be used, else cpu)";

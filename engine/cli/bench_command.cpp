@@ -67,7 +67,7 @@ Status run(int argc, char** argv) {
   kernels::cpu::ThreadPool pool(threads);
   int max_ctx = depth + n_decode;
   for (int n : prefill) max_ctx = std::max(max_ctx, n);
-  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<ModelBackend> backend, open_device(device, *model, "full"));
+  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<ModelBackend> backend, open_backend(device, *model, nullptr));
   std::printf("device: %s\n", device_label(backend.get()).c_str());
   LlamaContextOptions copt;
   copt.kv.n_ctx = max_ctx;

@@ -89,13 +89,13 @@ Result run_one(const LlamaModel& model, const Tokenizer& tok, const std::vector<
   Result r;
   kernels::cpu::ThreadPool pool(a.threads);
   // The device is opened in the child that runs the evaluation (a CUDA context does not survive fork).
-  auto backend = open_device(a.device, model, run.policy);
+  auto backend = open_backend(a.device, model, nullptr);
   if (!backend.ok()) {
     r.error = std::string(backend.status().message());
     return r;
   }
   LlamaContextOptions opt;
-  opt.backend = backend->get();
+  opt.backend = backend_for_policy(backend->get(), a.device, run.policy);
   opt.kv = a.kv;
   opt.kv.name = run.policy;
   opt.kv.n_ctx = int(run.length + a.answer_tokens + 8);

@@ -131,11 +131,11 @@ Status run(int argc, char** argv) {
   }
   EDGEINF_ASSIGN_OR_RETURN(const std::string shape_warning, resolve_kv_shape(a.shape, gate.get(), &a.kv));
   if (!shape_warning.empty()) std::fprintf(stderr, "warning: %s\n", shape_warning.c_str());
-  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<ModelBackend> backend, open_device(a.device, *model, a.kv.name));
+  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<ModelBackend> backend, open_backend(a.device, *model, nullptr));
   LlamaContextOptions copt;
   copt.kv = a.kv;
   copt.n_batch = a.n_batch;
-  copt.backend = backend.get();
+  copt.backend = backend_for_policy(backend.get(), a.device, a.kv.name);
   EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaContext> context, LlamaContext::create(*model, pool, copt));
   LlamaContext& ctx = *context;
   if (ctx.capacity() <= int64_t(prompt.size())) {
@@ -167,7 +167,7 @@ Status run(int argc, char** argv) {
                stats.prefill_seconds > 0 ? stats.prompt_tokens / stats.prefill_seconds : 0.0, stats.generated_tokens,
                stats.decode_seconds, stats.decode_seconds > 0 ? stats.generated_tokens / stats.decode_seconds : 0.0,
                finish_reason_name(stats.finish), static_cast<unsigned long long>(a.gen.sampling.seed),
-               device_label(backend.get()).c_str(), a.threads,
+               device_label(copt.backend).c_str(), a.threads,
                ctx.policy().name(), policy_detail.c_str(), double(ctx.state_bytes()) / (1 << 20),
                double(model->weight_bytes()) / (1 << 20));
   return absl::OkStatus();
