@@ -86,27 +86,26 @@ void output_logits(const LlamaModel& model, kc::ThreadPool& pool, const float* x
 
 StatusOr<std::unique_ptr<LlamaContext>> LlamaContext::create(const LlamaModel& model, kc::ThreadPool& pool,
                                                              const LlamaContextOptions& options) {
-  if (options.backend == nullptr) {
-    EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<KvPolicy> policy, make_kv_policy(options.kv, AttentionShape::of(model)));
-    return create(model, pool, std::move(policy), options.n_batch);
-  }
-  ModelBackend& backend = *options.backend;
-  if (!backend.supports(options.kv.name)) {
-    return absl::InvalidArgumentError(absl::StrCat("the ", options.kv.name, " policy does not run on ",
-                                                   backend.device(), " (use --device cpu)"));
-  }
   if (options.n_batch <= 0) return absl::InvalidArgumentError("batch size must be positive");
-  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<KvPolicy> policy, backend.make_policy(options.kv));
-  const int batch = int(std::min<int64_t>(options.n_batch, policy->max_batch()));
-  return std::unique_ptr<LlamaContext>(new LlamaContext(model, pool, std::move(policy), batch, &backend));
+  // A backend's make_policy refuses a policy it does not run, saying so.
+  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<KvPolicy> policy,
+                           options.backend != nullptr ? options.backend->make_policy(options.kv)
+                                                      : make_kv_policy(options.kv, AttentionShape::of(model)));
+  return make(model, pool, std::move(policy), options.n_batch, options.backend);
 }
 
 StatusOr<std::unique_ptr<LlamaContext>> LlamaContext::create(const LlamaModel& model, kc::ThreadPool& pool,
                                                              std::unique_ptr<KvPolicy> policy, int n_batch) {
+  return make(model, pool, std::move(policy), n_batch, nullptr);
+}
+
+StatusOr<std::unique_ptr<LlamaContext>> LlamaContext::make(const LlamaModel& model, kc::ThreadPool& pool,
+                                                           std::unique_ptr<KvPolicy> policy, int n_batch,
+                                                           ModelBackend* backend) {
   if (n_batch <= 0) return absl::InvalidArgumentError("batch size must be positive");
   if (policy == nullptr) return absl::InvalidArgumentError("no KV policy");
   const int batch = int(std::min<int64_t>(n_batch, policy->max_batch()));
-  return std::unique_ptr<LlamaContext>(new LlamaContext(model, pool, std::move(policy), batch, nullptr));
+  return std::unique_ptr<LlamaContext>(new LlamaContext(model, pool, std::move(policy), batch, backend));
 }
 
 LlamaContext::LlamaContext(const LlamaModel& model, kc::ThreadPool& pool, std::unique_ptr<KvPolicy> policy,

@@ -21,7 +21,7 @@ struct LlamaContextOptions {
   KvPolicyOptions kv;  // which policy and its shape (default: full KV at the model's context)
   int n_batch = 256;   // tokens per forward batch, capped by the policy's segment
   // Where the pass runs: nullptr = the CPU (the pool's threads); otherwise a backend of this model
-  // that supports the policy (InvalidArgument if it does not).
+  // (InvalidArgument for a policy it does not run).
   ModelBackend* backend = nullptr;
 };
 
@@ -63,6 +63,9 @@ class LlamaContext {
  private:
   LlamaContext(const LlamaModel& model, kernels::cpu::ThreadPool& pool, std::unique_ptr<KvPolicy> policy,
                int n_batch, ModelBackend* backend);
+  static StatusOr<std::unique_ptr<LlamaContext>> make(const LlamaModel& model, kernels::cpu::ThreadPool& pool,
+                                                       std::unique_ptr<KvPolicy> policy, int n_batch,
+                                                       ModelBackend* backend);
   // eval_each for contexts that all run on the CPU.
   static Status eval_each_cpu(std::span<LlamaContext* const> contexts, std::span<const TokenId> tokens);
   Status check_tokens(std::span<const TokenId> tokens) const;
