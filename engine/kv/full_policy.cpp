@@ -1,5 +1,4 @@
 // FullKV: every token's K and V are kept at its absolute position, up to a fixed capacity.
-#include "absl/strings/str_cat.h"
 #include "engine/kv/kv_common.h"
 
 namespace edgeinf {
@@ -7,41 +6,33 @@ namespace {
 
 class FullPolicy final : public KvPolicy {
  public:
-  FullPolicy(const AttentionShape& s, int64_t capacity) : s_(s), capacity_(capacity) {
+  FullPolicy(const AttentionShape& s, int64_t capacity) : s_(s), c_{capacity} {
     k_.assign(size_t(s.n_layer), std::vector<float>(size_t(capacity * s.kv_dim())));
     v_.assign(size_t(s.n_layer), std::vector<float>(size_t(capacity * s.kv_dim())));
   }
 
   const char* name() const override { return "full"; }
-  int64_t max_batch() const override { return capacity_; }
-  int64_t capacity() const override { return capacity_; }
-
-  Status begin_batch(int64_t n_tok) override {
-    if (n_seen_ + n_tok > capacity_) {
-      return absl::OutOfRangeError(absl::StrCat("context is full: ", n_seen_, " + ", n_tok,
-                                                " tokens exceed the context size of ", capacity_));
-    }
-    positions_.resize(size_t(n_tok));
-    for (int64_t t = 0; t < n_tok; ++t) positions_[size_t(t)] = int32_t(n_seen_ + t);
-    return absl::OkStatus();
-  }
+  int64_t max_batch() const override { return c_.capacity; }
+  int64_t capacity() const override { return c_.capacity; }
+  Status begin_batch(int64_t n_tok) override { return c_.plan(n_tok); }
 
   void attend(const LayerAttention& a, kernels::cpu::ThreadPool& pool) override {
-    rotate_store_attend(s_, a, positions_.data(), k_[size_t(a.layer)].data(), v_[size_t(a.layer)].data(), n_seen_,
+    rotate_store_attend(s_, a, c_.positions.data(), k_[size_t(a.layer)].data(), v_[size_t(a.layer)].data(), c_.n_seen,
                         pool);
   }
 
-  void end_batch(kernels::cpu::ThreadPool&) override { n_seen_ += int64_t(positions_.size()); }
-  void reset() override { n_seen_ = 0; }
-  int64_t n_seen() const override { return n_seen_; }
-  int64_t n_kept() const override { return n_seen_; }
+  void end_batch(kernels::cpu::ThreadPool&) override { c_.commit(); }
+  void reset() override { c_.reset(); }
+  int64_t n_seen() const override { return c_.n_seen; }
+  int64_t n_kept() const override { return c_.n_seen; }
   int64_t n_compressed() const override { return 0; }
-  size_t state_bytes() const override { return 2 * size_t(s_.n_layer) * size_t(capacity_ * s_.kv_dim()) * sizeof(float); }
+  size_t state_bytes() const override {
+    return 2 * size_t(s_.n_layer) * size_t(c_.capacity * s_.kv_dim()) * sizeof(float);
+  }
 
   Status save(ByteWriter& w) const override {
-    w.put<int64_t>(capacity_);
-    w.put<int64_t>(n_seen_);
-    const size_t n = size_t(n_seen_ * s_.kv_dim());
+    c_.save(w);
+    const size_t n = size_t(c_.n_seen * s_.kv_dim());
     for (size_t il = 0; il < k_.size(); ++il) {
       w.put_array(k_[il].data(), n);
       w.put_array(v_[il].data(), n);
@@ -50,27 +41,22 @@ class FullPolicy final : public KvPolicy {
   }
 
   Status restore(ByteReader& r) override {
-    n_seen_ = 0;
-    EDGEINF_RETURN_IF_ERROR(r.expect<int64_t>(capacity_, "context size"));
-    int64_t n_seen = 0;
-    EDGEINF_RETURN_IF_ERROR(r.get(&n_seen));
-    if (n_seen < 0 || n_seen > capacity_) {
-      return absl::DataLossError(absl::StrCat(r.what(), ": ", n_seen, " tokens exceed the context size"));
-    }
-    const size_t n = size_t(n_seen * s_.kv_dim());
+    EDGEINF_RETURN_IF_ERROR(c_.restore(r));
+    const size_t n = size_t(c_.n_seen * s_.kv_dim());
     for (size_t il = 0; il < k_.size(); ++il) {
-      EDGEINF_RETURN_IF_ERROR(r.get_array(k_[il].data(), n));
-      EDGEINF_RETURN_IF_ERROR(r.get_array(v_[il].data(), n));
+      Status st = r.get_array(k_[il].data(), n);
+      if (st.ok()) st = r.get_array(v_[il].data(), n);
+      if (!st.ok()) {
+        c_.reset();
+        return st;
+      }
     }
-    n_seen_ = n_seen;
     return absl::OkStatus();
   }
 
  private:
   AttentionShape s_;
-  int64_t capacity_;
-  int64_t n_seen_ = 0;
-  std::vector<int32_t> positions_;
+  FullKvCounters c_;
   std::vector<std::vector<float>> k_, v_;  // per layer [capacity, n_kv_head * head_dim], rotated K
 };
 

@@ -2,11 +2,28 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "engine/kv/kv_policy.h"
 #include "kernels/common/op_params.h"
 
 namespace edgeinf {
+
+// The counters of a full KV cache (every token at its absolute position up to a capacity): the
+// batch plan and their snapshot bytes, shared by the CPU policy and its device twin.
+struct FullKvCounters {
+  int64_t capacity = 0;
+  int64_t n_seen = 0;
+  std::vector<int32_t> positions;  // of the planned batch: n_seen, n_seen + 1, ...
+
+  // OutOfRange when n_tok more tokens do not fit; the plan is unchanged then.
+  Status plan(int64_t n_tok);
+  void commit() { n_seen += int64_t(positions.size()), positions.clear(); }
+  void reset() { n_seen = 0, positions.clear(); }
+  // The capacity and n_seen; restore checks both (reset on error).
+  void save(ByteWriter& w) const;
+  Status restore(ByteReader& r);
+};
 
 // The RoPE step rotating x [n_tok, n_head * head_dim] (row stride `stride`) to `positions`, and
 // the attention of a's queries over entries [0, base + a.n_tok) of a token-major cache (causal

@@ -107,57 +107,50 @@ StatusOr<std::unique_ptr<CudaPolicy>> place(std::unique_ptr<P> p) {
 
 class CudaFullPolicy final : public CudaPolicy {
  public:
-  CudaFullPolicy(const AttentionShape& s, int64_t capacity, cudaStream_t st) : s_(s), capacity_(capacity), st_(st) {}
+  CudaFullPolicy(const AttentionShape& s, int64_t capacity, cudaStream_t st) : s_(s), c_{capacity}, st_(st) {}
 
   void layout(ArenaLayout& l) {
     k_.assign(size_t(s_.n_layer), nullptr);
     v_.assign(size_t(s_.n_layer), nullptr);
     for (int il = 0; il < s_.n_layer; ++il) {
-      k_[size_t(il)] = l.take<float>(size_t(capacity_ * s_.kv_dim()));
-      v_[size_t(il)] = l.take<float>(size_t(capacity_ * s_.kv_dim()));
+      k_[size_t(il)] = l.take<float>(size_t(c_.capacity * s_.kv_dim()));
+      v_[size_t(il)] = l.take<float>(size_t(c_.capacity * s_.kv_dim()));
     }
-    pos_ = l.take<int32_t>(size_t(capacity_));
+    pos_ = l.take<int32_t>(size_t(c_.capacity));
   }
   DeviceArena& arena() { return arena_; }
   Status init() { return absl::OkStatus(); }
 
   const char* name() const override { return "full"; }
-  int64_t max_batch() const override { return capacity_; }
-  int64_t capacity() const override { return capacity_; }
+  int64_t max_batch() const override { return c_.capacity; }
+  int64_t capacity() const override { return c_.capacity; }
 
   Status begin_batch(int64_t n_tok) override {
-    if (n_seen_ + n_tok > capacity_) {
-      return absl::OutOfRangeError(absl::StrCat("context is full: ", n_seen_, " + ", n_tok,
-                                                " tokens exceed the context size of ", capacity_));
-    }
-    pos_host_.resize(size_t(n_tok));
-    for (int64_t t = 0; t < n_tok; ++t) pos_host_[size_t(t)] = int32_t(n_seen_ + t);
-    n_planned_ = n_tok;
-    return cuda_status(cudaMemcpyAsync(pos_, pos_host_.data(), size_t(n_tok) * sizeof(int32_t),
+    EDGEINF_RETURN_IF_ERROR(c_.plan(n_tok));
+    return cuda_status(cudaMemcpyAsync(pos_, c_.positions.data(), c_.positions.size() * sizeof(int32_t),
                                        cudaMemcpyHostToDevice, st_),
                        "uploading positions");
   }
 
   cudaError_t attend_on_device(const LayerAttention& a) override {
-    return rotate_store_attend(s_, a, pos_, k_[size_t(a.layer)], v_[size_t(a.layer)], n_seen_, st_);
+    return rotate_store_attend(s_, a, pos_, k_[size_t(a.layer)], v_[size_t(a.layer)], c_.n_seen, st_);
   }
-  void commit() override {
-    n_seen_ += n_planned_;
-    n_planned_ = 0;
-  }
+  void commit() override { c_.commit(); }
   void reset() override {
-    n_seen_ = n_planned_ = 0;
+    c_.reset();
     error_ = cudaSuccess;
   }
-  int64_t n_seen() const override { return n_seen_; }
-  int64_t n_kept() const override { return n_seen_; }
+  int64_t n_seen() const override { return c_.n_seen; }
+  int64_t n_kept() const override { return c_.n_seen; }
   int64_t n_compressed() const override { return 0; }
-  size_t state_bytes() const override { return 2 * size_t(s_.n_layer) * size_t(capacity_ * s_.kv_dim()) * sizeof(float); }
+  size_t state_bytes() const override {
+    return 2 * size_t(s_.n_layer) * size_t(c_.capacity * s_.kv_dim()) * sizeof(float);
+  }
 
+  // The bytes of FullPolicy::save / restore.
   Status save(ByteWriter& w) const override {
-    w.put<int64_t>(capacity_);
-    w.put<int64_t>(n_seen_);
-    const int64_t n = n_seen_ * s_.kv_dim();
+    c_.save(w);
+    const int64_t n = c_.n_seen * s_.kv_dim();
     for (int il = 0; il < s_.n_layer; ++il) {
       EDGEINF_RETURN_IF_ERROR(save_array(w, k_[size_t(il)], n, stage_, st_));
       EDGEINF_RETURN_IF_ERROR(save_array(w, v_[size_t(il)], n, stage_, st_));
@@ -167,34 +160,26 @@ class CudaFullPolicy final : public CudaPolicy {
 
   Status restore(ByteReader& r) override {
     reset();
-    Status st = [&]() -> Status {
-      EDGEINF_RETURN_IF_ERROR(r.expect<int64_t>(capacity_, "context size"));
-      int64_t n_seen = 0;
-      EDGEINF_RETURN_IF_ERROR(r.get(&n_seen));
-      if (n_seen < 0 || n_seen > capacity_) {
-        return absl::DataLossError(absl::StrCat(r.what(), ": ", n_seen, " tokens exceed the context size"));
+    EDGEINF_RETURN_IF_ERROR(c_.restore(r));
+    const int64_t n = c_.n_seen * s_.kv_dim();
+    for (int il = 0; il < s_.n_layer; ++il) {
+      Status st = restore_array(r, k_[size_t(il)], n, stage_, st_);
+      if (st.ok()) st = restore_array(r, v_[size_t(il)], n, stage_, st_);
+      if (!st.ok()) {
+        c_.reset();
+        return st;
       }
-      const int64_t n = n_seen * s_.kv_dim();
-      for (int il = 0; il < s_.n_layer; ++il) {
-        EDGEINF_RETURN_IF_ERROR(restore_array(r, k_[size_t(il)], n, stage_, st_));
-        EDGEINF_RETURN_IF_ERROR(restore_array(r, v_[size_t(il)], n, stage_, st_));
-      }
-      n_seen_ = n_seen;
-      return absl::OkStatus();
-    }();
-    if (!st.ok()) reset();
-    return st;
+    }
+    return absl::OkStatus();
   }
 
  private:
   AttentionShape s_;
-  int64_t capacity_;
+  FullKvCounters c_;
   cudaStream_t st_;
   DeviceArena arena_;
-  int64_t n_seen_ = 0, n_planned_ = 0;
   std::vector<float*> k_, v_;  // per layer [capacity, kv_dim], rotated K
   int32_t* pos_ = nullptr;
-  std::vector<int32_t> pos_host_;
   mutable std::vector<float> stage_;
 };
 
