@@ -16,24 +16,6 @@ namespace kc = kernels::cpu;
 
 namespace {
 
-kernels::MatmulParams matmul_params(const WeightView& w, const float* x, float* y, int64_t n_tok, const float* bias,
-                                    bool per_token = false) {
-  kernels::MatmulParams p;
-  p.w = w.data;
-  p.w_type = w.type;
-  p.w_row_bytes = w.row_bytes;
-  p.x = x;
-  p.x_stride = w.n_in;
-  p.y = y;
-  p.y_stride = w.n_out;
-  p.bias = bias;
-  p.n_tok = n_tok;
-  p.n_in = w.n_in;
-  p.n_out = w.n_out;
-  p.per_token = per_token;
-  return p;
-}
-
 // Activation buffers of one forward pass, each [n_tok, width].
 struct Activations {
   float *x, *xn, *q, *k, *v, *attn, *gate, *up;

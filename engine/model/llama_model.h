@@ -8,6 +8,7 @@
 
 #include "engine/model/gguf.h"
 #include "engine/util/status.h"
+#include "kernels/common/op_params.h"
 #include "kernels/common/quant_blocks.h"
 
 namespace edgeinf {
@@ -40,6 +41,11 @@ struct WeightView {
   int64_t n_out = 0;
   int64_t row_bytes = 0;
 };
+
+// The product y [n_tok, n_out] = x [n_tok, n_in] . W^T (+ bias) on contiguous rows, as the kernels
+// take it (on whatever memory w.data, x and y are in).
+kernels::MatmulParams matmul_params(const WeightView& w, const float* x, float* y, int64_t n_tok,
+                                    const float* bias = nullptr, bool per_token = false);
 
 struct LayerWeights {
   const float* attn_norm = nullptr;  // [n_embd]

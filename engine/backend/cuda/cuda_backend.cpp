@@ -38,11 +38,12 @@ using kcu::DeviceArena;
 // Tokens one GEMV call takes (kernels/cuda/gemv.cu).
 constexpr int64_t kGemvTokens = 8;
 
+// A weight matrix on the device: `view` is the model's, with data pointing at the device copy.
 struct DeviceWeight {
   const void* host = nullptr;
-  void* data = nullptr;
-  kernels::WeightType type = kernels::WeightType::kF32;
-  int64_t n_in = 0, n_out = 0, row_bytes = 0;
+  void* device = nullptr;
+  WeightView view;
+  size_t bytes() const { return size_t(view.n_out * view.row_bytes); }
 };
 
 struct DeviceVector {
@@ -56,9 +57,7 @@ struct DeviceLayer {
   DeviceWeight wq, wk, wv, wo, w_gate, w_up, w_down;
 };
 
-DeviceWeight weight_of(const WeightView& w) {
-  return DeviceWeight{w.data, nullptr, w.type, w.n_in, w.n_out, w.row_bytes};
-}
+DeviceWeight weight_of(const WeightView& w) { return DeviceWeight{w.data, nullptr, w}; }
 
 DeviceVector vector_of(const float* v, int64_t n) { return DeviceVector{v, nullptr, v != nullptr ? n : 0}; }
 
@@ -118,7 +117,7 @@ class CudaBackend final : public ModelBackend {
     ArenaLayout taking(&weights_);
     place_weights(taking);
     EDGEINF_RETURN_IF_ERROR(cuda_status(upload_weights(), "copying the weights to the device"));
-    if (c.tied_output) output_.data = embd_.data;
+    if (c.tied_output) output_.view.data = embd_.device;
     device_shape_ = shape_;
     device_shape_.rope_freq_factors = freq_factors_.data;
     return absl::OkStatus();
@@ -180,8 +179,9 @@ class CudaBackend final : public ModelBackend {
     size_t largest = 0;
     for_each_tensor([&](auto& t) {
       if constexpr (std::is_same_v<std::decay_t<decltype(t)>, DeviceWeight>) {
-        t.data = l.template take<uint8_t>(size_t(t.n_out * t.row_bytes));
-        largest = std::max(largest, size_t(t.n_in * t.n_out));
+        t.device = l.template take<uint8_t>(t.bytes());
+        t.view.data = t.device;
+        largest = std::max(largest, size_t(t.view.n_in * t.view.n_out));
       } else {
         t.data = t.n > 0 ? l.template take<float>(size_t(t.n)) : nullptr;
       }
@@ -192,10 +192,10 @@ class CudaBackend final : public ModelBackend {
   cudaError_t upload_weights() {
     cudaError_t e = cudaSuccess;
     for_each_tensor([&](auto& t) {
-      if (e != cudaSuccess || t.data == nullptr) return;
+      if (e != cudaSuccess) return;
       if constexpr (std::is_same_v<std::decay_t<decltype(t)>, DeviceWeight>) {
-        e = cudaMemcpyAsync(t.data, t.host, size_t(t.n_out * t.row_bytes), cudaMemcpyHostToDevice, stream_);
-      } else {
+        e = cudaMemcpyAsync(t.device, t.host, t.bytes(), cudaMemcpyHostToDevice, stream_);
+      } else if (t.data != nullptr) {
         e = cudaMemcpyAsync(t.data, t.host, size_t(t.n) * sizeof(float), cudaMemcpyHostToDevice, stream_);
       }
     });
@@ -241,26 +241,12 @@ class CudaBackend final : public ModelBackend {
   // y = x W^T (+ bias) for n rows; GEMV in groups of 8 rows when per_token or n <= 8.
   cudaError_t matmul(const DeviceWeight& w, const float* x, float* y, int64_t n, const DeviceVector* bias,
                      bool per_token) {
-    kernels::MatmulParams p;
-    p.w = w.data;
-    p.w_type = w.type;
-    p.w_row_bytes = w.row_bytes;
-    p.x = x;
-    p.x_stride = w.n_in;
-    p.y = y;
-    p.y_stride = w.n_out;
-    p.bias = bias != nullptr ? bias->data : nullptr;
-    p.n_in = w.n_in;
-    p.n_out = w.n_out;
-    p.per_token = per_token;
-    if (!per_token && n > kGemvTokens) {
-      p.n_tok = n;
-      return kcu::gemm_forward(p, w_scratch_, cublas_, stream_);
-    }
+    kernels::MatmulParams p = matmul_params(w.view, x, y, n, bias != nullptr ? bias->data : nullptr, per_token);
+    if (!per_token && n > kGemvTokens) return kcu::gemm_forward(p, w_scratch_, cublas_, stream_);
     for (int64_t t0 = 0; t0 < n; t0 += kGemvTokens) {
       p.n_tok = std::min(kGemvTokens, n - t0);
-      p.x = x + t0 * w.n_in;
-      p.y = y + t0 * w.n_out;
+      p.x = x + t0 * p.x_stride;
+      p.y = y + t0 * p.y_stride;
       EDGEINF_CUDA_TRY(kcu::gemv_forward(p, stream_));
     }
     return cudaSuccess;
@@ -296,7 +282,7 @@ class CudaBackend final : public ModelBackend {
     const int64_t n_embd = c.n_embd, q_dim = shape_.q_dim(), kv_dim = shape_.kv_dim();
     EDGEINF_CUDA_TRY(cudaMemcpyAsync(a.tokens, tokens.data(), size_t(n) * sizeof(int32_t), cudaMemcpyHostToDevice,
                                      stream_));
-    EDGEINF_CUDA_TRY(kcu::embed_forward({embd_.data, embd_.type, embd_.row_bytes, a.tokens, a.x, n, n_embd}, stream_));
+    EDGEINF_CUDA_TRY(kcu::embed_forward({embd_.device, embd_.view.type, embd_.view.row_bytes, a.tokens, a.x, n, n_embd}, stream_));
     for (int il = 0; il < c.n_layer; ++il) {
       const DeviceLayer& l = layers_[size_t(il)];
       EDGEINF_CUDA_TRY(rmsnorm(a.x, l.attn_norm, a.xn, n));
