@@ -1,6 +1,7 @@
 // EdgeInfinite policy: folding, memory read, local attention and the gate blend.
 #include "engine/kv/edgeinfinite_policy.h"
 
+#include "engine/kv/kv_common.h"
 #include "engine/kv/memory_gate.h"
 #include "kernels/cpu/ops.h"
 
@@ -26,17 +27,9 @@ void EdgeInfinitePolicy::fold(int layer, kernels::cpu::ThreadPool& pool) {
   const int64_t n_leaving = cache_.n_leaving();
   cache_.evict(layer, k_leave_.data(), v_leave_.data(), pool);
   if (n_leaving == 0) return;
-  kernels::MemoryCompressParams c;
-  c.m = m_[size_t(layer)].data();
-  c.z = z_[size_t(layer)].data();
-  c.k = k_leave_.data();
-  c.v = v_leave_.data();
-  c.kv_stride = s_.kv_dim();
-  c.n_tok = n_leaving;
-  c.n_kv_head = s_.n_kv_head;
-  c.head_dim = s_.head_dim;
-  c.delta = delta_;
-  kernels::cpu::memory_compress(c, pool);
+  kernels::cpu::memory_compress(memory_compress_params(s_, m_[size_t(layer)].data(), z_[size_t(layer)].data(),
+                                                      k_leave_.data(), v_leave_.data(), n_leaving, delta_),
+                                pool);
 }
 
 bool EdgeInfinitePolicy::attend_parts(const LayerAttention& a, float* a_mem, kernels::cpu::ThreadPool& pool) {
@@ -44,17 +37,9 @@ bool EdgeInfinitePolicy::attend_parts(const LayerAttention& a, float* a_mem, ker
   // Read before the local step rotates q: the memory is position-free (pre-RoPE).
   const bool has_memory = cache_.n_left() + cache_.n_leaving() > 0;
   if (has_memory) {
-    kernels::MemoryDecompressParams r;
-    r.m = m_[size_t(a.layer)].data();
-    r.z = z_[size_t(a.layer)].data();
-    r.q = a.q;
-    r.q_stride = s_.q_dim();
-    r.a_mem = a_mem;
-    r.n_tok = a.n_tok;
-    r.n_head = s_.n_head;
-    r.n_kv_head = s_.n_kv_head;
-    r.head_dim = s_.head_dim;
-    kernels::cpu::memory_decompress(r, pool);
+    kernels::cpu::memory_decompress(
+        memory_decompress_params(s_, m_[size_t(a.layer)].data(), z_[size_t(a.layer)].data(), a.q, a_mem, a.n_tok),
+        pool);
   }
   cache_.attend(a, pool);
   return has_memory;

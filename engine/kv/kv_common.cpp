@@ -91,6 +91,36 @@ kernels::AttentionParams cache_attention_params(const AttentionShape& s, const L
   return p;
 }
 
+kernels::MemoryCompressParams memory_compress_params(const AttentionShape& s, float* m, float* z, const float* k,
+                                                     const float* v, int64_t n_tok, bool delta) {
+  kernels::MemoryCompressParams c;
+  c.m = m;
+  c.z = z;
+  c.k = k;
+  c.v = v;
+  c.kv_stride = s.kv_dim();
+  c.n_tok = n_tok;
+  c.n_kv_head = s.n_kv_head;
+  c.head_dim = s.head_dim;
+  c.delta = delta;
+  return c;
+}
+
+kernels::MemoryDecompressParams memory_decompress_params(const AttentionShape& s, const float* m, const float* z,
+                                                         const float* q, float* a_mem, int64_t n_tok) {
+  kernels::MemoryDecompressParams r;
+  r.m = m;
+  r.z = z;
+  r.q = q;
+  r.q_stride = s.q_dim();
+  r.a_mem = a_mem;
+  r.n_tok = n_tok;
+  r.n_head = s.n_head;
+  r.n_kv_head = s.n_kv_head;
+  r.head_dim = s.head_dim;
+  return r;
+}
+
 void rotate(const AttentionShape& s, float* x, int64_t stride, int n_head, const int32_t* positions, int64_t n_tok,
             kernels::cpu::ThreadPool& pool) {
   kernels::cpu::rope_forward(rope_params(s, x, stride, n_head, positions, n_tok), pool);

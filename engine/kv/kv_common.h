@@ -33,6 +33,13 @@ kernels::RopeParams rope_params(const AttentionShape& s, float* x, int64_t strid
 kernels::AttentionParams cache_attention_params(const AttentionShape& s, const LayerAttention& a, const float* k_cache,
                                                 const float* v_cache, int64_t base);
 
+// EdgeInfinite's memory steps on one layer's M [n_kv_head, d, d] and z [n_kv_head, d]: folding
+// n_tok pre-RoPE K/V rows, and reading it for n_tok pre-RoPE queries into a_mem.
+kernels::MemoryCompressParams memory_compress_params(const AttentionShape& s, float* m, float* z, const float* k,
+                                                     const float* v, int64_t n_tok, bool delta);
+kernels::MemoryDecompressParams memory_decompress_params(const AttentionShape& s, const float* m, const float* z,
+                                                         const float* q, float* a_mem, int64_t n_tok);
+
 // Rotates x [n_tok, n_head * head_dim] (row stride `stride`) in place at `positions`.
 void rotate(const AttentionShape& s, float* x, int64_t stride, int n_head, const int32_t* positions, int64_t n_tok,
             kernels::cpu::ThreadPool& pool);

@@ -396,17 +396,7 @@ class CudaEdgeInfinitePolicy final : public CudaPolicy {
     if (gate_ == nullptr || !has_memory) return cache_.attend(a);
     const bool linear = gate_->config().kind == GateKind::kLinear;
     if (linear) {
-      kernels::MemoryDecompressParams r;
-      r.m = m_[il];
-      r.z = z_[il];
-      r.q = a.q;
-      r.q_stride = s_.q_dim();
-      r.a_mem = a_mem_;
-      r.n_tok = a.n_tok;
-      r.n_head = s_.n_head;
-      r.n_kv_head = s_.n_kv_head;
-      r.head_dim = s_.head_dim;
-      EDGEINF_CUDA_TRY(kcu::memory_decompress(r, st_));
+      EDGEINF_CUDA_TRY(kcu::memory_decompress(memory_decompress_params(s_, m_[il], z_[il], a.q, a_mem_, a.n_tok), st_));
     } else {
       EDGEINF_CUDA_TRY(copy_d2d(a_mem_, static_cast<const float*>(a.q), a.n_tok * s_.q_dim(), st_));
     }
@@ -488,17 +478,9 @@ class CudaEdgeInfinitePolicy final : public CudaPolicy {
     const int64_t n_leaving = cache_.n_leaving();
     EDGEINF_CUDA_TRY(cache_.evict(layer, k_leave_, v_leave_));
     if (n_leaving == 0) return cudaSuccess;
-    kernels::MemoryCompressParams c;
-    c.m = m_[size_t(layer)];
-    c.z = z_[size_t(layer)];
-    c.k = k_leave_;
-    c.v = v_leave_;
-    c.kv_stride = s_.kv_dim();
-    c.n_tok = n_leaving;
-    c.n_kv_head = s_.n_kv_head;
-    c.head_dim = s_.head_dim;
-    c.delta = delta_;
-    return kcu::memory_compress(c, retrieval_, st_);
+    return kcu::memory_compress(
+        memory_compress_params(s_, m_[size_t(layer)], z_[size_t(layer)], k_leave_, v_leave_, n_leaving, delta_),
+        retrieval_, st_);
   }
 
   AttentionShape s_;
