@@ -10,15 +10,11 @@ namespace {
 __global__ void memory_read_blend_kernel(MemoryReadBlendParams p) {
   __shared__ float sq[kMemoryMaxHeadDim];
   __shared__ float partial[kMemoryMaxHeadDim];
-  const int64_t t = blockIdx.x / p.n_head;
-  const int h = int(blockIdx.x % p.n_head);
-  const int g = h / (p.n_head / p.n_kv_head);
   const int d = p.head_dim;
-  const MemoryRead r = begin_memory_read(p.q + t * p.q_stride + int64_t(h) * d, p.m + int64_t(g) * d * d,
-                                         p.z + int64_t(g) * d, d, sq, partial);
-  const float gate = p.gate[t * p.n_head + h];
+  const MemoryRead r = begin_memory_read(p.q, p.q_stride, p.m, p.z, p.n_head, p.n_kv_head, d, sq, partial);
+  const float gate = p.gate[r.t * p.n_head + r.h];
   for (int j = threadIdx.x; j < d; j += blockDim.x) {
-    const int64_t o = t * p.stride + int64_t(h) * d + j;
+    const int64_t o = r.t * p.stride + int64_t(r.h) * d + j;
     p.out[o] = gate_blend(gate, r.read_out(j), p.a_local[o]);
   }
 }
@@ -26,7 +22,7 @@ __global__ void memory_read_blend_kernel(MemoryReadBlendParams p) {
 }  // namespace
 
 cudaError_t memory_read_blend(const MemoryReadBlendParams& p, cudaStream_t stream) {
-  if (p.head_dim > kMemoryMaxHeadDim || p.n_kv_head <= 0 || p.n_head % p.n_kv_head != 0) return cudaErrorInvalidValue;
+  if (!memory_read_shape_ok(p.n_head, p.n_kv_head, p.head_dim)) return cudaErrorInvalidValue;
   const int64_t blocks = p.n_tok * p.n_head;
   if (blocks <= 0) return cudaSuccess;
   memory_read_blend_kernel<<<unsigned(blocks), 128, 0, stream>>>(p);
