@@ -32,26 +32,15 @@ class FullPolicy final : public KvPolicy {
 
   Status save(ByteWriter& w) const override {
     c_.save(w);
-    const size_t n = size_t(c_.n_seen * s_.kv_dim());
-    for (size_t il = 0; il < k_.size(); ++il) {
-      w.put_array(k_[il].data(), n);
-      w.put_array(v_[il].data(), n);
-    }
+    save_kv_layers(w, k_, v_, size_t(c_.n_seen * s_.kv_dim()));
     return absl::OkStatus();
   }
 
   Status restore(ByteReader& r) override {
     EDGEINF_RETURN_IF_ERROR(c_.restore(r));
-    const size_t n = size_t(c_.n_seen * s_.kv_dim());
-    for (size_t il = 0; il < k_.size(); ++il) {
-      Status st = r.get_array(k_[il].data(), n);
-      if (st.ok()) st = r.get_array(v_[il].data(), n);
-      if (!st.ok()) {
-        c_.reset();
-        return st;
-      }
-    }
-    return absl::OkStatus();
+    const Status st = restore_kv_layers(r, k_, v_, size_t(c_.n_seen * s_.kv_dim()));
+    if (!st.ok()) c_.reset();
+    return st;
   }
 
  private:

@@ -52,6 +52,23 @@ Status FullKvCounters::restore(ByteReader& r) {
   return absl::OkStatus();
 }
 
+void save_kv_layers(ByteWriter& w, const std::vector<std::vector<float>>& k, const std::vector<std::vector<float>>& v,
+                    size_t n) {
+  for (size_t il = 0; il < k.size(); ++il) {
+    w.put_array(k[il].data(), n);
+    w.put_array(v[il].data(), n);
+  }
+}
+
+Status restore_kv_layers(ByteReader& r, std::vector<std::vector<float>>& k, std::vector<std::vector<float>>& v,
+                         size_t n) {
+  for (size_t il = 0; il < k.size(); ++il) {
+    EDGEINF_RETURN_IF_ERROR(r.get_array(k[il].data(), n));
+    EDGEINF_RETURN_IF_ERROR(r.get_array(v[il].data(), n));
+  }
+  return absl::OkStatus();
+}
+
 kernels::RopeParams rope_params(const AttentionShape& s, float* x, int64_t stride, int n_head, const int32_t* positions,
                                 int64_t n_tok) {
   kernels::RopeParams r;

@@ -25,6 +25,12 @@ struct FullKvCounters {
   Status restore(ByteReader& r);
 };
 
+// Every layer's first n floats of K and of V into a snapshot (layer by layer, K then V), and back.
+void save_kv_layers(ByteWriter& w, const std::vector<std::vector<float>>& k, const std::vector<std::vector<float>>& v,
+                    size_t n);
+Status restore_kv_layers(ByteReader& r, std::vector<std::vector<float>>& k, std::vector<std::vector<float>>& v,
+                         size_t n);
+
 // The RoPE step rotating x [n_tok, n_head * head_dim] (row stride `stride`) to `positions`, and
 // the attention of a's queries over entries [0, base + a.n_tok) of a token-major cache (causal
 // among the batch): the parameters every backend runs.

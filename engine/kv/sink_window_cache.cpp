@@ -100,25 +100,14 @@ void SinkWindowCache::attend(const LayerAttention& a, kernels::cpu::ThreadPool& 
 
 void SinkWindowCache::save(ByteWriter& w) const {
   c_.save(w);
-  const size_t n = size_t(c_.n_cached * s_.kv_dim());
-  for (size_t il = 0; il < k_.size(); ++il) {
-    w.put_array(k_[il].data(), n);
-    w.put_array(v_[il].data(), n);
-  }
+  save_kv_layers(w, k_, v_, size_t(c_.n_cached * s_.kv_dim()));
 }
 
 Status SinkWindowCache::restore(ByteReader& r) {
   EDGEINF_RETURN_IF_ERROR(c_.restore(r));
-  const size_t n = size_t(c_.n_cached * s_.kv_dim());
-  for (size_t il = 0; il < k_.size(); ++il) {
-    Status st = r.get_array(k_[il].data(), n);
-    if (st.ok()) st = r.get_array(v_[il].data(), n);
-    if (!st.ok()) {
-      c_.reset();
-      return st;
-    }
-  }
-  return absl::OkStatus();
+  const Status st = restore_kv_layers(r, k_, v_, size_t(c_.n_cached * s_.kv_dim()));
+  if (!st.ok()) c_.reset();
+  return st;
 }
 
 }  // namespace edgeinf

@@ -72,6 +72,25 @@ Status restore_array(ByteReader& r, float* dev, int64_t n, std::vector<float>& s
   return cuda_status(upload(dev, stage.data(), n, st), "writing session state to the device");
 }
 
+// The device form of save_kv_layers / restore_kv_layers (engine/kv/kv_common.h).
+Status save_kv_layers(ByteWriter& w, const std::vector<float*>& k, const std::vector<float*>& v, int64_t n,
+                      std::vector<float>& stage, cudaStream_t st) {
+  for (size_t il = 0; il < k.size(); ++il) {
+    EDGEINF_RETURN_IF_ERROR(save_array(w, k[il], n, stage, st));
+    EDGEINF_RETURN_IF_ERROR(save_array(w, v[il], n, stage, st));
+  }
+  return absl::OkStatus();
+}
+
+Status restore_kv_layers(ByteReader& r, const std::vector<float*>& k, const std::vector<float*>& v, int64_t n,
+                         std::vector<float>& stage, cudaStream_t st) {
+  for (size_t il = 0; il < k.size(); ++il) {
+    EDGEINF_RETURN_IF_ERROR(restore_array(r, k[il], n, stage, st));
+    EDGEINF_RETURN_IF_ERROR(restore_array(r, v[il], n, stage, st));
+  }
+  return absl::OkStatus();
+}
+
 cudaError_t rotate(const AttentionShape& s, float* x, int64_t stride, int n_head, const int32_t* positions,
                    int64_t n_tok, cudaStream_t st) {
   return kcu::rope_forward(rope_params(s, x, stride, n_head, positions, n_tok), st);
@@ -150,27 +169,15 @@ class CudaFullPolicy final : public CudaPolicy {
   // The bytes of FullPolicy::save / restore.
   Status save(ByteWriter& w) const override {
     c_.save(w);
-    const int64_t n = c_.n_seen * s_.kv_dim();
-    for (int il = 0; il < s_.n_layer; ++il) {
-      EDGEINF_RETURN_IF_ERROR(save_array(w, k_[size_t(il)], n, stage_, st_));
-      EDGEINF_RETURN_IF_ERROR(save_array(w, v_[size_t(il)], n, stage_, st_));
-    }
-    return absl::OkStatus();
+    return save_kv_layers(w, k_, v_, c_.n_seen * s_.kv_dim(), stage_, st_);
   }
 
   Status restore(ByteReader& r) override {
     reset();
     EDGEINF_RETURN_IF_ERROR(c_.restore(r));
-    const int64_t n = c_.n_seen * s_.kv_dim();
-    for (int il = 0; il < s_.n_layer; ++il) {
-      Status st = restore_array(r, k_[size_t(il)], n, stage_, st_);
-      if (st.ok()) st = restore_array(r, v_[size_t(il)], n, stage_, st_);
-      if (!st.ok()) {
-        c_.reset();
-        return st;
-      }
-    }
-    return absl::OkStatus();
+    const Status st = restore_kv_layers(r, k_, v_, c_.n_seen * s_.kv_dim(), stage_, st_);
+    if (!st.ok()) c_.reset();
+    return st;
   }
 
  private:
@@ -257,26 +264,14 @@ class DeviceSinkWindow {
   // The bytes of SinkWindowCache::save / restore.
   Status save(ByteWriter& w) const {
     c_.save(w);
-    const int64_t n = c_.n_cached * s_.kv_dim();
-    for (int il = 0; il < s_.n_layer; ++il) {
-      EDGEINF_RETURN_IF_ERROR(save_array(w, k_[size_t(il)], n, stage_, st_));
-      EDGEINF_RETURN_IF_ERROR(save_array(w, v_[size_t(il)], n, stage_, st_));
-    }
-    return absl::OkStatus();
+    return save_kv_layers(w, k_, v_, c_.n_cached * s_.kv_dim(), stage_, st_);
   }
 
   Status restore(ByteReader& r) {
     EDGEINF_RETURN_IF_ERROR(c_.restore(r));
-    const int64_t n = c_.n_cached * s_.kv_dim();
-    for (int il = 0; il < s_.n_layer; ++il) {
-      Status st = restore_array(r, k_[size_t(il)], n, stage_, st_);
-      if (st.ok()) st = restore_array(r, v_[size_t(il)], n, stage_, st_);
-      if (!st.ok()) {
-        c_.reset();
-        return st;
-      }
-    }
-    return absl::OkStatus();
+    const Status st = restore_kv_layers(r, k_, v_, c_.n_cached * s_.kv_dim(), stage_, st_);
+    if (!st.ok()) c_.reset();
+    return st;
   }
 
  private:
