@@ -64,19 +64,31 @@ void EdgeInfinitePolicy::reset() {
   for (auto& z : z_) std::fill(z.begin(), z.end(), 0.0f);
 }
 
-size_t EdgeInfinitePolicy::state_bytes() const {
-  size_t bytes = cache_.bytes();
-  for (size_t il = 0; il < m_.size(); ++il) bytes += (m_[il].size() + z_[il].size()) * sizeof(float);
-  return bytes;
+size_t EdgeInfinitePolicy::state_bytes() const { return cache_.bytes() + layers_bytes(m_) + layers_bytes(z_); }
+
+size_t EdgeInfinitePolicy::max_state_bytes() const {
+  return cache_.max_bytes() + layers_bytes(m_) + layers_bytes(z_);
+}
+
+void EdgeInfinitePolicy::save_memory(ByteWriter& w) const {
+  for (size_t il = 0; il < m_.size(); ++il) {
+    w.put_array(m_[il].data(), m_[il].size());
+    w.put_array(z_[il].data(), z_[il].size());
+  }
+}
+
+Status EdgeInfinitePolicy::restore_memory(ByteReader& r) {
+  for (size_t il = 0; il < m_.size(); ++il) {
+    EDGEINF_RETURN_IF_ERROR(r.get_array(m_[il].data(), m_[il].size()));
+    EDGEINF_RETURN_IF_ERROR(r.get_array(z_[il].data(), z_[il].size()));
+  }
+  return absl::OkStatus();
 }
 
 Status EdgeInfinitePolicy::save(ByteWriter& w) const {
   cache_.save(w);
   w.put<uint8_t>(delta_ ? 1 : 0);
-  for (size_t il = 0; il < m_.size(); ++il) {
-    w.put_array(m_[il].data(), m_[il].size());
-    w.put_array(z_[il].data(), z_[il].size());
-  }
+  save_memory(w);
   return absl::OkStatus();
 }
 
@@ -85,10 +97,28 @@ Status EdgeInfinitePolicy::restore(ByteReader& r) {
   Status st = [&]() -> Status {
     EDGEINF_RETURN_IF_ERROR(cache_.restore(r));
     EDGEINF_RETURN_IF_ERROR(r.expect<uint8_t>(delta_ ? 1 : 0, "memory update rule (1 = delta)"));
-    for (size_t il = 0; il < m_.size(); ++il) {
-      EDGEINF_RETURN_IF_ERROR(r.get_array(m_[il].data(), m_[il].size()));
-      EDGEINF_RETURN_IF_ERROR(r.get_array(z_[il].data(), z_[il].size()));
-    }
+    return restore_memory(r);
+  }();
+  if (!st.ok()) reset();
+  return st;
+}
+
+// Delta bytes: the cache's changes, then a flag and, when tokens were folded, the whole memory.
+bool EdgeInfinitePolicy::save_delta(ByteWriter& w) const {
+  if (!cache_.save_delta(w)) return false;  // writes nothing when it returns false
+  const bool folded = cache_.evicted_since_mark();
+  w.put<uint8_t>(folded ? 1 : 0);
+  if (folded) save_memory(w);
+  return true;
+}
+
+Status EdgeInfinitePolicy::apply_delta(ByteReader& r, kernels::cpu::ThreadPool& pool) {
+  Status st = [&]() -> Status {
+    EDGEINF_RETURN_IF_ERROR(cache_.apply_delta(r, pool));
+    uint8_t folded = 0;
+    EDGEINF_RETURN_IF_ERROR(r.get(&folded));
+    if (folded > 1) return absl::DataLossError(absl::StrCat(r.what(), ": bad memory flag"));
+    if (folded == 1) EDGEINF_RETURN_IF_ERROR(restore_memory(r));
     return absl::OkStatus();
   }();
   if (!st.ok()) reset();

@@ -32,12 +32,19 @@ class EdgeInfinitePolicy final : public KvPolicy {
   int64_t n_kept() const override { return cache_.n_cached(); }
   int64_t n_compressed() const override { return cache_.n_left(); }
   size_t state_bytes() const override;
+  size_t max_state_bytes() const override;
   Status save(ByteWriter& w) const override;
   Status restore(ByteReader& r) override;
+  // The cache's changes, and the whole memory when tokens were folded since the mark.
+  void mark_saved() override { cache_.mark_saved(); }
+  bool save_delta(ByteWriter& w) const override;
+  Status apply_delta(ByteReader& r, kernels::cpu::ThreadPool& pool) override;
 
  private:
   // Evicts the planned leaving tokens of a layer and folds them into its memory.
   void fold(int layer, kernels::cpu::ThreadPool& pool);
+  void save_memory(ByteWriter& w) const;
+  Status restore_memory(ByteReader& r);
 
   AttentionShape s_;
   SinkWindowCache cache_;

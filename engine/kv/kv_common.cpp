@@ -1,6 +1,7 @@
 // RoPE and attention calls shared by the KV policies.
 #include "engine/kv/kv_common.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -53,20 +54,38 @@ Status FullKvCounters::restore(ByteReader& r) {
 }
 
 void save_kv_layers(ByteWriter& w, const std::vector<std::vector<float>>& k, const std::vector<std::vector<float>>& v,
-                    size_t n) {
+                    size_t first, size_t last) {
   for (size_t il = 0; il < k.size(); ++il) {
-    w.put_array(k[il].data(), n);
-    w.put_array(v[il].data(), n);
+    w.put_array(k[il].data() + first, last - first);
+    w.put_array(v[il].data() + first, last - first);
   }
 }
 
 Status restore_kv_layers(ByteReader& r, std::vector<std::vector<float>>& k, std::vector<std::vector<float>>& v,
-                         size_t n) {
+                         size_t first, size_t last) {
   for (size_t il = 0; il < k.size(); ++il) {
-    EDGEINF_RETURN_IF_ERROR(r.get_array(k[il].data(), n));
-    EDGEINF_RETURN_IF_ERROR(r.get_array(v[il].data(), n));
+    EDGEINF_CHECK(k[il].size() >= last && v[il].size() >= last);
+    EDGEINF_RETURN_IF_ERROR(r.get_array(k[il].data() + first, last - first));
+    EDGEINF_RETURN_IF_ERROR(r.get_array(v[il].data() + first, last - first));
   }
   return absl::OkStatus();
+}
+
+void grow_layers(std::vector<std::vector<float>>& layers, size_t n, size_t max_n, size_t row) {
+  EDGEINF_CHECK(n <= max_n && row > 0);
+  for (std::vector<float>& l : layers) {
+    if (l.size() >= n) continue;
+    size_t want = std::max(n, l.size() + l.size() / 2);
+    want = std::min(max_n, (want + row - 1) / row * row);
+    l.reserve(want);  // exactly want: no growth policy of the library on top of ours
+    l.resize(want);
+  }
+}
+
+size_t layers_bytes(const std::vector<std::vector<float>>& layers) {
+  size_t n = 0;
+  for (const std::vector<float>& l : layers) n += l.size() * sizeof(float);
+  return n;
 }
 
 kernels::RopeParams rope_params(const AttentionShape& s, float* x, int64_t stride, int n_head, const int32_t* positions,

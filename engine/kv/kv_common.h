@@ -25,11 +25,19 @@ struct FullKvCounters {
   Status restore(ByteReader& r);
 };
 
-// Every layer's first n floats of K and of V into a snapshot (layer by layer, K then V), and back.
+// Every layer's floats [first, last) of K and of V into a snapshot (layer by layer, K then V), and
+// back (the arrays must already hold `last` floats).
 void save_kv_layers(ByteWriter& w, const std::vector<std::vector<float>>& k, const std::vector<std::vector<float>>& v,
-                    size_t n);
+                    size_t first, size_t last);
 Status restore_kv_layers(ByteReader& r, std::vector<std::vector<float>>& k, std::vector<std::vector<float>>& v,
-                         size_t n);
+                         size_t first, size_t last);
+
+// Per-layer arrays that grow with what they hold: makes every layer hold at least n floats (at
+// most max_n), keeping the contents. Growth is geometric (x1.5, in whole rows of `row` floats), so
+// appending costs O(1) amortised and a session's memory follows its tokens up to its bound.
+void grow_layers(std::vector<std::vector<float>>& layers, size_t n, size_t max_n, size_t row);
+// Bytes the arrays hold now.
+size_t layers_bytes(const std::vector<std::vector<float>>& layers);
 
 // The RoPE step rotating x [n_tok, n_head * head_dim] (row stride `stride`) to `positions`, and
 // the attention of a's queries over entries [0, base + a.n_tok) of a token-major cache (causal

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/model/llama_model.h"
+#include "absl/strings/str_cat.h"
 #include "engine/util/bytes.h"
 #include "engine/util/status.h"
 #include "kernels/cpu/thread_pool.h"
@@ -84,15 +85,36 @@ class KvPolicy {
   virtual int64_t n_seen() const = 0;        // tokens processed since reset
   virtual int64_t n_kept() const = 0;        // KV entries held (per head, maximum over layers)
   virtual int64_t n_compressed() const = 0;  // tokens folded into memory or evicted
-  // Bytes of attention state, allocated at creation: KV entries plus memory.
+  // Bytes of attention state allocated now (KV entries plus memory). Policies whose arrays grow
+  // with the tokens they hold allocate as they go; the rest allocate max_state_bytes at creation.
   virtual size_t state_bytes() const = 0;
+  // The most state_bytes() can ever reach: the bound fixed by the options and the model.
+  virtual size_t max_state_bytes() const { return state_bytes(); }
 
   // The state between batches, for session snapshots: save appends it; restore reads it into a
   // policy made with the same options and shape. FailedPrecondition when the bytes describe
   // another shape, DataLoss when they are truncated or inconsistent; on error the policy is reset.
   // save fails only when the state cannot be read (a device error); w then holds a partial state.
+  // A successful restore marks the state as saved (see mark_saved).
   virtual Status save(ByteWriter& w) const = 0;
   virtual Status restore(ByteReader& r) = 0;
+
+  // Incremental snapshots, so that a store appends what a turn changed instead of rewriting the
+  // whole state. mark_saved() records the current state as the one last saved (call it once a
+  // snapshot of it is durable). save_delta appends the changes since then and returns true, or
+  // returns false, writing nothing, when the policy keeps no record of them or they would be no
+  // smaller than save() (then save the whole state). apply_delta applies such changes to the state
+  // they were taken from, bit for bit; FailedPrecondition when this is another state, DataLoss when
+  // the bytes are damaged; on error the policy is reset. After apply_delta the state is marked saved.
+  virtual void mark_saved() {}
+  virtual bool save_delta(ByteWriter& w) const {
+    (void)w;
+    return false;
+  }
+  virtual Status apply_delta(ByteReader& r, kernels::cpu::ThreadPool& pool) {
+    (void)r, (void)pool;
+    return absl::UnimplementedError(absl::StrCat("the ", name(), " policy has no incremental snapshots"));
+  }
 };
 
 // InvalidArgument when options.name is unknown or its shape unusable for the model.

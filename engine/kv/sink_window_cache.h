@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "engine/kv/kv_common.h"
 #include "engine/kv/kv_policy.h"
 
 namespace edgeinf {
@@ -43,6 +44,7 @@ class SinkWindowCache {
   int64_t n_left() const { return c_.n_left; }  // tokens that left the window since reset
 
   // Plans a batch of n_tok <= segment tokens: how many window tokens leave, and the positions.
+  // Grows the arrays to hold the batch.
   void plan(int64_t n_tok);
   int64_t n_leaving() const { return c_.n_leaving; }
 
@@ -53,17 +55,37 @@ class SinkWindowCache {
   // writes softmax attention over sinks, window and the batch (causal) to a.out.
   void attend(const LayerAttention& a, kernels::cpu::ThreadPool& pool);
   // Commits the planned batch.
-  void commit() { c_.commit(); }
-  void reset() { c_.reset(); }
+  void commit();
+  void reset();
   void save(ByteWriter& w) const;
   Status restore(ByteReader& r);
-  size_t bytes() const { return 2 * k_.size() * (k_.empty() ? 0 : k_[0].size()) * sizeof(float); }
+  // Bytes held now, and at most (every entry of S + W + L).
+  size_t bytes() const { return layers_bytes(k_) + layers_bytes(v_); }
+  size_t max_bytes() const;
+
+  // Incremental snapshots (see KvPolicy::save_delta): the entries appended since mark_saved, and
+  // the sizes of the evictions since then, which apply_delta replays on the entries that were
+  // there (drop from the front of the window, re-rotate the rest): the same arithmetic as evict,
+  // so the result is bit-identical. False when no entry of the marked window survives.
+  void mark_saved();
+  bool save_delta(ByteWriter& w) const;
+  Status apply_delta(ByteReader& r, kernels::cpu::ThreadPool& pool);
+  // Whether entries left the window since mark_saved (EdgeInfinite's memory then changed too).
+  bool evicted_since_mark() const { return !journal_.evictions.empty(); }
 
  private:
+  // Drops n window entries from the front of the first n_rows entries and re-rotates the rest by -n.
+  void shift_window(int layer, int64_t n_rows, int64_t n, kernels::cpu::ThreadPool& pool);
+
   AttentionShape s_;
   SinkWindowCounters c_;
   std::vector<int32_t> positions_, shift_;
-  std::vector<std::vector<float>> k_, v_;  // per layer [capacity, n_kv_head * head_dim]
+  std::vector<std::vector<float>> k_, v_;  // per layer [entries, n_kv_head * head_dim], growing to capacity
+  // What changed since mark_saved: the entries and tokens then, and each eviction's size.
+  struct Journal {
+    int64_t n_cached = 0, n_seen = 0;
+    std::vector<int64_t> evictions;
+  } journal_;
 };
 
 }  // namespace edgeinf

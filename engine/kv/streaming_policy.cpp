@@ -24,11 +24,15 @@ class StreamingPolicy final : public KvPolicy {
   int64_t n_kept() const override { return cache_.n_cached(); }
   int64_t n_compressed() const override { return cache_.n_left(); }
   size_t state_bytes() const override { return cache_.bytes(); }
+  size_t max_state_bytes() const override { return cache_.max_bytes(); }
   Status save(ByteWriter& w) const override {
     cache_.save(w);
     return absl::OkStatus();
   }
   Status restore(ByteReader& r) override { return cache_.restore(r); }
+  void mark_saved() override { cache_.mark_saved(); }
+  bool save_delta(ByteWriter& w) const override { return cache_.save_delta(w); }
+  Status apply_delta(ByteReader& r, kernels::cpu::ThreadPool& pool) override { return cache_.apply_delta(r, pool); }
 
  private:
   SinkWindowCache cache_;

@@ -64,6 +64,21 @@ void output_logits(const LlamaModel& model, kc::ThreadPool& pool, const float* x
   kc::matmul_forward(matmul_params(model.output(), xn, logits, n_out, nullptr, per_token), pool);
 }
 
+// Activations for n tokens of a pass, shared by every context the calling thread runs: it grows to
+// the largest batch seen and is then reused, so steady decode allocates nothing and an idle
+// context holds none.
+Activations forward_scratch(const LlamaConfig& cfg, const AttentionShape& shape, int64_t n) {
+  thread_local std::vector<float> x, xn, q, k, v, attn, gate, up;
+  auto fit = [](std::vector<float>& b, int64_t size) {
+    if (b.size() < size_t(size)) b.resize(size_t(size));
+    return b.data();
+  };
+  const int64_t q_dim = shape.q_dim(), kv_dim = shape.kv_dim();
+  return Activations{fit(x, n * cfg.n_embd), fit(xn, n * std::max<int64_t>(cfg.n_embd, q_dim)), fit(q, n * q_dim),
+                     fit(k, n * kv_dim),      fit(v, n * kv_dim),  fit(attn, n * q_dim),
+                     fit(gate, n * cfg.n_ff), fit(up, n * cfg.n_ff)};
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<LlamaContext>> LlamaContext::create(const LlamaModel& model, kc::ThreadPool& pool,
@@ -98,25 +113,15 @@ LlamaContext::LlamaContext(const LlamaModel& model, kc::ThreadPool& pool, std::u
       backend_(backend),
       shape_(AttentionShape::of(model)),
       n_batch_(n_batch) {
-  const LlamaConfig& c = model.config();
-  const size_t b = size_t(n_batch_);
-  logits_.resize(b * size_t(c.n_vocab));
-  if (backend_ != nullptr) return;  // the activations live on the device
-  const size_t q_dim = size_t(shape_.q_dim()), kv_dim = size_t(shape_.kv_dim());
-  x_.resize(b * size_t(c.n_embd));
-  xn_.resize(b * std::max(size_t(c.n_embd), q_dim));
-  q_.resize(b * q_dim);
-  k_.resize(b * kv_dim);
-  v_.resize(b * kv_dim);
-  attn_.resize(b * q_dim);
-  gate_.resize(b * size_t(c.n_ff));
-  up_.resize(b * size_t(c.n_ff));
+  // Only the last logits row lives with the context (a caller reads it until the next eval); the
+  // activations of a pass are scratch shared by every context the thread runs (forward_scratch).
+  logits_.resize(size_t(model.config().n_vocab));
 }
 
-size_t LlamaContext::state_bytes() const {
-  size_t bytes = policy_->state_bytes();
-  for (const auto* buf : {&x_, &xn_, &q_, &k_, &v_, &attn_, &gate_, &up_, &logits_}) bytes += buf->size() * sizeof(float);
-  return bytes;
+size_t LlamaContext::state_bytes() const { return policy_->state_bytes() + logits_.capacity() * sizeof(float); }
+
+size_t LlamaContext::max_state_bytes() const {
+  return policy_->max_state_bytes() + size_t(model_.config().n_vocab) * sizeof(float);
 }
 
 Status LlamaContext::check_tokens(std::span<const TokenId> tokens) const {
@@ -153,10 +158,12 @@ StatusOr<std::span<const float>> LlamaContext::eval_all_logits(std::span<const T
 }
 
 Status LlamaContext::forward_batch(std::span<const TokenId> tokens, bool all_logits) {
-  if (backend_ != nullptr) return backend_->forward(tokens, *policy_, all_logits, logits_.data());
   const int64_t n = int64_t(tokens.size());
+  const size_t n_logits = size_t(all_logits ? n : 1) * size_t(model_.config().n_vocab);
+  if (logits_.size() < n_logits) logits_.resize(n_logits);
+  if (backend_ != nullptr) return backend_->forward(tokens, *policy_, all_logits, logits_.data());
   EDGEINF_RETURN_IF_ERROR(policy_->begin_batch(n));
-  const Activations a{x_.data(), xn_.data(), q_.data(), k_.data(), v_.data(), attn_.data(), gate_.data(), up_.data()};
+  const Activations a = forward_scratch(model_.config(), shape_, n);
   // The policy rotates Q/K to its positions, keeps what it keeps, and attends.
   run_layers(model_, pool_, tokens, a, false,
              [&](int il) { policy_->attend({il, n, a.q, a.k, a.v, a.attn}, pool_); });
@@ -224,16 +231,9 @@ Status LlamaContext::eval_each_cpu(std::span<LlamaContext* const> contexts, std:
   const int64_t n = int64_t(contexts.size());
   const AttentionShape& shape = contexts[0]->shape_;
   const int64_t q_dim = shape.q_dim(), kv_dim = shape.kv_dim();
-  // Scratch that grows to the largest batch seen and is then reused: steady decode allocates nothing.
-  thread_local std::vector<float> x, xn, q, k, v, attn, gate, up, logits;
-  auto fit = [](std::vector<float>& b, int64_t size) {
-    if (b.size() < size_t(size)) b.resize(size_t(size));
-    return b.data();
-  };
-  const Activations a{fit(x, n * cfg.n_embd), fit(xn, n * std::max<int64_t>(cfg.n_embd, q_dim)), fit(q, n * q_dim),
-                      fit(k, n * kv_dim),      fit(v, n * kv_dim),  fit(attn, n * q_dim),
-                      fit(gate, n * cfg.n_ff), fit(up, n * cfg.n_ff)};
-  fit(logits, n * cfg.n_vocab);
+  const Activations a = forward_scratch(cfg, shape, n);
+  thread_local std::vector<float> logits;
+  if (logits.size() < size_t(n * cfg.n_vocab)) logits.resize(size_t(n * cfg.n_vocab));
   run_layers(model, pool, tokens, a, true, [&](int il) {
     for (int64_t t = 0; t < n; ++t) {
       contexts[size_t(t)]->policy_->attend(

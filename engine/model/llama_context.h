@@ -27,7 +27,7 @@ struct LlamaContextOptions {
 
 class LlamaContext {
  public:
-  // Creates the KV policy and allocates every buffer up front.
+  // Creates the KV policy (its arrays grow with the tokens it holds; see KvPolicy::state_bytes).
   static StatusOr<std::unique_ptr<LlamaContext>> create(const LlamaModel& model, kernels::cpu::ThreadPool& pool,
                                                          const LlamaContextOptions& options);
   // The same over a policy the caller made (gate calibration wraps the policies it compares).
@@ -55,8 +55,10 @@ class LlamaContext {
   const KvPolicy& policy() const { return *policy_; }
   // Forgets all tokens (buffers are reused).
   void reset() { policy_->reset(); }
-  // Bytes of the attention state plus activation buffers (host buffers only, on a device).
+  // Bytes the context holds now: its attention state and its logits (host buffers only, on a
+  // device); and the most they can grow to (the policy's bound and one logits row).
   size_t state_bytes() const;
+  size_t max_state_bytes() const;
   // The device backend the pass runs on, or nullptr for the CPU.
   ModelBackend* backend() const { return backend_; }
 
@@ -78,9 +80,7 @@ class LlamaContext {
   ModelBackend* backend_;
   AttentionShape shape_;
   int n_batch_ = 0;
-  // Activations, each [n_batch, width].
-  std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_;
-  std::vector<float> logits_;  // [n_batch, n_vocab]
+  std::vector<float> logits_;  // [n_vocab], or [n_tokens, n_vocab] after eval_all_logits
 };
 
 }  // namespace edgeinf

@@ -111,6 +111,100 @@ TEST(KvSnapshot, TruncatedOrForeignBytesAreRefused) {
   }
 }
 
+// The bytes of a policy's whole state.
+std::string state_of(const KvPolicy& p) {
+  std::string bytes;
+  ByteWriter w(&bytes);
+  EXPECT_TRUE(p.save(w).ok());
+  return bytes;
+}
+
+TEST(KvSnapshot, DeltasRebuildTheStateBitForBitThroughFoldsAndGrowth) {
+  // A replica built from the first snapshot and every later delta holds exactly the bytes of the
+  // live state after every turn, through window evictions and memory folds (turns of odd sizes
+  // fold 0, 1 or several times), and continues with the same logits.
+  const LlamaModel& m = tiny_model();
+  const int n_vocab = m.config().n_vocab;
+  kernels::cpu::ThreadPool pool(2);
+  MemoryGate gate({GateKind::kScalar, 2, 24, 16}, AttentionShape::of(m), 0.0f);
+  const int turn_sizes[] = {5, 1, 9, 3, 17, 2, 1, 30, 7, 4, 50, 1, 6};
+  for (const KvPolicyOptions& kv : all_policies(&gate)) {
+    const bool has_deltas = kv.name == "full" || kv.name == "streaming" || kv.name == "edgeinfinite";
+    auto live = make_context(kv, pool);
+    auto replica = make_context(kv, pool);
+    size_t grown_from = live->policy().state_bytes();
+    int n_deltas = 0, seed = 10;
+    for (int n : turn_sizes) {
+      feed(*live, tokens(n, n_vocab, uint64_t(seed++)));
+      std::string delta;
+      ByteWriter w(&delta);
+      if (live->policy().save_delta(w)) {
+        ++n_deltas;
+        EXPECT_LT(delta.size(), state_of(live->policy()).size() + 64) << kv.name;
+        ByteReader r(delta, "delta");
+        const Status st = replica->policy().apply_delta(r, pool);
+        ASSERT_TRUE(st.ok()) << kv.name << ": " << st;
+        EXPECT_EQ(r.remaining(), 0u) << kv.name;
+      } else {
+        EXPECT_TRUE(delta.empty()) << kv.name << ": a refused delta writes nothing";
+        const std::string whole = state_of(live->policy());
+        ByteReader r(whole, "state");
+        ASSERT_TRUE(replica->policy().restore(r).ok()) << kv.name;
+      }
+      live->policy().mark_saved();
+      ASSERT_TRUE(state_of(replica->policy()) == state_of(live->policy())) << kv.name << " after " << live->n_past();
+    }
+    if (has_deltas) {
+      EXPECT_GE(n_deltas, 8) << kv.name << ": most turns keep part of the marked window";
+      EXPECT_GT(live->policy().state_bytes(), grown_from) << kv.name << " grows with what it holds";
+      EXPECT_LE(live->policy().state_bytes(), live->policy().max_state_bytes()) << kv.name;
+    } else {
+      EXPECT_EQ(n_deltas, 0) << kv.name;
+    }
+    const std::vector<TokenId> next = tokens(20, n_vocab, 99);
+    const std::vector<float> la = feed(*live, next), lb = feed(*replica, next);
+    ASSERT_EQ(la.size(), lb.size());
+    EXPECT_EQ(std::memcmp(la.data(), lb.data(), la.size() * sizeof(float)), 0) << kv.name;
+  }
+}
+
+TEST(KvSnapshot, DeltasForAnotherStateOrDamagedAreRefused) {
+  const LlamaModel& m = tiny_model();
+  const int n_vocab = m.config().n_vocab;
+  kernels::cpu::ThreadPool pool(1);
+  MemoryGate gate({GateKind::kScalar, 2, 24, 16}, AttentionShape::of(m), 0.0f);
+  for (const KvPolicyOptions& kv : all_policies(&gate)) {
+    if (kv.name != "full" && kv.name != "streaming" && kv.name != "edgeinfinite") continue;
+    auto live = make_context(kv, pool);
+    feed(*live, tokens(30, n_vocab, 1));
+    const std::string base = state_of(live->policy());
+    live->policy().mark_saved();
+    feed(*live, tokens(9, n_vocab, 2));
+    std::string delta;
+    ByteWriter w(&delta);
+    ASSERT_TRUE(live->policy().save_delta(w)) << kv.name;
+    // Applied to a state other than the one it was taken from: FailedPrecondition, policy empty.
+    auto other = make_context(kv, pool);
+    feed(*other, tokens(31, n_vocab, 1));
+    ByteReader r(delta, "delta");
+    EXPECT_EQ(other->policy().apply_delta(r, pool).code(), absl::StatusCode::kFailedPrecondition) << kv.name;
+    EXPECT_EQ(other->n_past(), 0) << kv.name;
+    // Truncated: DataLoss, policy empty.
+    for (size_t cut : {size_t(0), size_t(12), delta.size() / 2, delta.size() - 1}) {
+      auto replica = make_context(kv, pool);
+      ByteReader br(base, "state");
+      ASSERT_TRUE(replica->policy().restore(br).ok());
+      ByteReader dr(std::string_view(delta).substr(0, cut), "delta");
+      EXPECT_EQ(replica->policy().apply_delta(dr, pool).code(), absl::StatusCode::kDataLoss) << kv.name << " " << cut;
+      EXPECT_EQ(replica->n_past(), 0) << kv.name;
+    }
+  }
+  // A policy without deltas says so.
+  auto snap = make_context(all_policies(nullptr)[3], pool);
+  ByteReader r("", "delta");
+  EXPECT_EQ(snap->policy().apply_delta(r, pool).code(), absl::StatusCode::kUnimplemented);
+}
+
 TEST(Snapshot, RoundTripsAndRefusesDamage) {
   const LlamaModel& m = tiny_model();
   kernels::cpu::ThreadPool pool(1);
