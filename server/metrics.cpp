@@ -27,7 +27,8 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   itl_ = &itl.Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1});
   tokens_ = &prometheus::BuildCounter()
                  .Name("edgeinf_tokens_total")
-                 .Help("Tokens by kind: prompt, cached (history reused from a session), generated, compressed")
+                 .Help("Tokens by kind: prompt, cached (history reused from a session), generated, compressed, "
+                       "ingested (uploaded with Ingest)")
                  .Register(*registry_);
   store_latency_ = &prometheus::BuildHistogram()
                         .Name("edgeinf_session_store_duration_seconds")
@@ -35,15 +36,27 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                         .Register(*registry_);
   store_errors_ = &prometheus::BuildCounter()
                        .Name("edgeinf_session_store_errors_total")
-                       .Help("Failed session store operations by kind")
+                       .Help("Session store operations that failed (store unreachable, timed out or damaged), by kind")
                        .Register(*registry_);
+  store_written_ = &prometheus::BuildCounter()
+                        .Name("edgeinf_session_store_written_bytes_total")
+                        .Help("Record bytes committed to the session store, by kind: full snapshots and deltas")
+                        .Register(*registry_);
   auto gauge = [&](const char* name, const char* help) {
     return &prometheus::BuildGauge().Name(name).Help(help).Register(*registry_).Add({});
   };
+  store_up_ = gauge("edgeinf_session_store_up", "1 when the session store answers, 0 when it cannot be reached");
   hot_sessions_ = gauge("edgeinf_active_sessions", "Sessions whose state is in memory");
-  state_bytes_ = gauge("edgeinf_state_bytes", "Attention state bytes of the contexts in memory");
-  queue_depth_ = gauge("edgeinf_queue_depth", "Turns waiting for the scheduler");
+  state_bytes_ = gauge("edgeinf_state_bytes",
+                       "Bytes the contexts in memory count against the memory budget (a busy one: its bound)");
+  queue_depth_ = gauge("edgeinf_queue_depth", "Turns waiting for their session or for the scheduler");
   active_turns_ = gauge("edgeinf_active_turns", "Turns the scheduler is running");
+  committing_turns_ = gauge("edgeinf_committing_turns", "Turns writing their new state to the session store");
+  resident_bytes_ = gauge("edgeinf_resident_memory_bytes", "Resident memory of the process");
+  budget_bytes_ = gauge("edgeinf_memory_budget_bytes", "The process's memory budget (--memory_budget_mb)");
+  fixed_bytes_ = gauge("edgeinf_memory_fixed_bytes",
+                       "What the budget sets aside for the model, scratch and runtime besides contexts");
+  store_up_->Set(1);
 }
 
 void Metrics::request(const std::string& method, const std::string& code) {
@@ -54,23 +67,27 @@ void Metrics::request_duration(const std::string& method, double s) {
   duration_->Add({{"method", method}}, latency_buckets()).Observe(s);
 }
 
-void Metrics::tokens(int64_t prompt, int64_t cached, int64_t generated, int64_t compressed) {
-  tokens_->Add({{"kind", "prompt"}}).Increment(double(prompt));
-  tokens_->Add({{"kind", "cached"}}).Increment(double(cached));
-  tokens_->Add({{"kind", "generated"}}).Increment(double(generated));
-  tokens_->Add({{"kind", "compressed"}}).Increment(double(compressed));
-}
+void Metrics::tokens(const std::string& kind, int64_t n) { tokens_->Add({{"kind", kind}}).Increment(double(n)); }
 
-void Metrics::store_op(const std::string& op, double s, bool ok) {
+void Metrics::store_op(const std::string& op, double s, bool failed) {
   store_latency_->Add({{"op", op}}, latency_buckets()).Observe(s);
-  if (!ok) store_errors_->Add({{"op", op}}).Increment();
+  auto& errors = store_errors_->Add({{"op", op}});
+  if (failed) errors.Increment();
 }
 
-void Metrics::set_gauges(int64_t hot_sessions, int64_t state_bytes, int64_t queue_depth, int64_t active_turns) {
-  hot_sessions_->Set(double(hot_sessions));
-  state_bytes_->Set(double(state_bytes));
-  queue_depth_->Set(double(queue_depth));
-  active_turns_->Set(double(active_turns));
+void Metrics::store_written(bool full, int64_t bytes) {
+  store_written_->Add({{"kind", full ? "full" : "delta"}}).Increment(double(bytes));
+}
+
+void Metrics::set_gauges(const Gauges& g) {
+  hot_sessions_->Set(double(g.hot_sessions));
+  state_bytes_->Set(double(g.charged_bytes));
+  queue_depth_->Set(double(g.queued_turns));
+  active_turns_->Set(double(g.active_turns));
+  committing_turns_->Set(double(g.committing_turns));
+  resident_bytes_->Set(double(g.resident_bytes));
+  budget_bytes_->Set(double(g.budget_bytes));
+  fixed_bytes_->Set(double(g.fixed_bytes));
 }
 
 }  // namespace edgeinf::server

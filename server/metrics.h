@@ -20,9 +20,18 @@ class Metrics {
   void time_to_first_token(double s) { ttft_->Observe(s); }
   void inter_token(double s) { itl_->Observe(s); }
   void request_duration(const std::string& method, double s);
-  void tokens(int64_t prompt, int64_t cached, int64_t generated, int64_t compressed);
-  void store_op(const std::string& op, double s, bool ok);
-  void set_gauges(int64_t hot_sessions, int64_t state_bytes, int64_t queue_depth, int64_t active_turns);
+  // Tokens by kind: prompt, cached, generated, compressed (Generate), ingested (Ingest).
+  void tokens(const std::string& kind, int64_t n);
+  // A session store operation: its latency, and whether it failed (the store, not the request).
+  void store_op(const std::string& op, double s, bool failed);
+  void store_written(bool full, int64_t bytes);
+  void store_up(bool up) { store_up_->Set(up ? 1 : 0); }
+
+  struct Gauges {
+    int64_t hot_sessions = 0, charged_bytes = 0, queued_turns = 0, active_turns = 0, committing_turns = 0;
+    int64_t resident_bytes = 0, budget_bytes = 0, fixed_bytes = 0;
+  };
+  void set_gauges(const Gauges& g);
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -31,9 +40,11 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* tokens_;
   prometheus::Family<prometheus::Histogram>* store_latency_;
   prometheus::Family<prometheus::Counter>* store_errors_;
+  prometheus::Family<prometheus::Counter>* store_written_;
   prometheus::Histogram* ttft_;
   prometheus::Histogram* itl_;
-  prometheus::Gauge *hot_sessions_, *state_bytes_, *queue_depth_, *active_turns_;
+  prometheus::Gauge *store_up_, *hot_sessions_, *state_bytes_, *queue_depth_, *active_turns_, *committing_turns_;
+  prometheus::Gauge *resident_bytes_, *budget_bytes_, *fixed_bytes_;
 };
 
 }  // namespace edgeinf::server

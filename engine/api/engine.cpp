@@ -1,197 +1,171 @@
-// Engine: sessions (hot contexts in memory, snapshots in the store), admission by state bytes,
-// and the scheduler thread that interleaves turns step by step.
+// Engine: turns through their life (prepared on an I/O thread, stepped by the scheduler, committed
+// on an I/O thread), and the scheduler loop that interleaves them step by step.
 #include "engine/api/engine.h"
 
 #include <chrono>
 #include <condition_variable>
 #include <deque>
-#include <list>
-#include <map>
+#include <filesystem>
 #include <mutex>
-#include <random>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "engine/sampling/stop_matcher.h"
-#include "engine/session/snapshot.h"
 #include "engine/tokenizer/utf8_stream.h"
-#include "engine/util/sha256.h"
+#include "engine/util/process_memory.h"
 
 namespace edgeinf {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 double seconds_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
-int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
-constexpr size_t kRecentTokens = 256;  // history kept for the repetition penalty
-constexpr size_t kSnapshotHeadBytes = 64 << 10;
-
-// What a session keeps besides its attention state (the snapshot's session section).
-struct SessionMeta {
-  std::string id, tenant;
-  int64_t create_time = 0, update_time = 0;
-  uint64_t version = 0;
-  TokenId pending = -1;  // the last sampled token, not yet in the context
-  std::vector<TokenId> recent;
-  // Counts as of the last commit, readable from the snapshot head alone.
-  int64_t total = 0, exact = 0, compressed = 0, dropped = 0, state_bytes = 0;
-};
-
-std::string encode_meta(const SessionMeta& m) {
-  std::string out;
-  ByteWriter w(&out);
-  w.put_string(m.id);
-  w.put_string(m.tenant);
-  w.put<int64_t>(m.create_time);
-  w.put<int64_t>(m.update_time);
-  w.put<uint64_t>(m.version);
-  w.put<int32_t>(m.pending);
-  w.put<uint32_t>(uint32_t(m.recent.size()));
-  w.put_array(m.recent.data(), m.recent.size());
-  for (int64_t v : {m.total, m.exact, m.compressed, m.dropped, m.state_bytes}) w.put<int64_t>(v);
-  return out;
-}
-
-Status decode_meta(std::string_view bytes, SessionMeta* m) {
-  ByteReader r(bytes, "session metadata");
-  EDGEINF_RETURN_IF_ERROR(r.get_string(&m->id, 128));
-  EDGEINF_RETURN_IF_ERROR(r.get_string(&m->tenant, 1024));
-  EDGEINF_RETURN_IF_ERROR(r.get(&m->create_time));
-  EDGEINF_RETURN_IF_ERROR(r.get(&m->update_time));
-  EDGEINF_RETURN_IF_ERROR(r.get(&m->version));
-  EDGEINF_RETURN_IF_ERROR(r.get(&m->pending));
-  uint32_t n = 0;
-  EDGEINF_RETURN_IF_ERROR(r.get(&n));
-  if (n > kRecentTokens) return absl::DataLossError("session metadata: too many recent tokens");
-  m->recent.resize(n);
-  EDGEINF_RETURN_IF_ERROR(r.get_array(m->recent.data(), n));
-  for (int64_t* v : {&m->total, &m->exact, &m->compressed, &m->dropped, &m->state_bytes}) {
-    EDGEINF_RETURN_IF_ERROR(r.get(v));
-  }
-  return absl::OkStatus();
-}
-
-std::string random_id() {
-  std::random_device rd;
-  std::string out;
-  for (int i = 0; i < 4; ++i) absl::StrAppend(&out, absl::Hex(rd(), absl::kZeroPad8));
-  return out;
-}
-
-bool valid_id(const std::string& id) {
-  if (id.size() != 32) return false;
-  for (char c : id) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return true;
-}
-
-std::string store_key(const std::string& tenant, const std::string& id) {
-  return absl::StrCat(sha256_hex(tenant).substr(0, 16), "/", id);
-}
-
-// The etag of a session version, as clients see it.
-std::string etag_of(uint64_t version) { return absl::StrCat(absl::Hex(version)); }
-
-Status session_not_found(const std::string& id) {
-  return absl::NotFoundError(absl::StrCat("session '", id, "' not found"));
-}
-
-// The session metadata of a snapshot that must belong to (tenant, id): another tenant's session
-// is NotFound, never a different error that would confirm it exists.
-StatusOr<SessionMeta> owned_meta(const SnapshotView& v, const std::string& tenant, const std::string& id) {
-  SessionMeta m;
-  EDGEINF_RETURN_IF_ERROR(decode_meta(v.session_meta, &m));
-  if (m.tenant != tenant || m.id != id) return session_not_found(id);
-  return m;
-}
-
-bool policy_drops(const std::string& name) { return name != "edgeinfinite" && name != "full"; }
-
-// The counts a session reports, from its context.
-void count(const LlamaContext& ctx, const std::string& policy, SessionMeta* m) {
-  const KvPolicy& p = ctx.policy();
-  m->total = p.n_seen() + (m->pending >= 0 ? 1 : 0);
-  m->exact = p.n_kept();
-  m->compressed = policy == "edgeinfinite" ? p.n_compressed() : 0;
-  m->dropped = policy_drops(policy) ? p.n_compressed() : 0;
-  m->state_bytes = int64_t(p.state_bytes());
-}
-
-SessionInfo info_of(const KvPolicyOptions& kv, const SessionMeta& m, const std::string& fingerprint) {
-  SessionInfo i;
-  i.id = m.id;
-  i.kv = kv;
-  i.total_tokens = m.total;
-  i.exact_tokens = m.exact;
-  i.compressed_tokens = m.compressed;
-  i.dropped_tokens = m.dropped;
-  i.state_bytes = m.state_bytes;
-  i.create_time = m.create_time;
-  i.update_time = m.update_time;
-  i.etag = etag_of(m.version);
-  i.model_fingerprint = fingerprint;
-  return i;
+// What the process needs besides contexts beyond what is resident at start: the weights (mapped,
+// resident once read), the scheduler's scratch for a segment, batched-decode logits for up to 64
+// streams, and the runtime's own (RPC buffers, thread stacks).
+size_t fixed_process_bytes(const LlamaModel& model, const std::string& model_path, int segment) {
+  const LlamaConfig& c = model.config();
+  std::error_code ec;
+  const size_t weights = size_t(std::filesystem::file_size(model_path, ec));
+  const size_t per_token = size_t(2 * c.n_embd + 3 * int64_t(c.n_head) * c.head_dim +
+                                  2 * int64_t(c.n_kv_head) * c.head_dim + 2 * int64_t(c.n_ff)) * sizeof(float);
+  const size_t scratch = size_t(std::max(segment, 256)) * per_token + 64 * size_t(c.n_vocab) * sizeof(float);
+  constexpr size_t kRuntime = size_t(64) << 20;
+  return resident_bytes() + (ec ? 0 : weights) + scratch + kRuntime;
 }
 
 }  // namespace
 
-struct Engine::Session {
-  std::string key;
-  KvPolicyOptions kv;
-  SessionMeta meta;                    // as committed to the store
-  std::unique_ptr<LlamaContext> ctx;   // null while only in the store
-  bool busy = false;                   // a turn owns it
-  std::list<Session*>::iterator lru;   // position among idle hot sessions
-  bool in_lru = false;
-};
+// ---- TurnInput ----------------------------------------------------------------------------------
+
+void TurnInput::append(std::vector<TokenId> tokens) {
+  std::function<void()> wake;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_ || detached_) return;
+    tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
+    wake = wake_;
+  }
+  if (wake) wake();
+}
+
+void TurnInput::close() {
+  std::function<void()> wake;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+    wake = wake_;
+  }
+  if (wake) wake();
+}
+
+void TurnInput::abort(Status why) {
+  std::function<void()> wake;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (aborted_.ok()) aborted_ = why.ok() ? absl::CancelledError("the input was abandoned") : std::move(why);
+    closed_ = true;
+    wake = wake_;
+  }
+  if (wake) wake();
+}
+
+size_t TurnInput::waiting() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return tokens_.size() - taken_;
+}
+
+void TurnInput::when_below(size_t low, std::function<void()> on_room) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (detached_) return;
+    if (tokens_.size() - taken_ >= low) {
+      low_ = low;
+      on_room_ = std::move(on_room);
+      return;
+    }
+  }
+  on_room();
+}
+
+TurnInput::Taken TurnInput::take(size_t max) {
+  std::function<void()> on_room;
+  Taken out;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const size_t n = std::min(max, tokens_.size() - taken_);
+    out.tokens.assign(tokens_.begin() + int64_t(taken_), tokens_.begin() + int64_t(taken_ + n));
+    taken_ += n;
+    if (taken_ == tokens_.size()) tokens_.clear(), taken_ = 0;
+    out.closed = closed_ && taken_ == tokens_.size();
+    out.aborted = aborted_;
+    if (on_room_ && tokens_.size() - taken_ < low_) on_room = std::move(on_room_), on_room_ = nullptr;
+  }
+  if (on_room) on_room();
+  return out;
+}
+
+void TurnInput::attach(std::function<void()> wake) {
+  std::lock_guard<std::mutex> lock(mu_);
+  wake_ = std::move(wake);
+}
+
+void TurnInput::detach() {
+  std::lock_guard<std::mutex> lock(mu_);
+  detached_ = true;
+  wake_ = nullptr;
+  on_room_ = nullptr;
+}
+
+// ---- turns --------------------------------------------------------------------------------------
 
 struct Engine::Turn {
   TurnRequest req;
   TurnEvents ev;
   std::function<void(StatusOr<TurnResult>)> done;
   Clock::time_point arrival = Clock::now(), prefill_start, first_token, decode_start;
-  bool started = false, decoding = false;
-  Session* session = nullptr;
-  std::unique_ptr<LlamaContext> own;  // one-off turns
+  bool decoding = false;
+  SessionLease lease;  // a session turn's session, held until it ends
+  std::unique_ptr<LlamaContext> own;  // a one-off turn's context
   LlamaContext* ctx = nullptr;
   std::string policy;
-  std::vector<TokenId> input;
+  std::vector<TokenId> input;  // to prefill: [pending token] + the request's tokens (+ streamed ones)
   size_t fed = 0;
-  int64_t cached = 0, next_progress = 0;
+  bool input_complete = true;  // false while a stream may still bring tokens
+  int64_t prompt = 0, cached = 0, next_progress = 0, prefilled = 0;
   std::unique_ptr<Sampler> sampler;
   Utf8Stream utf8;
   std::unique_ptr<StopMatcher> stops;
   std::span<const float> logits;
   int generated = 0;
-  TokenId last = -1;
+  bool dirty = false;  // the context has changed since the turn took it
+  TokenId last = -1;  // the last sampled token, until fed
   TokenId feed = -1;  // sampled this step, to be fed in the batched pass
   std::vector<TokenId> held_ids;
   std::deque<TokenId> recent;
-  size_t reserved = 0;
 };
 
 struct Engine::State {
   std::mutex mu;
-  std::condition_variable cv;
-  std::map<std::string, std::unique_ptr<Session>> sessions;
-  std::list<Session*> lru;  // idle sessions with a context, least recently used first
-  std::deque<std::unique_ptr<Turn>> queue;
+  std::condition_variable cv;       // the scheduler: turns ready, input arrived, stopping
+  std::condition_variable idle_cv;  // in_flight reached 0
+  std::deque<std::unique_ptr<Turn>> ready;
   std::vector<std::unique_ptr<Turn>> active;
-  size_t live_bytes = 0;  // state bytes of every context in memory
-  bool stopping = false;
+  int64_t preparing = 0, committing = 0, in_flight = 0;
+  bool stopping = false, woken = false;
   std::thread thread;
+  // I/O threads.
+  std::deque<std::function<void()>> io_queue;
+  std::condition_variable io_cv;
+  bool io_stop = false;
+  std::vector<std::thread> io_threads;
 };
 
-Engine::Engine(const EngineConfig& config, std::unique_ptr<SessionStore> store)
-    : config_(config), store_(std::move(store)), state_(std::make_unique<State>()) {}
+Engine::Engine(const EngineConfig& config) : config_(config), state_(std::make_unique<State>()) {}
 
-StatusOr<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::unique_ptr<SessionStore> store) {
-  if (store == nullptr) return absl::InvalidArgumentError("the engine needs a session store");
-  std::unique_ptr<Engine> e(new Engine(config, std::move(store)));
+StatusOr<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config,
+                                                 std::function<StatusOr<std::unique_ptr<SessionStore>>()> open_store) {
+  std::unique_ptr<Engine> e(new Engine(config));
   EDGEINF_ASSIGN_OR_RETURN(e->model_, LlamaModel::load(config.model_path));
   EDGEINF_ASSIGN_OR_RETURN(e->tokenizer_, Tokenizer::from_gguf(e->model_->gguf()));
   const AttentionShape shape = AttentionShape::of(*e->model_);
@@ -200,19 +174,53 @@ StatusOr<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std
   e->default_kv_.name = config.default_policy;
   EDGEINF_ASSIGN_OR_RETURN(std::string warning, resolve_kv_shape(config.shape, e->gate_.get(), &e->default_kv_));
   (void)warning;  // the server logs the shape it runs with
+  size_t one_off_bound = 0;
   {
-    // Validates the default shape; its byte size is what one-off turns are admitted against.
-    EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<KvPolicy> policy, make_kv_policy(e->default_kv_, shape));
-    e->one_off_state_bytes_ = policy->state_bytes();
+    // Validates the default shape; its bound is what a one-off turn needs at most.
+    KvPolicyOptions kv = e->default_kv_;
+    kv.gate = kv.name == "edgeinfinite" ? e->gate_.get() : nullptr;
+    EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<KvPolicy> policy, make_kv_policy(kv, shape));
+    one_off_bound = policy->max_state_bytes();
   }
   const int threads = config.threads > 0 ? config.threads : int(std::max(1u, std::thread::hardware_concurrency()));
   e->pool_ = std::make_unique<kernels::cpu::ThreadPool>(threads);
+  e->io_pool_ = std::make_unique<kernels::cpu::ThreadPool>(1);
   EDGEINF_ASSIGN_OR_RETURN(e->backend_, open_backend(config.device, *e->model_, nullptr));
   if (e->backend_ != nullptr && config.device == "cuda" && !e->backend_->supports(e->default_kv_.name)) {
     return absl::InvalidArgumentError(absl::StrCat("the default policy ", e->default_kv_.name, " does not run on ",
                                                    e->backend_->device(), " (use --device cpu or auto)"));
   }
-  e->state_->thread = std::thread([raw = e.get()] { raw->loop(); });
+  e->fixed_bytes_ = fixed_process_bytes(*e->model_, config.model_path, e->default_kv_.segment);
+  if (e->fixed_bytes_ + one_off_bound > config.memory_budget_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the memory budget of ", config.memory_budget_bytes >> 20, " MiB is too small: the model and runtime need ",
+        e->fixed_bytes_ >> 20, " MiB and one session of the default policy up to ", one_off_bound >> 20,
+        " MiB more"));
+  }
+  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<SessionStore> store, open_store());
+  SessionManagerConfig sc;
+  sc.max_sessions_per_tenant = config.max_sessions_per_tenant;
+  sc.memory_budget_bytes = config.memory_budget_bytes;
+  sc.fixed_bytes = e->fixed_bytes_;
+  sc.hot_bytes = config.hot_bytes;
+  sc.max_deltas = config.max_deltas;
+  ContextMaker maker;
+  Engine* raw = e.get();
+  maker.make = [raw](const KvPolicyOptions& kv) { return raw->new_context(kv); };
+  maker.make_policy = [raw, shape](const KvPolicyOptions& kv) {
+    KvPolicyOptions o = kv;
+    o.gate = kv.name == "edgeinfinite" ? raw->gate_.get() : nullptr;
+    return make_kv_policy(o, shape);
+  };
+  maker.header = [raw](const KvPolicyOptions& kv) {
+    return SnapshotHeader{raw->model_->gguf().fingerprint(), kv, raw->gate_id(kv)};
+  };
+  maker.pool = e->io_pool_.get();
+  e->sessions_ = std::make_unique<SessionManager>(sc, std::move(store), std::move(maker));
+  for (int i = 0; i < std::max(1, config.io_threads); ++i) {
+    e->state_->io_threads.emplace_back([raw] { raw->io_loop(); });
+  }
+  e->state_->thread = std::thread([raw] { raw->loop(); });
   return e;
 }
 
@@ -220,21 +228,31 @@ Engine::~Engine() { shutdown(); }
 
 void Engine::shutdown() {
   {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    if (state_->stopping && !state_->thread.joinable()) return;
+    std::unique_lock<std::mutex> lock(state_->mu);
     state_->stopping = true;
+    state_->cv.notify_all();
+    state_->idle_cv.wait(lock, [&] { return state_->in_flight == 0; });
   }
-  state_->cv.notify_all();
   if (state_->thread.joinable()) state_->thread.join();
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->io_stop = true;
+  }
+  state_->io_cv.notify_all();
+  for (std::thread& t : state_->io_threads) {
+    if (t.joinable()) t.join();
+  }
 }
 
 EngineStats Engine::stats() {
-  std::lock_guard<std::mutex> lock(state_->mu);
   EngineStats s;
-  s.active_turns = int64_t(state_->active.size());
-  s.queued_turns = int64_t(state_->queue.size());
-  for (const auto& [key, sess] : state_->sessions) s.hot_sessions += sess->ctx != nullptr;
-  s.live_state_bytes = int64_t(state_->live_bytes);
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    s.queued_turns = state_->preparing + int64_t(state_->ready.size());
+    s.active_turns = int64_t(state_->active.size());
+    s.committing_turns = state_->committing;
+  }
+  s.sessions = sessions_->stats();
   return s;
 }
 
@@ -253,164 +271,195 @@ StatusOr<std::unique_ptr<LlamaContext>> Engine::new_context(const KvPolicyOption
   return LlamaContext::create(*model_, *pool_, o);
 }
 
-StatusOr<std::unique_ptr<LlamaContext>> Engine::restore_context(const SnapshotView& v) const {
-  SnapshotHeader want{model_->gguf().fingerprint(), v.header.kv, gate_id(v.header.kv)};
-  EDGEINF_RETURN_IF_ERROR(check_compatible(want, v.header));
-  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaContext> ctx, new_context(v.header.kv));
-  ByteReader r(v.policy_state, "session snapshot state");
-  EDGEINF_RETURN_IF_ERROR(ctx->policy().restore(r));
-  return ctx;
-}
-
-// Called with the lock held: drops idle contexts, least recently used first, until the live
-// state fits in keep_bytes.
-void Engine::evict_idle_contexts(size_t keep_bytes) {
-  while (state_->live_bytes > keep_bytes && !state_->lru.empty()) {
-    Session* s = state_->lru.front();
-    drop_context(*s);
-  }
-}
-
-void Engine::drop_context(Session& s) {
-  if (s.in_lru) {
-    state_->lru.erase(s.lru);
-    s.in_lru = false;
-  }
-  if (s.ctx != nullptr) {
-    state_->live_bytes -= s.ctx->policy().state_bytes();
-    s.ctx.reset();
-  }
-}
+// ---- sessions -----------------------------------------------------------------------------------
 
 StatusOr<SessionInfo> Engine::create_session(const std::string& tenant, const std::string& policy,
-                                             const KvShapeRequest& shape) {
+                                             const KvShapeRequest& shape, int budget, int context) {
   KvPolicyOptions kv = default_kv_;
   if (!policy.empty()) kv.name = policy;
-  EDGEINF_ASSIGN_OR_RETURN(std::string warning, resolve_kv_shape(shape, kv.name == "edgeinfinite" ? gate_.get() : nullptr, &kv));
+  EDGEINF_ASSIGN_OR_RETURN(std::string warning,
+                           resolve_kv_shape(shape, kv.name == "edgeinfinite" ? gate_.get() : nullptr, &kv));
   (void)warning;
-  auto s = std::make_unique<Session>();
-  s->kv = kv;
-  EDGEINF_ASSIGN_OR_RETURN(s->ctx, new_context(kv));  // validates the policy and shape
-  s->meta.create_time = unix_now();
-  return add_session(tenant, std::move(s));
-}
-
-StatusOr<SessionInfo> Engine::add_session(const std::string& tenant, std::unique_ptr<Session> s) {
-  {
-    EDGEINF_ASSIGN_OR_RETURN(std::vector<std::string> keys, store_->list(store_key(tenant, "")));
-    if (int64_t(keys.size()) >= config_.max_sessions_per_tenant) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("this tenant has ", keys.size(), " sessions, the limit is ", config_.max_sessions_per_tenant));
-    }
+  const int n_ctx_train = model_->config().n_ctx_train;
+  if (context < 0 || context > n_ctx_train) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("context must be in [0, ", n_ctx_train, "] (the model's trained context), got ", context));
   }
-  s->meta.id = random_id();
-  s->meta.tenant = tenant;
-  s->meta.update_time = unix_now();
-  s->key = store_key(tenant, s->meta.id);
-  count(*s->ctx, s->kv.name, &s->meta);
-  EDGEINF_RETURN_IF_ERROR(commit_session(*s));
-  // Until its first turn the state is in the store: keep only the metadata.
-  s->ctx.reset();
-  const SessionInfo info = info_of(s->kv, s->meta, model_->gguf().fingerprint());
-  std::lock_guard<std::mutex> lock(state_->mu);
-  state_->sessions[s->key] = std::move(s);
-  return info;
+  if (budget < 0 || budget > n_ctx_train) {
+    return absl::InvalidArgumentError(absl::StrCat("budget must be in [0, ", n_ctx_train, "], got ", budget));
+  }
+  kv.n_ctx = context;
+  kv.budget = budget;
+  kv.gate = nullptr;
+  return sessions_->create(tenant, kv);
 }
-
-Status Engine::commit_session(Session& s) {
-  SnapshotHeader h{model_->gguf().fingerprint(), s.kv, gate_id(s.kv)};
-  EDGEINF_ASSIGN_OR_RETURN(std::string bytes, write_snapshot(h, encode_meta(s.meta), s.ctx->policy()));
-  return store_->put(s.key, bytes);
-}
-
 
 StatusOr<SessionInfo> Engine::get_session(const std::string& tenant, const std::string& id) {
-  if (!valid_id(id)) return session_not_found(id);
-  // The store is the truth: another replica may have moved the session on.
-  EDGEINF_ASSIGN_OR_RETURN(std::optional<std::string> head, store_->get_head(store_key(tenant, id), kSnapshotHeadBytes));
-  if (!head) return session_not_found(id);
-  EDGEINF_ASSIGN_OR_RETURN(SnapshotView v, read_snapshot_head(*head));
-  EDGEINF_ASSIGN_OR_RETURN(SessionMeta m, owned_meta(v, tenant, id));
-  return info_of(v.header.kv, m, v.header.model_fingerprint);
+  return sessions_->get(tenant, id);
 }
 
-StatusOr<std::vector<SessionInfo>> Engine::list_sessions(const std::string& tenant) {
-  EDGEINF_ASSIGN_OR_RETURN(std::vector<std::string> keys, store_->list(store_key(tenant, "")));
-  std::vector<SessionInfo> out;
-  for (const std::string& key : keys) {
-    auto info = get_session(tenant, key.substr(key.find('/') + 1));
-    if (info.ok()) out.push_back(std::move(*info));  // a session deleted meanwhile is skipped
-  }
-  return out;
-}
+StatusOr<std::vector<SessionInfo>> Engine::list_sessions(const std::string& tenant) { return sessions_->list(tenant); }
 
 Status Engine::delete_session(const std::string& tenant, const std::string& id) {
-  EDGEINF_RETURN_IF_ERROR(get_session(tenant, id).status());
-  const std::string key = store_key(tenant, id);
-  {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    auto it = state_->sessions.find(key);
-    if (it != state_->sessions.end()) {
-      if (it->second->busy) return absl::AbortedError("a turn is running on this session; retry when it ends");
-      drop_context(*it->second);
-      state_->sessions.erase(it);
-    }
-  }
-  return store_->remove(key);
+  return sessions_->remove(tenant, id);
 }
 
 StatusOr<std::string> Engine::export_session(const std::string& tenant, const std::string& id) {
-  EDGEINF_RETURN_IF_ERROR(get_session(tenant, id).status());
-  EDGEINF_ASSIGN_OR_RETURN(std::optional<std::string> bytes, store_->get(store_key(tenant, id)));
-  if (!bytes) return session_not_found(id);
-  return std::move(*bytes);
+  return sessions_->export_snapshot(tenant, id);
 }
 
 StatusOr<SessionInfo> Engine::import_session(const std::string& tenant, const std::string& snapshot) {
-  EDGEINF_ASSIGN_OR_RETURN(SnapshotView v, read_snapshot(snapshot));
-  auto s = std::make_unique<Session>();
-  s->kv = v.header.kv;
-  EDGEINF_ASSIGN_OR_RETURN(s->ctx, restore_context(v));
-  EDGEINF_RETURN_IF_ERROR(decode_meta(v.session_meta, &s->meta));
-  // An import is a new session of the importing tenant (a new id; the creation time is kept).
-  return add_session(tenant, std::move(s));
+  return sessions_->import_snapshot(tenant, snapshot);
 }
 
+// ---- I/O threads --------------------------------------------------------------------------------
+
+void Engine::io(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->io_queue.push_back(std::move(task));
+  }
+  state_->io_cv.notify_one();
+}
+
+void Engine::io_loop() {
+  for (;;) {
+    std::function<void()> task;
+    {
+      std::unique_lock<std::mutex> lock(state_->mu);
+      state_->io_cv.wait(lock, [&] { return !state_->io_queue.empty() || state_->io_stop; });
+      if (state_->io_queue.empty()) return;
+      task = std::move(state_->io_queue.front());
+      state_->io_queue.pop_front();
+    }
+    task();
+  }
+}
+
+// ---- a turn's life ------------------------------------------------------------------------------
+
 void Engine::submit(TurnRequest request, TurnEvents events, std::function<void(StatusOr<TurnResult>)> done) {
-  auto t = std::make_unique<Turn>();
+  auto* t = new Turn;
   t->req = std::move(request);
   t->ev = std::move(events);
   t->done = std::move(done);
   {
     std::lock_guard<std::mutex> lock(state_->mu);
     if (state_->stopping) {
-      t->done(absl::UnavailableError("the server is shutting down"));
+      std::unique_ptr<Turn> owned(t);
+      owned->done(absl::UnavailableError("the server is shutting down"));
       return;
     }
-    state_->queue.push_back(std::move(t));
+    ++state_->in_flight;
+    ++state_->preparing;
   }
+  io([this, t] { prepare(*t); });
+}
+
+void Engine::prepare(Turn& raw) {
+  std::unique_ptr<Turn> t(&raw);
+  const Status st = prepare_or_fail(*t);
+  std::unique_lock<std::mutex> lock(state_->mu);
+  --state_->preparing;
   state_->cv.notify_all();
+  if (st.ok()) {
+    state_->ready.push_back(std::move(t));
+    return;
+  }
+  lock.unlock();
+  finish(std::move(t), st);
+}
+
+Status Engine::prepare_or_fail(Turn& t) {
+  const TurnRequest& r = t.req;
+  if (t.ev.cancelled && t.ev.cancelled()) return absl::CancelledError("the request was cancelled");
+  EDGEINF_RETURN_IF_ERROR(validate(r.gen.sampling));
+  if (r.gen.max_tokens < 0 || r.gen.max_tokens > config_.max_tokens_limit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_tokens must be in [0, ", config_.max_tokens_limit, "], got ", r.gen.max_tokens));
+  }
+  bool fresh = true;
+  std::vector<TokenId> history;
+  if (!r.session_id.empty()) {
+    EDGEINF_ASSIGN_OR_RETURN(t.lease, sessions_->acquire(r.tenant, r.session_id, r.etag));
+    t.ctx = t.lease.ctx;
+    t.policy = t.lease.kv.name;
+    t.cached = t.lease.meta.total;
+    fresh = t.lease.meta.total == 0;
+    if (t.lease.meta.pending >= 0) t.input.push_back(t.lease.meta.pending);
+    history = t.lease.meta.recent;
+  }
+  std::vector<TokenId> tokens;
+  if (r.tokens) {
+    EDGEINF_ASSIGN_OR_RETURN(tokens, r.tokens(fresh));
+  }
+  if (r.stream != nullptr && fresh && tokenizer_->add_bos() && tokenizer_->bos() >= 0) {
+    tokens.insert(tokens.begin(), tokenizer_->bos());
+  }
+  if (r.limit_prompt && int64_t(tokens.size()) > config_.max_prompt_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("the prompt has ", tokens.size(), " tokens; the limit is ",
+                                                   config_.max_prompt_tokens, " (upload long documents with Ingest)"));
+  }
+  for (TokenId id : tokens) {
+    if (id < 0 || id >= tokenizer_->n_vocab()) {
+      return absl::InvalidArgumentError(absl::StrCat("token id ", id, " is outside the vocabulary"));
+    }
+  }
+  if (r.session_id.empty()) {
+    if (tokens.empty() && r.stream == nullptr) return absl::InvalidArgumentError("the prompt is empty");
+    EDGEINF_ASSIGN_OR_RETURN(t.own, sessions_->one_off(default_kv_));
+    t.ctx = t.own.get();
+    t.policy = default_kv_.name;
+  }
+  t.prompt = int64_t(tokens.size());
+  t.input.insert(t.input.end(), tokens.begin(), tokens.end());
+  if (t.ctx->capacity() - t.ctx->n_past() < int64_t(t.input.size())) {
+    return absl::OutOfRangeError(absl::StrCat("the input has ", t.input.size(), " tokens; the session's context holds ",
+                                              t.ctx->capacity() - t.ctx->n_past(), " more"));
+  }
+  t.sampler = std::make_unique<Sampler>(r.gen.sampling, tokenizer_->n_vocab());
+  for (TokenId id : history) t.sampler->accept(id), t.recent.push_back(id);
+  for (TokenId id : tokens) t.sampler->accept(id), t.recent.push_back(id);
+  while (t.recent.size() > kRecentTokens) t.recent.pop_front();
+  t.stops = std::make_unique<StopMatcher>(r.gen.stop);
+  t.next_progress = r.progress_every > 0 ? r.progress_every : 0;
+  if (r.stream != nullptr) {
+    t.input_complete = false;
+    r.stream->attach([this] {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      state_->woken = true;
+      state_->cv.notify_all();
+    });
+  }
+  t.prefill_start = Clock::now();
+  t.decoding = t.input.empty() && t.input_complete;
+  if (t.decoding) t.decode_start = t.prefill_start;
+  return absl::OkStatus();
 }
 
 void Engine::loop() {
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(state_->mu);
-      state_->cv.wait(lock, [&] { return !state_->queue.empty() || !state_->active.empty() || state_->stopping; });
-      if (state_->stopping && state_->queue.empty() && state_->active.empty()) return;
-      while (!state_->queue.empty()) {
-        state_->active.push_back(std::move(state_->queue.front()));
-        state_->queue.pop_front();
+      state_->cv.wait(lock, [&] {
+        return !state_->ready.empty() || !state_->active.empty() || (state_->stopping && state_->preparing == 0);
+      });
+      if (state_->stopping && state_->preparing == 0 && state_->ready.empty() && state_->active.empty()) return;
+      while (!state_->ready.empty()) {
+        state_->active.push_back(std::move(state_->ready.front()));
+        state_->ready.pop_front();
       }
+      state_->woken = false;
     }
     // One step of every active turn: a prefill segment each, and one batched forward pass that
     // feeds every decoding turn its sampled token.
     std::vector<Turn*> feed;
-    std::vector<bool> done(state_->active.size(), false);
+    std::vector<std::optional<StatusOr<TurnResult>>> ended(state_->active.size());
+    bool worked = false;
     for (size_t i = 0; i < state_->active.size(); ++i) {
       Turn& t = *state_->active[i];
-      done[i] = step_turn(t);
-      if (!done[i] && t.decoding && t.feed >= 0) feed.push_back(&t);
+      ended[i] = step_turn(t, &worked);
+      if (!ended[i] && t.decoding && t.feed >= 0) feed.push_back(&t);
     }
     if (!feed.empty()) {
       std::vector<LlamaContext*> ctxs;
@@ -420,175 +469,115 @@ void Engine::loop() {
       for (size_t j = 0; j < feed.size(); ++j) {
         Turn& t = *feed[j];
         t.feed = -1;
+        t.dirty = true;
         if (logits.ok()) {
           t.logits = (*logits)[j];
           t.last = -1;  // fed
-        } else {
-          finish_turn(t, logits.status());
-          for (size_t i = 0; i < state_->active.size(); ++i) {
-            if (state_->active[i].get() == &t) done[i] = true;
-          }
+          continue;
+        }
+        for (size_t i = 0; i < state_->active.size(); ++i) {
+          if (state_->active[i].get() == &t) ended[i] = StatusOr<TurnResult>(logits.status());
         }
       }
     }
-    std::lock_guard<std::mutex> lock(state_->mu);
-    for (size_t i = state_->active.size(); i-- > 0;) {
-      if (done[i]) state_->active.erase(state_->active.begin() + ptrdiff_t(i));
-    }
-  }
-}
-
-StatusOr<Engine::Session*> Engine::load_session(const std::string& tenant, const std::string& id, bool need_context) {
-  if (!valid_id(id)) return session_not_found(id);
-  const std::string key = store_key(tenant, id);
-  Session* s = nullptr;
-  {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    auto it = state_->sessions.find(key);
-    if (it != state_->sessions.end()) s = it->second.get();
-  }
-  if (s != nullptr && s->ctx != nullptr) {
-    // Still current? Another replica sharing the store may have committed a newer turn.
-    EDGEINF_ASSIGN_OR_RETURN(SessionInfo stored, get_session(tenant, id));
-    if (stored.etag == etag_of(s->meta.version)) return s;
-  } else if (s != nullptr && !need_context) {
-    return s;
-  }
-  // Read the committed snapshot.
-  EDGEINF_ASSIGN_OR_RETURN(std::optional<std::string> bytes, store_->get(key));
-  if (!bytes) return session_not_found(id);
-  EDGEINF_ASSIGN_OR_RETURN(SnapshotView v, read_snapshot(*bytes));
-  EDGEINF_ASSIGN_OR_RETURN(SessionMeta m, owned_meta(v, tenant, id));
-  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaContext> ctx, restore_context(v));
-  std::lock_guard<std::mutex> lock(state_->mu);
-  auto& slot = state_->sessions[key];
-  if (slot == nullptr) slot = std::make_unique<Session>();
-  slot->key = key;
-  slot->kv = v.header.kv;
-  slot->meta = m;
-  drop_context(*slot);
-  state_->live_bytes += ctx->policy().state_bytes();
-  slot->ctx = std::move(ctx);
-  return slot.get();
-}
-
-Status Engine::start_turn(Turn& t) {
-  const TurnRequest& r = t.req;
-  EDGEINF_RETURN_IF_ERROR(validate(r.gen.sampling));
-  if (r.gen.max_tokens < 0 || r.gen.max_tokens > config_.max_tokens_limit) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_tokens must be in [0, ", config_.max_tokens_limit, "], got ", r.gen.max_tokens));
-  }
-  for (TokenId id : r.tokens) {
-    if (id < 0 || id >= tokenizer_->n_vocab()) {
-      return absl::InvalidArgumentError(absl::StrCat("token id ", id, " is outside the vocabulary"));
-    }
-  }
-  std::vector<TokenId> history;
-  if (!r.session_id.empty()) {
+    std::vector<std::pair<std::unique_ptr<Turn>, StatusOr<TurnResult>>> finished;
     {
       std::lock_guard<std::mutex> lock(state_->mu);
-      auto it = state_->sessions.find(store_key(r.tenant, r.session_id));
-      if (it != state_->sessions.end() && it->second->busy) {
-        return absl::AbortedError("a turn is already running on this session");
+      for (size_t i = state_->active.size(); i-- > 0;) {
+        if (!ended[i]) continue;
+        finished.emplace_back(std::move(state_->active[i]), std::move(*ended[i]));
+        state_->active.erase(state_->active.begin() + ptrdiff_t(i));
       }
     }
-    EDGEINF_ASSIGN_OR_RETURN(Session * s, load_session(r.tenant, r.session_id, true));
-    std::lock_guard<std::mutex> lock(state_->mu);
-    if (s->busy) return absl::AbortedError("a turn is already running on this session");
-    if (!r.etag.empty() && r.etag != etag_of(s->meta.version)) {
-      return absl::AbortedError("the session changed since that etag; read it again");
+    for (auto& [t, result] : finished) end_turn(std::move(t), std::move(result));
+    if (!worked && finished.empty()) {
+      // Every turn waits for streamed input: sleep until some arrives or a turn is queued, and
+      // look again now and then for cancellations.
+      std::unique_lock<std::mutex> lock(state_->mu);
+      state_->cv.wait_for(lock, std::chrono::milliseconds(50),
+                          [&] { return state_->woken || !state_->ready.empty() || state_->stopping; });
     }
-    s->busy = true;
-    if (s->in_lru) {
-      state_->lru.erase(s->lru);
-      s->in_lru = false;
-    }
-    t.session = s;
-    t.ctx = s->ctx.get();
-    t.policy = s->kv.name;
-    t.cached = s->ctx->n_past();
-    if (s->meta.pending >= 0) t.input.push_back(s->meta.pending);
-    history = s->meta.recent;
-    // Admission: the session's context is already counted; make room among idle ones.
-    evict_idle_contexts(config_.memory_budget_bytes);
-  } else {
-    if (r.tokens.empty()) return absl::InvalidArgumentError("the prompt is empty");
-    const size_t need = one_off_state_bytes_;
-    {
-      std::lock_guard<std::mutex> lock(state_->mu);
-      evict_idle_contexts(config_.memory_budget_bytes > need ? config_.memory_budget_bytes - need : 0);
-      if (state_->live_bytes + need > config_.memory_budget_bytes) {
-        return absl::ResourceExhaustedError("the server's memory budget is in use; retry shortly");
-      }
-      state_->live_bytes += need;
-      t.reserved = need;
-    }
-    EDGEINF_ASSIGN_OR_RETURN(t.own, new_context(default_kv_));
-    t.ctx = t.own.get();
-    t.policy = default_kv_.name;
   }
-  t.input.insert(t.input.end(), r.tokens.begin(), r.tokens.end());
-  if (t.ctx->capacity() - t.ctx->n_past() < int64_t(t.input.size())) {
-    return absl::OutOfRangeError(absl::StrCat("the input has ", t.input.size(), " tokens; the session's context holds ",
-                                              t.ctx->capacity() - t.ctx->n_past(), " more"));
-  }
-  t.sampler = std::make_unique<Sampler>(r.gen.sampling, tokenizer_->n_vocab());
-  for (TokenId id : history) t.sampler->accept(id), t.recent.push_back(id);
-  for (TokenId id : r.tokens) t.sampler->accept(id), t.recent.push_back(id);
-  while (t.recent.size() > kRecentTokens) t.recent.pop_front();
-  t.stops = std::make_unique<StopMatcher>(r.gen.stop);
-  t.prefill_start = Clock::now();
-  t.next_progress = r.progress_every > 0 ? r.progress_every : 0;
-  t.decoding = t.input.empty();
-  return absl::OkStatus();
 }
 
-bool Engine::step_turn(Turn& t) {
-  if (t.ev.cancelled && t.ev.cancelled()) {
-    finish_turn(t, absl::CancelledError("the request was cancelled"));
+bool Engine::pull_stream(Turn& t, Status* failed) {
+  TurnInput::Taken in = t.req.stream->take(size_t(8 * t.ctx->n_batch()));
+  if (!in.aborted.ok()) {
+    *failed = in.aborted;
     return true;
   }
-  if (!t.started) {
-    t.started = true;
-    Status st = start_turn(t);
-    if (!st.ok()) {
-      finish_turn(t, st);
+  if (t.ctx->capacity() - t.ctx->n_past() - int64_t(t.input.size() - t.fed) < int64_t(in.tokens.size())) {
+    *failed = absl::OutOfRangeError(absl::StrCat("the document does not fit the session's context of ",
+                                                 t.ctx->capacity(), " tokens"));
+    return true;
+  }
+  for (TokenId id : in.tokens) {
+    if (id < 0 || id >= tokenizer_->n_vocab()) {
+      *failed = absl::InvalidArgumentError(absl::StrCat("token id ", id, " is outside the vocabulary"));
       return true;
     }
-    if (!t.decoding) return false;
+    t.sampler->accept(id);
+    t.recent.push_back(id);
   }
+  while (t.recent.size() > kRecentTokens) t.recent.pop_front();
+  t.input.insert(t.input.end(), in.tokens.begin(), in.tokens.end());
+  t.prompt += int64_t(in.tokens.size());
+  if (in.closed) t.input_complete = true;
+  return !in.tokens.empty() || in.closed;
+}
+
+std::optional<StatusOr<TurnResult>> Engine::step_turn(Turn& t, bool* worked) {
+  if (t.ev.cancelled && t.ev.cancelled()) return StatusOr<TurnResult>(absl::CancelledError("the request was cancelled"));
   if (!t.decoding) {
-    const size_t n = std::min(size_t(t.ctx->n_batch()), t.input.size() - t.fed);
-    auto logits = t.ctx->eval(std::span<const TokenId>(t.input.data() + t.fed, n));
-    if (!logits.ok()) {
-      finish_turn(t, logits.status());
-      return true;
+    if (t.fed == t.input.size()) {  // a stream's turn that has prefilled all that arrived
+      Status failed;
+      if (!pull_stream(t, &failed)) return std::nullopt;
+      if (!failed.ok()) return StatusOr<TurnResult>(failed);
+      *worked = true;
+      if (t.fed == t.input.size()) {
+        t.decoding = true;  // closed, nothing more
+        t.decode_start = Clock::now();
+      }
     }
-    t.logits = *logits;
-    t.fed += n;
-    const int64_t done = int64_t(t.fed), total = int64_t(t.input.size());
-    if (t.ev.progress && (t.req.progress_every <= 0 || done >= t.next_progress || done == total)) {
-      t.ev.progress(done, total);
-      while (t.req.progress_every > 0 && t.next_progress <= done) t.next_progress += t.req.progress_every;
+    if (!t.decoding) {
+      const size_t n = std::min(size_t(t.ctx->n_batch()), t.input.size() - t.fed);
+      t.dirty = true;
+      auto logits = t.ctx->eval(std::span<const TokenId>(t.input.data() + t.fed, n));
+      if (!logits.ok()) return StatusOr<TurnResult>(logits.status());
+      *worked = true;
+      t.logits = *logits;
+      t.fed += n;
+      t.prefilled += int64_t(n);
+      if (t.req.stream == nullptr) {
+        const int64_t done = int64_t(t.fed), total = int64_t(t.input.size());
+        if (t.ev.progress && (t.req.progress_every <= 0 || done >= t.next_progress || done == total)) {
+          t.ev.progress(done, total);
+          while (t.req.progress_every > 0 && t.next_progress <= done) t.next_progress += t.req.progress_every;
+        }
+      }
+      if (t.fed == t.input.size()) {
+        if (t.req.stream != nullptr) t.input.clear(), t.fed = 0;  // streamed input need not be kept
+        if (t.input_complete) {
+          t.decoding = true;
+          t.decode_start = Clock::now();
+        }
+      }
+      return std::nullopt;
     }
-    if (t.fed == t.input.size()) {
-      t.decoding = true;
-      t.decode_start = Clock::now();
-    }
-    return false;
   }
+  *worked = true;
   TurnResult res;
-  auto flush = [&] {
+  auto flush = [&](bool keep_incomplete) {
+    // A character cut by max_tokens is not sent as U+FFFD: its bytes go to the final event.
+    if (keep_incomplete) res.incomplete_bytes = t.utf8.take_incomplete();
     const std::string text = t.stops->push(t.utf8.flush()) + t.stops->flush();
     if ((!text.empty() || !t.held_ids.empty()) && t.ev.delta) t.ev.delta(text, std::move(t.held_ids));
     t.held_ids.clear();
   };
   auto end = [&](FinishReason why) {
-    if (why != FinishReason::kStopString) flush();
+    if (why != FinishReason::kStopString) flush(why == FinishReason::kLength);
     res.finish = why;
-    finish_turn(t, res);
-    return true;
+    return std::optional<StatusOr<TurnResult>>(std::move(res));
   };
   if (t.generated >= t.req.gen.max_tokens) return end(FinishReason::kLength);
   if (t.logits.empty()) return end(FinishReason::kLength);  // nothing was evaluated (empty input)
@@ -597,9 +586,9 @@ bool Engine::step_turn(Turn& t) {
   t.recent.push_back(token);
   if (t.recent.size() > kRecentTokens) t.recent.pop_front();
   t.last = token;
-  if (t.generated == 0) t.first_token = Clock::now();
+  ++t.generated;  // an end-of-generation token counts: it stays in the session's history
+  if (t.generated == 1) t.first_token = Clock::now();
   if (!t.req.gen.ignore_eos && tokenizer_->is_eog(token)) return end(FinishReason::kEndOfGeneration);
-  ++t.generated;
   t.held_ids.push_back(token);
   const std::string text = t.stops->push(t.utf8.push(tokenizer_->token_to_piece(token)));
   if (!text.empty()) {
@@ -610,77 +599,78 @@ bool Engine::step_turn(Turn& t) {
   if (t.generated >= t.req.gen.max_tokens) return end(FinishReason::kLength);
   if (t.ctx->n_past() >= t.ctx->capacity()) return end(FinishReason::kContextFull);
   t.feed = token;  // the loop feeds every decoding turn's token in one batched pass
-  return false;
+  return std::nullopt;
 }
 
-void Engine::finish_turn(Turn& t, StatusOr<TurnResult> result) {
+void Engine::end_turn(std::unique_ptr<Turn> t, StatusOr<TurnResult> result) {
   const auto now = Clock::now();
   if (result.ok()) {
-    TurnResult& r = *result;
-    r.usage.prompt_tokens = int64_t(t.req.tokens.size());
-    r.usage.cached_tokens = t.cached;
-    r.usage.generated_tokens = t.generated;
-    const double prefill_s = seconds_between(t.prefill_start, t.decoding ? t.decode_start : now);
-    const double decode_s = t.decoding ? seconds_between(t.decode_start, now) : 0;
-    r.usage.ttft_s = t.generated > 0 ? seconds_between(t.arrival, t.first_token) : seconds_between(t.arrival, now);
-    r.usage.prefill_tok_s = prefill_s > 0 ? double(t.input.size()) / prefill_s : 0;
-    r.usage.decode_tok_s = decode_s > 0 ? double(t.generated) / decode_s : 0;
-  }
-  if (t.session != nullptr) {
-    Session& s = *t.session;
-    if (result.ok()) {
-      // Commit: the new state is durable before the final event.
-      SessionMeta m = s.meta;
-      m.pending = t.last;
-      m.recent.assign(t.recent.begin(), t.recent.end());
-      m.version += 1;
-      m.update_time = unix_now();
-      count(*s.ctx, s.kv.name, &m);
-      const SessionMeta before = s.meta;
-      s.meta = m;
-      Status st = commit_session(s);
-      if (!st.ok()) {
-        s.meta = before;
-        result = st;
-      } else {
-        TurnResult& r = *result;
-        r.etag = etag_of(m.version);
-        r.session_tokens = m.total;
-        r.usage.exact_tokens = m.exact;
-        r.usage.compressed_tokens = m.compressed;
-        r.usage.dropped_tokens = m.dropped;
-        r.usage.state_bytes = m.state_bytes;
+    TurnUsage& u = result->usage;
+    u.prompt_tokens = t->prompt;
+    u.cached_tokens = t->cached;
+    u.generated_tokens = t->generated;
+    const double prefill_s = seconds_between(t->prefill_start, t->decoding ? t->decode_start : now);
+    const double decode_s = t->decoding ? seconds_between(t->decode_start, now) : 0;
+    u.ttft_s = t->generated > 0 ? seconds_between(t->arrival, t->first_token) : seconds_between(t->arrival, now);
+    u.prefill_tok_s = prefill_s > 0 ? double(t->prefilled) / prefill_s : 0;
+    u.decode_tok_s = decode_s > 0 ? double(t->generated) / decode_s : 0;
+    if (t->lease.session != nullptr) {
+      // The new state is durable before the final event: commit on an I/O thread.
+      {
+        std::lock_guard<std::mutex> lock(state_->mu);
+        ++state_->committing;
       }
+      Turn* raw = t.release();
+      io([this, raw, result] { commit_and_finish(std::unique_ptr<Turn>(raw), result); });
+      return;
     }
-    std::lock_guard<std::mutex> lock(state_->mu);
-    s.busy = false;
-    if (!result.ok()) {
-      drop_context(s);  // half a turn: the store still holds the state before it
-    } else if (s.ctx != nullptr) {
-      s.lru = state_->lru.insert(state_->lru.end(), &s);
-      s.in_lru = true;
-      evict_idle_contexts(std::min(config_.hot_bytes, config_.memory_budget_bytes));
-    }
-  } else if (t.own != nullptr) {
-    if (result.ok()) {
-      SessionMeta m;
-      m.pending = t.last;
-      count(*t.own, t.policy, &m);
-      TurnResult& r = *result;
-      r.usage.exact_tokens = m.exact;
-      r.usage.compressed_tokens = m.compressed;
-      r.usage.dropped_tokens = m.dropped;
-      r.usage.state_bytes = m.state_bytes;
-      r.session_tokens = m.total;
-    }
-    t.own.reset();
+    SessionMeta m;
+    m.pending = t->last;
+    SessionManager::count(*t->own, t->policy, &m);
+    u.exact_tokens = m.exact;
+    u.compressed_tokens = m.compressed;
+    u.dropped_tokens = m.dropped;
+    u.state_bytes = m.state_bytes;
+    result->session_tokens = u.cached_tokens + u.prompt_tokens + u.generated_tokens;
   }
-  if (t.reserved > 0) {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    state_->live_bytes -= t.reserved;
-    t.reserved = 0;
+  finish(std::move(t), std::move(result));
+}
+
+void Engine::commit_and_finish(std::unique_ptr<Turn> t, StatusOr<TurnResult> result) {
+  TurnCommit c;
+  c.pending = t->last;
+  c.recent.assign(t->recent.begin(), t->recent.end());
+  const Status st = sessions_->commit(t->lease, c);
+  if (st.ok()) {
+    const SessionMeta& m = t->lease.meta;
+    result->etag = etag_of(m.version);
+    result->session_tokens = m.total;
+    result->usage.exact_tokens = m.exact;
+    result->usage.compressed_tokens = m.compressed;
+    result->usage.dropped_tokens = m.dropped;
+    result->usage.state_bytes = m.state_bytes;
+    result->session = SessionManager::info_of(t->lease.kv, m, model_->gguf().fingerprint());
+  } else if (st.code() == absl::StatusCode::kAborted) {
+    result = absl::AbortedError(absl::StrCat("another turn on this session was committed first (", st.message(),
+                                             "); read the session and retry"));
+  } else {
+    result = st;
   }
-  t.done(std::move(result));
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    --state_->committing;
+  }
+  finish(std::move(t), std::move(result));
+}
+
+void Engine::finish(std::unique_ptr<Turn> t, StatusOr<TurnResult> result) {
+  if (t->req.stream != nullptr) t->req.stream->detach();
+  // A turn that failed after changing its context leaves it ahead of the store: drop it.
+  if (t->lease.session != nullptr) sessions_->release(t->lease, result.ok() || !t->dirty);
+  if (t->own != nullptr) sessions_->release_one_off(std::move(t->own));
+  t->done(std::move(result));
+  std::lock_guard<std::mutex> lock(state_->mu);
+  if (--state_->in_flight == 0) state_->idle_cv.notify_all();
 }
 
 }  // namespace edgeinf

@@ -1,24 +1,27 @@
 // The engine behind the service: one model, its tokenizer and memory gate, sessions that keep
-// their attention state between turns, and one scheduler thread that runs every turn in small
-// steps (a prefill segment or one decode token at a time, round-robin), so a long upload never
-// starves the other streams. No gRPC here: server/ adapts this API to the wire.
+// their attention state between turns (engine/session), and one scheduler thread that runs every
+// turn in small steps (a prefill segment or one decode token at a time, round-robin), so a long
+// upload never starves the other streams. Session I/O (loading a session, committing a turn) runs
+// on a small pool of I/O threads, never on the scheduler's: a slow or absent store delays only the
+// turns that need it. No gRPC here: server/ adapts this API to the wire.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "engine/kv/memory_gate.h"
 #include "engine/model/llama_context.h"
 #include "engine/runtime/generator.h"
+#include "engine/session/session_manager.h"
 #include "engine/session/session_store.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace edgeinf {
-
-struct SnapshotView;
 
 struct EngineConfig {
   std::string model_path;
@@ -27,39 +30,78 @@ struct EngineConfig {
   std::string device = "auto";       // cpu, cuda, or auto (cuda when a device can be used)
   std::string default_policy = "edgeinfinite";
   KvShapeRequest shape;              // S, W, L, update: unset = the gate's, else the engine defaults
-  int64_t max_prompt_tokens = 1 << 20;    // per Generate request (the service checks it; Ingest is exempt)
+  int64_t max_prompt_tokens = 1 << 20;    // per turn that asks for the limit (Generate; not Ingest)
   int max_tokens_limit = 4096;            // cap on a request's max_tokens
   int max_sessions_per_tenant = 1000;
-  size_t memory_budget_bytes = size_t(4) << 30;  // attention state of all live contexts (admission)
-  size_t hot_bytes = size_t(1) << 30;            // idle sessions kept in memory (LRU) within the budget
-};
-
-struct SessionInfo {
-  std::string id;  // the server-generated id (the wire name is "sessions/{id}")
-  KvPolicyOptions kv;
-  int64_t total_tokens = 0, exact_tokens = 0, compressed_tokens = 0, dropped_tokens = 0;
-  int64_t state_bytes = 0;
-  int64_t create_time = 0, update_time = 0;  // unix seconds
-  std::string etag;
-  std::string model_fingerprint;
+  // The process's memory: model, scratch and every context in memory (admission counts each busy
+  // context at its bound, each idle one at what it holds); idle contexts beyond hot_bytes go.
+  size_t memory_budget_bytes = size_t(4) << 30;
+  size_t hot_bytes = size_t(1) << 30;
+  int io_threads = 4;                // session loads and commits in parallel
+  int max_deltas = 64;               // delta records per session before a commit writes a full one
 };
 
 struct TurnUsage {
+  // Tokens of this turn's input (with BOS when it opens a conversation), of the session before it
+  // (every earlier input and output token), and sampled in it (with an end-of-generation token,
+  // which ends the text and stays in the session's history). session_tokens after the turn =
+  // cached + prompt + generated.
   int64_t prompt_tokens = 0, cached_tokens = 0, generated_tokens = 0;
   int64_t exact_tokens = 0, compressed_tokens = 0, dropped_tokens = 0, state_bytes = 0;
   double ttft_s = 0, prefill_tok_s = 0, decode_tok_s = 0;
+};
+
+// Input that arrives while its turn runs (Ingest): the producer appends tokens and closes it; the
+// turn prefills what has arrived and ends (and commits) only after close(). Thread-safe.
+class TurnInput {
+ public:
+  // Appends tokens (without BOS: the engine adds it when the turn opens a conversation).
+  void append(std::vector<TokenId> tokens);
+  // No more input: the turn ends once it has prefilled everything.
+  void close();
+  // The input cannot be completed: the turn fails with `why` and commits nothing.
+  void abort(Status why);
+  // Tokens appended and not yet taken by the turn.
+  size_t waiting() const;
+  // Calls on_room once (from the engine's thread; keep it short) when fewer than `low` tokens
+  // wait; at once if that is already so. Never called after the turn has ended.
+  void when_below(size_t low, std::function<void()> on_room);
+
+ private:
+  friend class Engine;
+  struct Taken {
+    std::vector<TokenId> tokens;
+    bool closed = false;
+    Status aborted;
+  };
+  Taken take(size_t max);          // the engine: up to max tokens, and whether the input ended
+  void attach(std::function<void()> wake);  // the engine: called whenever input arrives
+  void detach();                   // the engine: the turn ended
+
+  mutable std::mutex mu_;
+  std::vector<TokenId> tokens_;
+  size_t taken_ = 0;
+  bool closed_ = false, detached_ = false;
+  Status aborted_;
+  std::function<void()> wake_, on_room_;
+  size_t low_ = 0;
 };
 
 struct TurnRequest {
   std::string tenant;
   std::string session_id;  // "" = a one-off turn that keeps nothing
   std::string etag;        // "" = any; else the turn is refused (ABORTED) if the session moved on
-  std::vector<TokenId> tokens;
+  // The input's tokens, made on an I/O thread once the engine knows whether the turn opens a
+  // conversation (`fresh`: a one-off turn or an empty session; it takes BOS and the chat
+  // template's system line). Errors (a bad request) end the turn with that status.
+  std::function<StatusOr<std::vector<TokenId>>(bool fresh)> tokens;
+  bool limit_prompt = true;           // refuse inputs over max_prompt_tokens
+  std::shared_ptr<TurnInput> stream;  // more input arriving while the turn runs, or null
   GenerateOptions gen;
   int64_t progress_every = 0;  // prefill progress events every this many tokens (0 = each segment)
 };
 
-// Called on the engine's thread; keep them short (queue the event and return).
+// Called on engine threads; keep them short (queue the event and return).
 struct TurnEvents {
   std::function<void(int64_t done, int64_t total)> progress;
   std::function<void(std::string text, std::vector<TokenId> ids)> delta;
@@ -71,16 +113,24 @@ struct TurnResult {
   TurnUsage usage;
   std::string etag;
   int64_t session_tokens = 0;
+  // max_tokens ended the turn inside a multi-byte character: its first bytes, which no text delta
+  // carries (deltas hold whole characters).
+  std::string incomplete_bytes;
+  SessionInfo session;  // a session turn's session after it
 };
 
 struct EngineStats {
-  int64_t active_turns = 0, queued_turns = 0, hot_sessions = 0;
-  int64_t live_state_bytes = 0;
+  int64_t queued_turns = 0;      // waiting for their session or for the scheduler
+  int64_t active_turns = 0;      // being run by the scheduler
+  int64_t committing_turns = 0;  // writing their new state
+  SessionManagerStats sessions;
 };
 
 class Engine {
  public:
-  static StatusOr<std::unique_ptr<Engine>> create(const EngineConfig& config, std::unique_ptr<SessionStore> store);
+  // Loads the model, then opens the store (so a failed start leaves nothing behind).
+  static StatusOr<std::unique_ptr<Engine>> create(
+      const EngineConfig& config, std::function<StatusOr<std::unique_ptr<SessionStore>>()> open_store);
   ~Engine();
 
   const LlamaModel& model() const { return *model_; }
@@ -92,44 +142,52 @@ class Engine {
   const EngineConfig& config() const { return config_; }
   // The default policy and shape of new sessions.
   const KvPolicyOptions& default_kv() const { return default_kv_; }
-  SessionStore& store() { return *store_; }
+  SessionStore& store() { return sessions_->store(); }
+  // What the process needs besides contexts, counted against the memory budget.
+  size_t fixed_bytes() const { return fixed_bytes_; }
 
-  // Sessions, scoped by tenant: another tenant's session is NotFound.
+  // Sessions, scoped by tenant: another tenant's session is NotFound. These block on the store:
+  // call them from a thread that may wait.
   StatusOr<SessionInfo> create_session(const std::string& tenant, const std::string& policy,
-                                       const KvShapeRequest& shape);
+                                       const KvShapeRequest& shape, int budget, int context);
   StatusOr<SessionInfo> get_session(const std::string& tenant, const std::string& id);
   StatusOr<std::vector<SessionInfo>> list_sessions(const std::string& tenant);
   Status delete_session(const std::string& tenant, const std::string& id);
   StatusOr<std::string> export_session(const std::string& tenant, const std::string& id);
   StatusOr<SessionInfo> import_session(const std::string& tenant, const std::string& snapshot);
 
-  // Queues a turn; `done` is called exactly once, on the engine thread, after the session's new
+  // Queues a turn; `done` is called exactly once, on an engine thread, after the session's new
   // state is durable (or with the error; a failed or cancelled turn leaves the session as it was).
   void submit(TurnRequest request, TurnEvents events, std::function<void(StatusOr<TurnResult>)> done);
 
-  // Stops taking turns (UNAVAILABLE), lets the running and queued ones finish, joins the thread.
+  // Drops idle contexts while the process's resident memory is over the budget.
+  void enforce_memory_budget(size_t resident_bytes) { sessions_->enforce_budget(resident_bytes); }
+
+  // Stops taking turns (UNAVAILABLE), lets the running and queued ones finish, joins the threads.
   void shutdown();
   EngineStats stats();
 
  private:
-  struct Session;
   struct Turn;
-  Engine(const EngineConfig& config, std::unique_ptr<SessionStore> store);
+  struct State;
+  Engine(const EngineConfig& config);
   void loop();
-  Status start_turn(Turn& t);
-  // One step of a turn: true when it has finished (done() called).
-  bool step_turn(Turn& t);
-  void finish_turn(Turn& t, StatusOr<TurnResult> result);
-  StatusOr<Session*> load_session(const std::string& tenant, const std::string& id, bool need_context);
-  Status commit_session(Session& s);
-  // Registers a new session of the tenant (kv, meta and context set; id, tenant and key assigned
-  // here) within the tenant's session limit, and commits it to the store.
-  StatusOr<SessionInfo> add_session(const std::string& tenant, std::unique_ptr<Session> s);
-  void drop_context(Session& s);
-  void evict_idle_contexts(size_t keep_bytes);
+  // On an I/O thread: the session (or a one-off context), the input, the sampler; then the turn
+  // goes to the scheduler. Fails the turn on error.
+  void prepare(Turn& t);
+  Status prepare_or_fail(Turn& t);
+  // One step of a turn on the scheduler: its result once it has ended, else nullopt; *worked is
+  // set when the step did something (not only waited for streamed input).
+  std::optional<StatusOr<TurnResult>> step_turn(Turn& t, bool* worked);
+  // Takes streamed input into the turn; true when it has tokens to prefill or has ended.
+  bool pull_stream(Turn& t, Status* failed);
+  // Ends a turn: commits a session turn's state on an I/O thread, then calls done.
+  void end_turn(std::unique_ptr<Turn> t, StatusOr<TurnResult> result);
+  void commit_and_finish(std::unique_ptr<Turn> t, StatusOr<TurnResult> result);
+  void finish(std::unique_ptr<Turn> t, StatusOr<TurnResult> result);
+  void io(std::function<void()> task);
+  void io_loop();
   StatusOr<std::unique_ptr<LlamaContext>> new_context(const KvPolicyOptions& kv) const;
-  // A context holding a snapshot's state; FailedPrecondition for another model, shape or gate.
-  StatusOr<std::unique_ptr<LlamaContext>> restore_context(const SnapshotView& v) const;
   std::string gate_id(const KvPolicyOptions& kv) const;
 
   EngineConfig config_;
@@ -137,12 +195,11 @@ class Engine {
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<MemoryGate> gate_;
   KvPolicyOptions default_kv_;
-  size_t one_off_state_bytes_ = 0;  // state of a default-policy context: what a one-off turn needs
-  std::unique_ptr<SessionStore> store_;
-  std::unique_ptr<kernels::cpu::ThreadPool> pool_;
-  std::unique_ptr<ModelBackend> backend_;  // before state_: contexts on the device go first
-
-  struct State;
+  size_t fixed_bytes_ = 0;
+  std::unique_ptr<kernels::cpu::ThreadPool> pool_;     // the scheduler's compute threads
+  std::unique_ptr<kernels::cpu::ThreadPool> io_pool_;  // replaying deltas on I/O threads (inline)
+  std::unique_ptr<ModelBackend> backend_;              // before sessions_: device contexts go first
+  std::unique_ptr<SessionManager> sessions_;
   std::unique_ptr<State> state_;
 };
 

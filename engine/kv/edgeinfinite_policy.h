@@ -36,6 +36,7 @@ class EdgeInfinitePolicy final : public KvPolicy {
   Status save(ByteWriter& w) const override;
   Status restore(ByteReader& r) override;
   // The cache's changes, and the whole memory when tokens were folded since the mark.
+  bool has_deltas() const override { return true; }
   void mark_saved() override { cache_.mark_saved(); }
   bool save_delta(ByteWriter& w) const override;
   Status apply_delta(ByteReader& r, kernels::cpu::ThreadPool& pool) override;

@@ -54,6 +54,7 @@ class FullPolicy final : public KvPolicy {
     return st;
   }
 
+  bool has_deltas() const override { return true; }
   void mark_saved() override { marked_ = c_.n_seen; }
 
   // Delta bytes: the marked token count, the counters now, the entries appended since.

@@ -106,6 +106,7 @@ class KvPolicy {
   // smaller than save() (then save the whole state). apply_delta applies such changes to the state
   // they were taken from, bit for bit; FailedPrecondition when this is another state, DataLoss when
   // the bytes are damaged; on error the policy is reset. After apply_delta the state is marked saved.
+  virtual bool has_deltas() const { return false; }
   virtual void mark_saved() {}
   virtual bool save_delta(ByteWriter& w) const {
     (void)w;

@@ -30,6 +30,7 @@ class StreamingPolicy final : public KvPolicy {
     return absl::OkStatus();
   }
   Status restore(ByteReader& r) override { return cache_.restore(r); }
+  bool has_deltas() const override { return true; }
   void mark_saved() override { cache_.mark_saved(); }
   bool save_delta(ByteWriter& w) const override { return cache_.save_delta(w); }
   Status apply_delta(ByteReader& r, kernels::cpu::ThreadPool& pool) override { return cache_.apply_delta(r, pool); }

@@ -13,7 +13,7 @@ Status validate(const SamplingParams& p) {
   if (!std::isfinite(p.temperature) || p.temperature < 0) return absl::InvalidArgumentError("temperature must be >= 0");
   if (p.top_k < 0) return absl::InvalidArgumentError("top_k must be >= 0");
   if (!(p.top_p > 0 && p.top_p <= 1)) return absl::InvalidArgumentError("top_p must be in (0, 1]");
-  if (!(p.min_p >= 0 && p.min_p <= 1)) return absl::InvalidArgumentError("min_p must be in [0, 1]");
+  if (!(p.min_p >= 0 && p.min_p < 1)) return absl::InvalidArgumentError("min_p must be in [0, 1)");
   if (!(p.repeat_penalty > 0) || !std::isfinite(p.repeat_penalty)) {
     return absl::InvalidArgumentError("repeat_penalty must be > 0");
   }

@@ -1,5 +1,6 @@
 #include "engine/session/snapshot.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -9,7 +10,7 @@ namespace edgeinf {
 namespace {
 
 constexpr char kMagic[8] = {'E', 'D', 'G', 'E', 'I', 'N', 'F', 'S'};
-enum SectionId : uint32_t { kHeader = 1, kSession = 2, kPolicy = 3 };
+enum SectionId : uint32_t { kHeader = 1, kSession = 2, kPolicy = 3, kPolicyDelta = 4 };
 constexpr uint32_t kMaxSections = 16;
 
 void write_header(const SnapshotHeader& h, ByteWriter& w) {
@@ -46,15 +47,15 @@ Status read_header(ByteReader& r, SnapshotHeader* h) {
 
 }  // namespace
 
-StatusOr<std::string> write_snapshot(const SnapshotHeader& header, std::string_view session_meta,
-                                     const KvPolicy& policy) {
-  std::string head, state;
+namespace {
+
+std::string assemble(const SnapshotHeader& header, std::string_view session_meta, uint32_t state_id,
+                     std::string_view state) {
+  std::string head;
   ByteWriter hw(&head);
   write_header(header, hw);
-  ByteWriter sw(&state);
-  EDGEINF_RETURN_IF_ERROR(policy.save(sw));
   const std::string_view sections[] = {head, session_meta, state};
-  const uint32_t ids[] = {kHeader, kSession, kPolicy};
+  const uint32_t ids[] = {kHeader, kSession, state_id};
   std::string out;
   out.reserve(64 + head.size() + session_meta.size() + state.size());
   ByteWriter w(&out);
@@ -68,6 +69,24 @@ StatusOr<std::string> write_snapshot(const SnapshotHeader& header, std::string_v
   }
   for (const std::string_view s : sections) out.append(s.data(), s.size());
   return out;
+}
+
+}  // namespace
+
+StatusOr<std::string> write_snapshot(const SnapshotHeader& header, std::string_view session_meta,
+                                     const KvPolicy& policy) {
+  std::string state;
+  ByteWriter sw(&state);
+  EDGEINF_RETURN_IF_ERROR(policy.save(sw));
+  return assemble(header, session_meta, kPolicy, state);
+}
+
+std::optional<std::string> write_snapshot_delta(const SnapshotHeader& header, std::string_view session_meta,
+                                                const KvPolicy& policy) {
+  std::string delta;
+  ByteWriter dw(&delta);
+  if (!policy.save_delta(dw)) return std::nullopt;
+  return assemble(header, session_meta, kPolicyDelta, delta);
 }
 
 namespace {
@@ -102,7 +121,7 @@ StatusOr<SnapshotView> parse(std::string_view bytes, bool head_only) {
   }
   size_t pos = bytes.size() - r.remaining();
   SnapshotView view;
-  bool seen[4] = {false, false, false, false};
+  bool seen[5] = {false, false, false, false, false};
   for (const Entry& e : table) {
     if (head_only && seen[kHeader] && seen[kSession]) return view;
     if (e.size > bytes.size() - pos) {
@@ -114,7 +133,7 @@ StatusOr<SnapshotView> parse(std::string_view bytes, bool head_only) {
     if (crc32c(data.data(), data.size()) != e.crc) {
       return absl::DataLossError(absl::StrCat("session snapshot: checksum mismatch in section ", e.id));
     }
-    if (e.id >= 1 && e.id <= 3) {
+    if (e.id >= 1 && e.id <= 4) {
       if (seen[e.id]) return absl::DataLossError(absl::StrCat("session snapshot: section ", e.id, " twice"));
       seen[e.id] = true;
     }
@@ -125,10 +144,13 @@ StatusOr<SnapshotView> parse(std::string_view bytes, bool head_only) {
       view.session_meta = data;
     } else if (e.id == kPolicy) {
       view.policy_state = data;
+    } else if (e.id == kPolicyDelta) {
+      view.policy_delta = data;
+      view.is_delta = true;
     }  // unknown sections from a newer minor writer are skipped
   }
   if (pos != bytes.size()) return absl::DataLossError("session snapshot: trailing bytes after the last section");
-  if (!seen[kHeader] || !seen[kSession] || !seen[kPolicy]) {
+  if (!seen[kHeader] || !seen[kSession] || seen[kPolicy] == seen[kPolicyDelta]) {
     return absl::DataLossError("session snapshot: a required section is missing");
   }
   return view;
@@ -138,6 +160,25 @@ StatusOr<SnapshotView> parse(std::string_view bytes, bool head_only) {
 
 StatusOr<SnapshotView> read_snapshot(std::string_view bytes) { return parse(bytes, false); }
 StatusOr<SnapshotView> read_snapshot_head(std::string_view bytes) { return parse(bytes, true); }
+
+std::string_view snapshot_head(std::string_view bytes) {
+  // Magic, version, count, the table, then the header and metadata sections (the first two).
+  constexpr size_t kEntry = 4 + 8 + 4;
+  ByteReader r(bytes, "session snapshot");
+  char magic[8];
+  uint32_t version = 0, n = 0;
+  if (!r.get_array(magic, 8).ok() || !r.get(&version).ok() || !r.get(&n).ok() || n < 2 || n > kMaxSections) {
+    return bytes;
+  }
+  size_t end = 16 + size_t(n) * kEntry;
+  for (uint32_t i = 0; i < 2; ++i) {
+    uint32_t id = 0, crc = 0;
+    uint64_t size = 0;
+    if (!r.get(&id).ok() || !r.get(&size).ok() || !r.get(&crc).ok() || size > bytes.size()) return bytes;
+    end += size_t(size);
+  }
+  return bytes.substr(0, std::min(end, bytes.size()));
+}
 
 Status check_compatible(const SnapshotHeader& want, const SnapshotHeader& found) {
   auto differ = [](const std::string& what, const auto& a, const auto& b) {

@@ -46,4 +46,10 @@ std::string Utf8Stream::flush() {
   return out;
 }
 
+std::string Utf8Stream::take_incomplete() {
+  std::string out;
+  out.swap(pending_);
+  return out;
+}
+
 }  // namespace edgeinf

@@ -15,6 +15,9 @@ class Utf8Stream {
   std::string push(std::string_view bytes);
   // Returns what is held back, an incomplete sequence as U+FFFD, and resets the stream.
   std::string flush();
+  // Returns the held-back bytes as they are (the start of a character that more bytes would
+  // complete) and resets the stream.
+  std::string take_incomplete();
   // Bytes held back by the last push(), 0..3.
   size_t pending_size() const { return pending_.size(); }
 

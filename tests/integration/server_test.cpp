@@ -1,216 +1,14 @@
 // The service end to end: real edgeinf-server processes on 127.0.0.1 with the real model, a
-// real gRPC client, a real Redis server. Small S/W/L so that short prompts fold into memory.
-#include <arpa/inet.h>
-#include <grpcpp/grpcpp.h>
-#include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
+// real gRPC client, a real Redis server (tests/integration/harness.h).
+#include "tests/integration/harness.h"
 
-#include <chrono>
-#include <filesystem>
-#include <fstream>
-#include <regex>
-#include <sstream>
-#include <thread>
-
-#include "edgeinfinite/v1/inference.grpc.pb.h"
 #include "engine/util/sha256.h"
-#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
-#include "tests/test_paths.h"
 
 namespace edgeinf {
 namespace {
 
-namespace v1 = edgeinfinite::v1;
-namespace fs = std::filesystem;
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-std::string read_all(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// A child process with its output in a log file; SIGTERM and reaped on destruction.
-class Process {
- public:
-  Process(std::vector<std::string> argv, const std::string& log) : log_(log) {
-    // Empty the log before the child starts: a log left by an earlier process with the same pid
-    // must not be read as this one's.
-    std::fclose(std::fopen(log.c_str(), "w"));
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      FILE* f = std::fopen(log.c_str(), "w");
-      ::dup2(fileno(f), 1);
-      ::dup2(fileno(f), 2);
-      std::vector<char*> args;
-      for (std::string& a : argv) args.push_back(a.data());
-      args.push_back(nullptr);
-      ::execv(args[0], args.data());
-      std::_Exit(127);
-    }
-  }
-  ~Process() { stop(); }
-  void stop() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGTERM);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    exit_status_ = status;
-    pid_ = -1;
-  }
-  bool wait_for_log(const std::string& needle, double seconds) const {
-    const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-    while (std::chrono::steady_clock::now() < end) {
-      if (read_all(log_).find(needle) != std::string::npos) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return false;
-  }
-  std::string log() const { return read_all(log_); }
-  int exit_status() const { return exit_status_; }
-
- private:
-  std::string log_;
-  pid_t pid_ = -1;
-  int exit_status_ = -1;
-};
-
-struct Server {
-  int port = 0;
-  std::unique_ptr<Process> proc;
-  std::shared_ptr<grpc::Channel> channel;
-  std::unique_ptr<v1::Inference::Stub> stub;
-
-  static std::unique_ptr<Server> start(const std::string& store, std::vector<std::string> extra = {}) {
-    auto s = std::make_unique<Server>();
-    s->port = free_port();
-    static int n = 0;
-    const std::string log = ::testing::TempDir() + "/server-" + std::to_string(::getpid()) + "-" + std::to_string(n++) + ".log";
-    std::vector<std::string> argv = {EDGEINF_SERVER_BIN,
-                                     "--listen=127.0.0.1:" + std::to_string(s->port),
-                                     "--metrics_listen=127.0.0.1:0",
-                                     "--model=" + testing::test_model_path(),
-                                     "--gate=none",
-                                     "--store=" + store,
-                                     "--threads=2",
-                                     "--sink=4",
-                                     "--window=60",
-                                     "--segment=32",
-                                     "--max_tokens_limit=512"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    s->proc = std::make_unique<Process>(argv, log);
-    EXPECT_TRUE(s->proc->wait_for_log("serving on", 60)) << s->proc->log();
-    s->channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(s->port), grpc::InsecureChannelCredentials());
-    s->stub = v1::Inference::NewStub(s->channel);
-    return s;
-  }
-};
-
-struct Turn {
-  grpc::Status status;
-  std::string text;
-  std::vector<int32_t> ids;
-  int progress_events = 0;
-  int64_t progress_total = 0;
-  bool has_final = false;
-  v1::Final final;
-};
-
-Turn generate(v1::Inference::Stub& stub, const v1::GenerateRequest& req, const std::string& token = "",
-              int cancel_after_deltas = -1, int deadline_ms = 0) {
-  grpc::ClientContext ctx;
-  if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
-  if (deadline_ms > 0) ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(deadline_ms));
-  auto reader = stub.Generate(&ctx, req);
-  Turn t;
-  v1::GenerateEvent ev;
-  int deltas = 0;
-  while (reader->Read(&ev)) {
-    if (ev.has_progress()) {
-      ++t.progress_events;
-      t.progress_total = ev.progress().tokens_total();
-    }
-    if (ev.has_delta()) {
-      t.text += ev.delta().text();
-      t.ids.insert(t.ids.end(), ev.delta().token_ids().begin(), ev.delta().token_ids().end());
-      if (++deltas == cancel_after_deltas) ctx.TryCancel();
-    }
-    if (ev.has_final()) {
-      t.has_final = true;
-      t.final = ev.final();
-    }
-  }
-  t.status = reader->Finish();
-  return t;
-}
-
-v1::GenerateRequest text_request(const std::string& session, const std::string& text, int max_tokens, uint64_t seed) {
-  v1::GenerateRequest r;
-  r.set_session(session);
-  r.set_text(text);
-  r.mutable_stop()->set_max_tokens(max_tokens);
-  r.mutable_sampling()->set_seed(seed);
-  r.mutable_sampling()->set_temperature(0.8f);
-  return r;
-}
-
-std::string scrape(const Server& s) {
-  std::smatch m;
-  const std::string log = s.proc->log();
-  EXPECT_TRUE(std::regex_search(log, m, std::regex("metrics on port ([0-9]+)"))) << log;
-  const std::string out = ::testing::TempDir() + "/scrape-" + std::to_string(s.port) + ".txt";
-  const std::string cmd = "curl -s -o " + out + " http://127.0.0.1:" + m[1].str() + "/metrics";
-  EXPECT_EQ(std::system(cmd.c_str()), 0);
-  return read_all(out);
-}
-
-std::string create_session(v1::Inference::Stub& stub, const std::string& token = "", grpc::Status* out = nullptr) {
-  grpc::ClientContext ctx;
-  if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
-  v1::Session s;
-  grpc::Status st = stub.CreateSession(&ctx, v1::CreateSessionRequest(), &s);
-  if (out != nullptr) *out = st;
-  EXPECT_TRUE(out != nullptr || st.ok()) << st.error_message();
-  return s.name();
-}
-
-grpc::Status get_session(v1::Inference::Stub& stub, const std::string& name, v1::Session* s, const std::string& token = "") {
-  grpc::ClientContext ctx;
-  if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
-  v1::GetSessionRequest req;
-  req.set_name(name);
-  return stub.GetSession(&ctx, req, s);
-}
-
-std::string temp_store() {
-  static int n = 0;
-  const std::string dir = ::testing::TempDir() + "/edgeinf-store-" + std::to_string(::getpid()) + "-" + std::to_string(n++);
-  fs::remove_all(dir);
-  return "dir://" + dir;
-}
-
-const char* kStory =
-    "The lighthouse keeper counted the ships every evening. On Monday there were three, on Tuesday five, and on "
-    "Wednesday a storm kept every boat in the harbour. The keeper wrote each number in a green book, and when the "
-    "book was full he started a red one. His daughter painted the door blue and planted tomatoes by the wall. ";
+using namespace edgeinf::testing;  // NOLINT: the harness is this file's vocabulary
 
 TEST(Server, HealthStreamingAndUsage) {
   auto s = Server::start(temp_store());
@@ -252,11 +50,14 @@ TEST(Server, HealthStreamingAndUsage) {
   EXPECT_NE(t.text.find("Paris"), std::string::npos) << t.text;
   EXPECT_GE(t.progress_events, 1);
   ASSERT_TRUE(t.has_final);
-  EXPECT_EQ(t.final.usage().generated_tokens(), int64_t(t.ids.size()));
+  // The end-of-generation token counts as generated (it stays in a session's history) but is
+  // not in the deltas.
+  EXPECT_EQ(t.final.finish_reason(), v1::FINISH_REASON_STOP);
+  EXPECT_EQ(t.final.usage().generated_tokens(), int64_t(t.ids.size()) + 1);
   EXPECT_EQ(t.final.usage().prompt_tokens(), t.progress_total);
   EXPECT_EQ(t.final.usage().cached_tokens(), 0);
+  EXPECT_EQ(t.final.session_tokens(), t.final.usage().prompt_tokens() + t.final.usage().generated_tokens());
   EXPECT_GT(t.final.usage().state_bytes(), 0);
-  EXPECT_EQ(t.final.finish_reason(), v1::FINISH_REASON_STOP);
 }
 
 TEST(Server, ChatTurnsOnASessionAppendOnlyTheNewTurn) {
@@ -342,7 +143,7 @@ TEST(Server, CancelAndDeadlineLeaveTheSessionAsItWas) {
   // And the session still works.
   const Turn next = generate(*s->stub, text_request(a, " The end.", 4, 3));
   EXPECT_TRUE(next.status.ok()) << next.status.error_message();
-  EXPECT_EQ(next.final.usage().cached_tokens(), before.total_tokens() - 1);  // the pending token is fed now
+  EXPECT_EQ(next.final.usage().cached_tokens(), before.total_tokens());
 }
 
 TEST(Server, MalformedRequestsGetTheRightCodes) {
@@ -461,7 +262,7 @@ TEST(Server, IdleSessionsBeyondTheHotBudgetReloadFromTheStore) {
   const Turn b1 = generate(*s->stub, text_request(b, kStory, 4, 1));
   const Turn a2 = generate(*s->stub, text_request(a, " Then", 4, 2));  // a was evicted: read back
   ASSERT_TRUE(a1.status.ok() && b1.status.ok() && a2.status.ok()) << a2.status.error_message();
-  EXPECT_EQ(a2.final.usage().cached_tokens(), a1.final.session_tokens() - 1);
+  EXPECT_EQ(a2.final.usage().cached_tokens(), a1.final.session_tokens());
   std::this_thread::sleep_for(std::chrono::milliseconds(500));  // gauges refresh every 200 ms
   const std::string metrics = scrape(*s);
   EXPECT_NE(metrics.find("edgeinf_active_sessions 1"), std::string::npos) << metrics;
@@ -490,14 +291,8 @@ TEST(Server, TenantsSeeOnlyTheirSessions) {
 }
 
 TEST(Server, TwoServersShareOneRedis) {
-  const int redis_port = free_port();
-  const std::string dir = ::testing::TempDir() + "/redis-" + std::to_string(::getpid());
-  fs::create_directories(dir);
-  Process redis({"/usr/bin/redis-server", "--bind", "127.0.0.1", "--port", std::to_string(redis_port), "--save", "",
-                 "--appendonly", "no", "--dir", dir},
-                dir + "/redis.log");
-  ASSERT_TRUE(redis.wait_for_log("Ready to accept connections", 20)) << redis.log();
-  const std::string url = "redis://127.0.0.1:" + std::to_string(redis_port);
+  Redis redis;
+  const std::string url = redis.url();
   auto s1 = Server::start(url);
   auto s2 = Server::start(url);
   const std::string a = create_session(*s1->stub);
@@ -505,7 +300,7 @@ TEST(Server, TwoServersShareOneRedis) {
   ASSERT_TRUE(t1.status.ok()) << t1.status.error_message();
   const Turn t2 = generate(*s2->stub, text_request(a, " Next,", 8, 2));
   ASSERT_TRUE(t2.status.ok()) << t2.status.error_message();
-  EXPECT_EQ(t2.final.usage().cached_tokens(), t1.final.session_tokens() - 1);
+  EXPECT_EQ(t2.final.usage().cached_tokens(), t1.final.session_tokens());
   // And back on the first server, which must read the newer state from Redis.
   v1::Session info;
   ASSERT_TRUE(get_session(*s1->stub, a, &info).ok());
@@ -617,19 +412,58 @@ TEST(Server, IngestExportImportAndLimits) {
   EXPECT_TRUE(st.ok()) << st.error_message();
 }
 
+// The fixed part of the memory budget a server reports at start-up, in MiB.
+int64_t fixed_mib(const Server& s) {
+  std::smatch m;
+  const std::string log = s.proc->log();
+  EXPECT_TRUE(std::regex_search(log, m, std::regex("memory budget [0-9]+ MiB: ([0-9]+) MiB"))) << log;
+  return m.empty() ? 0 : std::stoll(m[1].str());
+}
+
 TEST(Server, MemoryBudgetAdmissionMetricsAndGracefulShutdown) {
-  // A budget smaller than one context's state: one-off requests are refused with a retry hint.
+  // A budget that cannot hold the model and one session: the server refuses to start, saying so.
   {
-    auto s = Server::start(temp_store(), {"--memory_budget_mb=1"});
-    grpc::ClientContext ctx;
-    auto reader = s->stub->Generate(&ctx, text_request("", "hi", 2, 1));
-    v1::GenerateEvent ev;
-    while (reader->Read(&ev)) {
+    auto s = Server::start(temp_store(), {"--memory_budget_mb=1"}, /*expect_serving=*/false);
+    ASSERT_TRUE(s->proc->wait_exit(60));
+    EXPECT_NE(WEXITSTATUS(s->proc->exit_status()), 0);
+    EXPECT_NE(s->proc->log().find("memory budget of 1 MiB is too small"), std::string::npos) << s->proc->log();
+  }
+  // A budget with room for one context of the shipped shape (~69 MiB at its bound) but not two:
+  // while one turn runs, a second is refused with a retry hint, for one-off and session turns alike.
+  {
+    const std::vector<std::string> shape = {"--window=1020", "--segment=512"};
+    int64_t fixed = 0;
+    {
+      auto probe = Server::start(temp_store(), shape);
+      fixed = fixed_mib(*probe);
     }
-    const grpc::Status st = reader->Finish();
-    EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
-    const auto& md = ctx.GetServerTrailingMetadata();
-    EXPECT_NE(md.find("retry-after-ms"), md.end());
+    std::vector<std::string> args = shape;
+    args.push_back("--memory_budget_mb=" + std::to_string(fixed + 100));
+    auto s = Server::start(temp_store(), args);
+    const std::string a = create_session(*s->stub), b = create_session(*s->stub);
+    v1::GenerateRequest long_req = text_request(a, kStory, 120, 1);
+    long_req.mutable_stop()->set_ignore_eos(true);
+    std::atomic<bool> first_delta{false};
+    Turn long_turn;
+    std::thread runner([&] {
+      grpc::ClientContext ctx;
+      auto reader = s->stub->Generate(&ctx, long_req);
+      v1::GenerateEvent ev;
+      while (reader->Read(&ev)) {
+        if (ev.has_delta()) first_delta = true;
+      }
+      long_turn.status = reader->Finish();
+    });
+    while (!first_delta) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const Turn one_off = generate(*s->stub, text_request("", "hi", 2, 1));
+    EXPECT_EQ(one_off.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << one_off.status.error_message();
+    EXPECT_TRUE(one_off.retry_hint);
+    const Turn other = generate(*s->stub, text_request(b, "hi", 2, 1));
+    EXPECT_EQ(other.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << other.status.error_message();
+    runner.join();
+    ASSERT_TRUE(long_turn.status.ok()) << long_turn.status.error_message();
+    // Once it has ended, the next turn is admitted.
+    EXPECT_TRUE(generate(*s->stub, text_request(b, "hi", 2, 1)).status.ok());
   }
   auto s = Server::start(temp_store());
   ASSERT_TRUE(generate(*s->stub, text_request("", kStory, 4, 1)).status.ok());
