@@ -2,6 +2,7 @@
 //   edgeinf-client [--server ADDR] [--token T] [--deadline-ms N] COMMAND ...
 //   generate [--session NAME] [--chat] [--seed N] [--temp T] [-n N] [--stop S] TEXT
 //   summarize FILE            upload FILE into a new session (progress bar), stream a summary
+//   ingest NAME FILE          upload FILE into session NAME (all or nothing)
 //   chat [--session NAME]     interactive; one line per user turn, empty line or EOF ends
 //   sessions list | create [POLICY] | get NAME | delete NAME | export NAME FILE | import FILE
 //   info | health
@@ -9,6 +10,7 @@
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -44,6 +46,7 @@ int usage() {
       "usage: edgeinf-client [--server ADDR] [--token T] [--deadline-ms N] COMMAND ...\n"
       "  generate [--session NAME] [--chat] [--seed N] [--temp T] [-n N] [--stop S] TEXT\n"
       "  summarize FILE\n"
+      "  ingest NAME FILE\n"
       "  chat [--session NAME]\n"
       "  sessions list | create [POLICY] | get NAME | delete NAME | export NAME FILE | import FILE\n"
       "  info | health\n",
@@ -117,7 +120,8 @@ int create_session(const Client& c, const std::string& policy, std::string* name
   return 0;
 }
 
-int summarize(const Client& c, const std::string& path) {
+// Uploads a file into a session with Ingest (progress bar on a terminal) and prints the session.
+int upload(const Client& c, const std::string& name, const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     std::fprintf(stderr, "edgeinf-client: cannot read '%s'\n", path.c_str());
@@ -126,35 +130,42 @@ int summarize(const Client& c, const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   const std::string doc = ss.str();
+  auto ctx = c.context();
+  v1::IngestResponse resp;
+  auto writer = c.stub->Ingest(ctx.get(), &resp);
+  constexpr size_t kChunk = 64 << 10;
+  const bool tty = isatty(STDERR_FILENO);
+  for (size_t off = 0; off < doc.size();) {
+    // Pieces end on character boundaries (the server reassembles any cut, but a reader of the
+    // traffic sees whole characters).
+    size_t end = std::min(doc.size(), off + kChunk);
+    while (end < doc.size() && end > off + 1 && (static_cast<unsigned char>(doc[end]) & 0xC0) == 0x80) --end;
+    v1::IngestRequest req;
+    if (off == 0) req.set_session(name);
+    req.set_text(doc.substr(off, end - off));
+    off = end;
+    if (!writer->Write(req)) break;
+    if (tty) {
+      const int filled = int(end * 40 / doc.size());
+      std::fprintf(stderr, "\rupload [%s%s] %zu/%zu bytes", std::string(size_t(filled), '#').c_str(),
+                   std::string(size_t(40 - filled), '.').c_str(), end, doc.size());
+    }
+  }
+  writer->WritesDone();
+  grpc::Status st = writer->Finish();
+  if (tty) std::fputs("\n", stderr);
+  if (!st.ok()) return fail(st);
+  std::fprintf(stderr, "ingested %lld tokens: ", static_cast<long long>(resp.ingested_tokens()));
+  std::fflush(stderr);
+  print_session(resp.session());
+  return 0;
+}
+
+int summarize(const Client& c, const std::string& path) {
   std::string name;
   if (int rc = create_session(c, "", &name)) return rc;
   std::fprintf(stderr, "session %s\n", name.c_str());
-  {
-    auto ctx = c.context();
-    v1::IngestResponse resp;
-    auto writer = c.stub->Ingest(ctx.get(), &resp);
-    constexpr size_t kChunk = 64 << 10;
-    const bool tty = isatty(STDERR_FILENO);
-    for (size_t off = 0; off < doc.size(); off += kChunk) {
-      v1::IngestRequest req;
-      if (off == 0) req.set_session(name);
-      req.set_text(doc.substr(off, kChunk));
-      if (!writer->Write(req)) break;
-      const size_t done = std::min(doc.size(), off + kChunk);
-      if (tty) {
-        const int filled = int(done * 40 / doc.size());
-        std::fprintf(stderr, "\rupload [%s%s] %zu/%zu bytes", std::string(size_t(filled), '#').c_str(),
-                     std::string(size_t(40 - filled), '.').c_str(), done, doc.size());
-      }
-    }
-    writer->WritesDone();
-    grpc::Status st = writer->Finish();
-    if (tty) std::fputs("\n", stderr);
-    if (!st.ok()) return fail(st);
-    std::fprintf(stderr, "ingested %lld tokens: ", static_cast<long long>(resp.ingested_tokens()));
-    std::fflush(stdout);
-    print_session(resp.session());
-  }
+  if (int rc = upload(c, name, path)) return rc;
   v1::GenerateRequest req;
   req.set_session(name);
   auto* m = req.mutable_messages()->add_messages();
@@ -269,6 +280,7 @@ int sessions(const Client& c, const std::vector<std::string>& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);  // a vanished server is an error on the call, not the end of the process
   Client c;
   std::string server = "127.0.0.1:50051";
   if (const char* env = std::getenv("EDGEINF_SERVER")) server = env;
@@ -317,6 +329,7 @@ int main(int argc, char** argv) {
   }
   if (cmd == "sessions") return sessions(c, rest);
   if (cmd == "summarize") return rest.size() == 1 ? summarize(c, rest[0]) : usage();
+  if (cmd == "ingest") return rest.size() == 2 ? upload(c, rest[0], rest[1]) : usage();
   if (cmd == "chat") {
     if (rest.size() == 2 && rest[0] == "--session") return chat(c, rest[1]);
     return rest.empty() ? chat(c, "") : usage();

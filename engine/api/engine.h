@@ -142,7 +142,6 @@ class Engine {
   const EngineConfig& config() const { return config_; }
   // The default policy and shape of new sessions.
   const KvPolicyOptions& default_kv() const { return default_kv_; }
-  SessionStore& store() { return sessions_->store(); }
   // What the process needs besides contexts, counted against the memory budget.
   size_t fixed_bytes() const { return fixed_bytes_; }
 

@@ -517,7 +517,14 @@ void SessionManager::enforce_budget(size_t resident_bytes) {
   trim_heap();
 }
 
-void SessionManager::trim_heap() { ::malloc_trim(0); }
+void SessionManager::trim_heap() {
+  // At most every 100 ms: it walks the allocator's free lists.
+  using Clock = std::chrono::steady_clock;
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
+  int64_t last = last_trim_ms_.load();
+  if (now - last < 100 || !last_trim_ms_.compare_exchange_strong(last, now)) return;
+  ::malloc_trim(0);
+}
 
 SessionManagerStats SessionManager::stats() {
   std::lock_guard<std::mutex> lock(mu_);

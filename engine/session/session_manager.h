@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <list>
@@ -117,7 +118,6 @@ class SessionManager {
   void enforce_budget(size_t resident_bytes);
 
   SessionManagerStats stats();
-  SessionStore& store() { return *store_; }
   // The counts a session reports for a context of a policy.
   static void count(const LlamaContext& ctx, const std::string& policy, SessionMeta* m);
   static SessionInfo info_of(const KvPolicyOptions& kv, const SessionMeta& m, const std::string& fingerprint);
@@ -151,6 +151,7 @@ class SessionManager {
   size_t charged_ = 0;              // bytes the contexts in memory count against the budget
   size_t idle_bytes_ = 0;           // of those, idle contexts'
   std::set<std::string> damage_logged_;
+  std::atomic<int64_t> last_trim_ms_{0};
   SessionManagerStats totals_;
 };
 
