@@ -3,9 +3,11 @@
 //   edgeinf-loadtest [--server ADDR] [--token T] SCENARIO [options]
 //
 // Scenarios:
-//   chat --clients N --turns K [--max-tokens M]
+//   chat --clients N --turns K [--max-tokens M] [--history-bytes B --text FILE]
 //       N concurrent clients, each with its own session, K turns each; reports time to first
 //       token, inter-token latency and turn duration (p50/p90/p99/max) and tokens/s overall.
+//       With --history-bytes, each client first uploads B bytes of FILE (from its own offset)
+//       into its session, so the sessions hold full windows.
 //   history --tokens 32768,131072 [--text FILE] [--max-tokens M]
 //       for each length: upload that much history into a session (Ingest), then time a turn on
 //       it; time the same turn on an empty session; and time re-reading the history in one
@@ -40,11 +42,14 @@ double secs(Clock::duration d) { return std::chrono::duration<double>(d).count()
 struct Options {
   std::string server = "127.0.0.1:50051", token, scenario, json, text = "data/kjv-nt.txt";
   int clients = 4, turns = 4, max_tokens = 32;
+  int64_t history_bytes = 0;
   std::vector<int64_t> history = {32768, 131072};
 };
 
 struct TurnTiming {
   bool ok = false;
+  grpc::StatusCode code = grpc::StatusCode::OK;
+  int retry_after_ms = 0;  // the server's hint on RESOURCE_EXHAUSTED / UNAVAILABLE
   std::string error;
   double ttft = 0, duration = 0;
   std::vector<double> itl;
@@ -85,7 +90,12 @@ TurnTiming timed_turn(v1::Inference::Stub& stub, const Options& o, const v1::Gen
   const grpc::Status st = reader->Finish();
   t.duration = secs(Clock::now() - t0);
   t.ok = st.ok();
+  t.code = st.error_code();
   if (!st.ok()) t.error = st.error_message();
+  const auto& md = ctx->GetServerTrailingMetadata();
+  if (auto it = md.find("retry-after-ms"); it != md.end()) {
+    (void)absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()), &t.retry_after_ms);
+  }
   return t;
 }
 
@@ -113,14 +123,44 @@ void print_row(const char* name, const std::vector<double>& v) {
 }
 
 int chat(const Options& o, v1::Inference::Stub& stub) {
+  std::string corpus;
+  if (o.history_bytes > 0) {
+    std::ifstream in(o.text, std::ios::binary);
+    if (!in) {
+      std::fprintf(stderr, "edgeinf-loadtest: cannot read '%s'\n", o.text.c_str());
+      return 1;
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    corpus = ss.str();
+  }
   std::mutex mu;
   std::vector<double> ttft, itl, dur;
-  int64_t generated = 0, errors = 0;
+  int64_t generated = 0, errors = 0, retries = 0;
   const auto t0 = Clock::now();
   std::vector<std::thread> threads;
   for (int c = 0; c < o.clients; ++c) {
     threads.emplace_back([&, c] {
       const std::string session = create_session(stub, o);
+      if (o.history_bytes > 0 && !corpus.empty()) {
+        const size_t from = (size_t(c) * 7919 * 64) % corpus.size();
+        std::string doc = corpus.substr(from, size_t(o.history_bytes));
+        if (doc.size() < size_t(o.history_bytes)) doc += corpus.substr(0, size_t(o.history_bytes) - doc.size());
+        auto ctx = context(o);
+        v1::IngestResponse resp;
+        auto w = stub.Ingest(ctx.get(), &resp);
+        v1::IngestRequest r;
+        r.set_session(session);
+        r.set_text(doc);
+        w->Write(r);
+        w->WritesDone();
+        const grpc::Status st = w->Finish();
+        if (!st.ok()) {
+          std::lock_guard<std::mutex> lock(mu);
+          ++errors;
+          std::fprintf(stderr, "ingest failed: %s\n", st.error_message().c_str());
+        }
+      }
       for (int k = 0; k < o.turns; ++k) {
         v1::GenerateRequest req;
         req.set_session(session);
@@ -129,7 +169,16 @@ int chat(const Options& o, v1::Inference::Stub& stub) {
         m->set_content(absl::StrCat("Tell me something about the number ", c * 100 + k, "."));
         req.mutable_sampling()->set_seed(uint64_t(c * 1000 + k));
         req.mutable_stop()->set_max_tokens(o.max_tokens);
-        const TurnTiming t = timed_turn(stub, o, req);
+        TurnTiming t = timed_turn(stub, o, req);
+        // A server out of room or without its store says when to come back: wait and retry.
+        for (int attempt = 0; !t.ok && t.retry_after_ms > 0 && attempt < 60; ++attempt) {
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            ++retries;
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(t.retry_after_ms));
+          t = timed_turn(stub, o, req);
+        }
         std::lock_guard<std::mutex> lock(mu);
         if (!t.ok) {
           ++errors;
@@ -145,8 +194,10 @@ int chat(const Options& o, v1::Inference::Stub& stub) {
   }
   for (std::thread& t : threads) t.join();
   const double wall = secs(Clock::now() - t0);
-  std::printf("chat: %d clients x %d turns, max %d tokens; %lld errors; %.1f s; %.1f generated tokens/s\n",
-              o.clients, o.turns, o.max_tokens, static_cast<long long>(errors), wall, double(generated) / wall);
+  std::printf("chat: %d clients x %d turns, max %d tokens; %lld errors, %lld retried after the server's hint; %.1f s; "
+              "%.1f generated tokens/s\n",
+              o.clients, o.turns, o.max_tokens, static_cast<long long>(errors), static_cast<long long>(retries), wall,
+              double(generated) / wall);
   std::printf("%-22s %6s %9s %9s %9s %9s\n", "seconds", "n", "p50", "p90", "p99", "max");
   print_row("time to first token", ttft);
   print_row("inter-token latency", itl);
@@ -231,7 +282,7 @@ int history(const Options& o, v1::Inference::Stub& stub) {
 int usage() {
   std::fputs(
       "usage: edgeinf-loadtest [--server ADDR] [--token T] [--json FILE] SCENARIO [options]\n"
-      "  chat    [--clients N] [--turns K] [--max-tokens M]\n"
+      "  chat    [--clients N] [--turns K] [--max-tokens M] [--history-bytes B --text FILE]\n"
       "  history [--tokens 32768,131072] [--text FILE] [--max-tokens M]\n",
       stderr);
   return 2;
@@ -257,6 +308,8 @@ int main(int argc, char** argv) {
       if (!absl::SimpleAtoi(value(), &o.turns) || o.turns <= 0) return usage();
     } else if (a == "--max-tokens") {
       if (!absl::SimpleAtoi(value(), &o.max_tokens) || o.max_tokens <= 0) return usage();
+    } else if (a == "--history-bytes") {
+      if (!absl::SimpleAtoi(value(), &o.history_bytes) || o.history_bytes < 0) return usage();
     } else if (a == "--text") {
       o.text = value();
     } else if (a == "--tokens") {
