@@ -146,15 +146,30 @@ int chat(const Options& o, v1::Inference::Stub& stub) {
         const size_t from = (size_t(c) * 7919 * 64) % corpus.size();
         std::string doc = corpus.substr(from, size_t(o.history_bytes));
         if (doc.size() < size_t(o.history_bytes)) doc += corpus.substr(0, size_t(o.history_bytes) - doc.size());
-        auto ctx = context(o);
-        v1::IngestResponse resp;
-        auto w = stub.Ingest(ctx.get(), &resp);
-        v1::IngestRequest r;
-        r.set_session(session);
-        r.set_text(doc);
-        w->Write(r);
-        w->WritesDone();
-        const grpc::Status st = w->Finish();
+        grpc::Status st;
+        for (int attempt = 0; attempt < 60; ++attempt) {
+          auto ctx = context(o);
+          v1::IngestResponse resp;
+          auto w = stub.Ingest(ctx.get(), &resp);
+          v1::IngestRequest r;
+          r.set_session(session);
+          r.set_text(doc);
+          w->Write(r);
+          w->WritesDone();
+          st = w->Finish();
+          const auto& md = ctx->GetServerTrailingMetadata();
+          auto it = md.find("retry-after-ms");
+          int wait_ms = 0;
+          if (st.ok() || it == md.end() ||
+              !absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()), &wait_ms)) {
+            break;
+          }
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            ++retries;
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
+        }
         if (!st.ok()) {
           std::lock_guard<std::mutex> lock(mu);
           ++errors;

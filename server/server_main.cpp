@@ -65,9 +65,13 @@ ABSL_FLAG(int64_t, memory_budget_mb, 4096,
           "the process's memory, MiB: model, scratch and every context in memory (admission counts a busy "
           "context at its bound); idle contexts are dropped when resident memory exceeds it");
 ABSL_FLAG(int64_t, hot_mb, 1024, "idle session state kept in memory (LRU), MiB");
+ABSL_FLAG(int, admission_wait_ms, 10000,
+          "how long a turn waits in line for room in the memory budget before RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, io_threads, 4, "threads loading sessions from and committing turns to the store");
 ABSL_FLAG(int, rpc_threads, 4, "threads serving the session calls (get, list, delete, export, import)");
 ABSL_FLAG(int, max_deltas, 64, "delta records a session accumulates before a commit writes a full snapshot");
+ABSL_FLAG(int64_t, io_memory_mb, 256,
+          "memory for session records in flight (loads, commits, exports, imports), MiB; part of the budget");
 ABSL_FLAG(int, shutdown_grace_s, 30, "seconds in-flight requests get to finish on SIGTERM");
 
 namespace {
@@ -78,8 +82,8 @@ void on_signal(int) { g_stop = true; }
 constexpr const char* kFlagNames[] = {
     "listen", "metrics_listen", "model", "gate", "store", "store_timeout_ms", "threads", "device", "policy", "sink",
     "window", "segment", "auth_tokens", "tls_cert", "tls_key", "max_message_bytes", "max_prompt_tokens",
-    "max_tokens_limit", "max_sessions_per_tenant", "memory_budget_mb", "hot_mb", "io_threads", "rpc_threads",
-    "max_deltas", "shutdown_grace_s"};
+    "max_tokens_limit", "max_sessions_per_tenant", "memory_budget_mb", "hot_mb", "admission_wait_ms", "io_threads", "rpc_threads",
+    "max_deltas", "io_memory_mb", "shutdown_grace_s"};
 
 // EDGEINF_<NAME> environment variables become flags unless the command line sets them.
 std::vector<std::string> args_with_environment(int argc, char** argv) {
@@ -243,8 +247,10 @@ int run(int argc, char** argv) {
   ec.max_sessions_per_tenant = absl::GetFlag(FLAGS_max_sessions_per_tenant);
   ec.memory_budget_bytes = size_t(absl::GetFlag(FLAGS_memory_budget_mb)) << 20;
   ec.hot_bytes = size_t(absl::GetFlag(FLAGS_hot_mb)) << 20;
+  ec.admission_wait_ms = std::max(0, absl::GetFlag(FLAGS_admission_wait_ms));
   ec.io_threads = absl::GetFlag(FLAGS_io_threads);
   ec.max_deltas = absl::GetFlag(FLAGS_max_deltas);
+  ec.io_bytes = size_t(std::max<int64_t>(1, absl::GetFlag(FLAGS_io_memory_mb))) << 20;
   std::atomic<bool> store_up{true};
   edgeinf::server::MonitoredStore* monitored = nullptr;
   auto engine = edgeinf::Engine::create(ec, [&]() -> edgeinf::StatusOr<std::unique_ptr<edgeinf::SessionStore>> {

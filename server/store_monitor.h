@@ -24,6 +24,7 @@ class MonitoredStore final : public SessionStore {
   StatusOr<std::vector<std::string>> list(const std::string& prefix) override;
   Status ping() override;
   std::string url() const override { return store_->url(); }
+  int record_copies() const override { return store_->record_copies(); }
 
   bool up() const { return up_.load(); }
 

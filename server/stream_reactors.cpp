@@ -381,7 +381,9 @@ class ExportReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     svc_.executor().run([this, tenant = *tenant, name = req.name()] {
       Status s = [&]() -> Status {
         EDGEINF_ASSIGN_OR_RETURN(std::string id, session_id_of(name));
-        EDGEINF_ASSIGN_OR_RETURN(bytes_, svc_.engine().export_session(tenant, id));
+        EDGEINF_ASSIGN_OR_RETURN(Engine::Exported out, svc_.engine().export_session(tenant, id));
+        bytes_ = std::move(out.bytes);
+        hold_ = std::move(out.hold);  // counted as I/O memory until the reactor is done
         return absl::OkStatus();
       }();
       if (s.ok()) {
@@ -412,6 +414,7 @@ class ExportReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   grpc::CallbackServerContext* ctx_;
   Clock::time_point t0_;
   std::string bytes_;
+  IoMemory::Hold hold_;
   size_t pos_ = 0;
   grpc::ByteBuffer out_;
 };
@@ -434,8 +437,19 @@ class ImportReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
     if (ok) {
       v1::SnapshotChunk chunk;
       if (Status st = parse_request(buf_, &chunk); !st.ok()) return end(st);
+      // Counted as I/O memory as it grows: the bytes, then the state and the record made of them.
+      const size_t need = 3 * (bytes_.size() + chunk.data().size());
+      while (held_ < need) {
+        constexpr size_t kStep = size_t(48) << 20;
+        auto more = svc_.engine().io_memory().try_reserve(kStep);
+        if (!more) {
+          return end(absl::ResourceExhaustedError(
+              "the server has no memory for a snapshot this large now; retry shortly (or raise --io_memory_mb)"));
+        }
+        holds_.push_back(std::move(*more));
+        held_ += kStep;
+      }
       bytes_ += chunk.data();
-      if (bytes_.size() > (size_t(4) << 30)) return end(absl::InvalidArgumentError("snapshot too large"));
       StartRead(&buf_);
       return;
     }
@@ -463,6 +477,8 @@ class ImportReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
   Clock::time_point t0_;
   grpc::ByteBuffer buf_;
   std::string tenant_, bytes_;
+  std::vector<IoMemory::Hold> holds_;
+  size_t held_ = 0;
 };
 
 }  // namespace

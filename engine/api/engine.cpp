@@ -151,6 +151,7 @@ struct Engine::State {
   std::condition_variable idle_cv;  // in_flight reached 0
   std::deque<std::unique_ptr<Turn>> ready;
   std::vector<std::unique_ptr<Turn>> active;
+  std::deque<std::unique_ptr<Turn>> waiting;  // for room in the memory budget, oldest first
   int64_t preparing = 0, committing = 0, in_flight = 0;
   bool stopping = false, woken = false;
   std::thread thread;
@@ -190,10 +191,11 @@ StatusOr<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config,
     return absl::InvalidArgumentError(absl::StrCat("the default policy ", e->default_kv_.name, " does not run on ",
                                                    e->backend_->device(), " (use --device cpu or auto)"));
   }
-  e->fixed_bytes_ = fixed_process_bytes(*e->model_, config.model_path, e->default_kv_.segment);
+  e->fixed_bytes_ = fixed_process_bytes(*e->model_, config.model_path, e->default_kv_.segment) + config.io_bytes;
   if (e->fixed_bytes_ + one_off_bound > config.memory_budget_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "the memory budget of ", config.memory_budget_bytes >> 20, " MiB is too small: the model and runtime need ",
+        "the memory budget of ", config.memory_budget_bytes >> 20,
+        " MiB is too small: the model, runtime and I/O allowance need ",
         e->fixed_bytes_ >> 20, " MiB and one session of the default policy up to ", one_off_bound >> 20,
         " MiB more"));
   }
@@ -204,6 +206,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config,
   sc.fixed_bytes = e->fixed_bytes_;
   sc.hot_bytes = config.hot_bytes;
   sc.max_deltas = config.max_deltas;
+  sc.io_bytes = config.io_bytes;
   ContextMaker maker;
   Engine* raw = e.get();
   maker.make = [raw](const KvPolicyOptions& kv) { return raw->new_context(kv); };
@@ -216,6 +219,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config,
     return SnapshotHeader{raw->model_->gguf().fingerprint(), kv, raw->gate_id(kv)};
   };
   maker.pool = e->io_pool_.get();
+  maker.on_room = [raw] { raw->retry_waiting(); };
   e->sessions_ = std::make_unique<SessionManager>(sc, std::move(store), std::move(maker));
   for (int i = 0; i < std::max(1, config.io_threads); ++i) {
     e->state_->io_threads.emplace_back([raw] { raw->io_loop(); });
@@ -248,7 +252,7 @@ EngineStats Engine::stats() {
   EngineStats s;
   {
     std::lock_guard<std::mutex> lock(state_->mu);
-    s.queued_turns = state_->preparing + int64_t(state_->ready.size());
+    s.queued_turns = state_->preparing + int64_t(state_->ready.size()) + int64_t(state_->waiting.size());
     s.active_turns = int64_t(state_->active.size());
     s.committing_turns = state_->committing;
   }
@@ -304,8 +308,10 @@ Status Engine::delete_session(const std::string& tenant, const std::string& id) 
   return sessions_->remove(tenant, id);
 }
 
-StatusOr<std::string> Engine::export_session(const std::string& tenant, const std::string& id) {
-  return sessions_->export_snapshot(tenant, id);
+StatusOr<Engine::Exported> Engine::export_session(const std::string& tenant, const std::string& id) {
+  Exported out;
+  EDGEINF_ASSIGN_OR_RETURN(out.bytes, sessions_->export_snapshot(tenant, id, &out.hold));
+  return out;
 }
 
 StatusOr<SessionInfo> Engine::import_session(const std::string& tenant, const std::string& snapshot) {
@@ -366,12 +372,56 @@ void Engine::prepare(Turn& raw) {
     state_->ready.push_back(std::move(t));
     return;
   }
+  // No room in the memory budget: the turn waits in line for running turns to give memory back.
+  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t->arrival);
+  if (SessionManager::no_room(st) && !state_->stopping && waited.count() < config_.admission_wait_ms) {
+    state_->waiting.push_back(std::move(t));
+    return;
+  }
   lock.unlock();
   finish(std::move(t), st);
 }
 
+void Engine::retry_waiting() {
+  std::vector<Turn*> again;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    for (auto& t : state_->waiting) again.push_back(t.release());
+    state_->waiting.clear();
+    state_->preparing += int64_t(again.size());
+  }
+  for (Turn* t : again) io([this, t] { prepare(*t); });
+}
+
+void Engine::expire_waiting() {
+  std::vector<std::pair<std::unique_ptr<Turn>, Status>> expired;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    const auto now = Clock::now();
+    for (size_t i = state_->waiting.size(); i-- > 0;) {
+      Turn& t = *state_->waiting[i];
+      Status why;
+      if (state_->stopping) {
+        why = absl::UnavailableError("the server is shutting down");
+      } else if (t.ev.cancelled && t.ev.cancelled()) {
+        why = absl::CancelledError("the request was cancelled");
+      } else if (std::chrono::duration_cast<std::chrono::milliseconds>(now - t.arrival).count() >=
+                 config_.admission_wait_ms) {
+        why = absl::ResourceExhaustedError(SessionManager::kNoRoom);
+      } else {
+        continue;
+      }
+      expired.emplace_back(std::move(state_->waiting[i]), why);
+      state_->waiting.erase(state_->waiting.begin() + ptrdiff_t(i));
+    }
+  }
+  for (auto& [t, why] : expired) finish(std::move(t), why);
+}
+
 Status Engine::prepare_or_fail(Turn& t) {
   const TurnRequest& r = t.req;
+  t.input.clear();  // a turn that waited for memory comes here again
+  t.recent.clear();
   if (t.ev.cancelled && t.ev.cancelled()) return absl::CancelledError("the request was cancelled");
   EDGEINF_RETURN_IF_ERROR(validate(r.gen.sampling));
   if (r.gen.max_tokens < 0 || r.gen.max_tokens > config_.max_tokens_limit) {
@@ -439,12 +489,17 @@ Status Engine::prepare_or_fail(Turn& t) {
 
 void Engine::loop() {
   for (;;) {
+    expire_waiting();
     {
       std::unique_lock<std::mutex> lock(state_->mu);
-      state_->cv.wait(lock, [&] {
+      const bool go = state_->cv.wait_for(lock, std::chrono::milliseconds(100), [&] {
         return !state_->ready.empty() || !state_->active.empty() || (state_->stopping && state_->preparing == 0);
       });
-      if (state_->stopping && state_->preparing == 0 && state_->ready.empty() && state_->active.empty()) return;
+      if (state_->stopping && state_->preparing == 0 && state_->ready.empty() && state_->active.empty() &&
+          state_->waiting.empty()) {
+        return;
+      }
+      if (!go) continue;
       while (!state_->ready.empty()) {
         state_->active.push_back(std::move(state_->ready.front()));
         state_->ready.pop_front();

@@ -39,6 +39,8 @@ struct EngineConfig {
   size_t hot_bytes = size_t(1) << 30;
   int io_threads = 4;                // session loads and commits in parallel
   int max_deltas = 64;               // delta records per session before a commit writes a full one
+  size_t io_bytes = size_t(256) << 20;  // session records in flight (part of the budget's fixed part)
+  int admission_wait_ms = 10000;      // how long a turn waits for room in the budget before RESOURCE_EXHAUSTED
 };
 
 struct TurnUsage {
@@ -152,8 +154,16 @@ class Engine {
   StatusOr<SessionInfo> get_session(const std::string& tenant, const std::string& id);
   StatusOr<std::vector<SessionInfo>> list_sessions(const std::string& tenant);
   Status delete_session(const std::string& tenant, const std::string& id);
-  StatusOr<std::string> export_session(const std::string& tenant, const std::string& id);
+  // The session as one full snapshot; the hold counts its bytes as I/O memory while kept.
+  struct Exported {
+    std::string bytes;
+    IoMemory::Hold hold;
+  };
+  StatusOr<Exported> export_session(const std::string& tenant, const std::string& id);
+  // The caller counts the snapshot in io_memory() (three times its size) while it imports.
   StatusOr<SessionInfo> import_session(const std::string& tenant, const std::string& snapshot);
+  // Memory for records in flight: session loads, commits, exports and imports share it.
+  IoMemory& io_memory() { return sessions_->io_memory(); }
 
   // Queues a turn; `done` is called exactly once, on an engine thread, after the session's new
   // state is durable (or with the error; a failed or cancelled turn leaves the session as it was).
@@ -175,6 +185,10 @@ class Engine {
   // goes to the scheduler. Fails the turn on error.
   void prepare(Turn& t);
   Status prepare_or_fail(Turn& t);
+  // Turns that found no room in the memory budget wait (admission_wait_ms at most, in order of
+  // arrival): retried whenever contexts give memory back, failed when their wait is over.
+  void retry_waiting();
+  void expire_waiting();
   // One step of a turn on the scheduler: its result once it has ended, else nullopt; *worked is
   // set when the step did something (not only waited for streamed input).
   std::optional<StatusOr<TurnResult>> step_turn(Turn& t, bool* worked);

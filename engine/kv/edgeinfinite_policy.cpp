@@ -112,6 +112,12 @@ bool EdgeInfinitePolicy::save_delta(ByteWriter& w) const {
   return true;
 }
 
+size_t EdgeInfinitePolicy::delta_size() const {
+  const size_t cache = cache_.delta_size();
+  if (cache == 0) return 0;
+  return cache + 1 + (cache_.evicted_since_mark() ? layers_bytes(m_) + layers_bytes(z_) : 0);
+}
+
 Status EdgeInfinitePolicy::apply_delta(ByteReader& r, kernels::cpu::ThreadPool& pool) {
   Status st = [&]() -> Status {
     EDGEINF_RETURN_IF_ERROR(cache_.apply_delta(r, pool));

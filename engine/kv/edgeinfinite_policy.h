@@ -39,6 +39,7 @@ class EdgeInfinitePolicy final : public KvPolicy {
   bool has_deltas() const override { return true; }
   void mark_saved() override { cache_.mark_saved(); }
   bool save_delta(ByteWriter& w) const override;
+  size_t delta_size() const override;
   Status apply_delta(ByteReader& r, kernels::cpu::ThreadPool& pool) override;
 
  private:

@@ -66,6 +66,12 @@ class FullPolicy final : public KvPolicy {
     return true;
   }
 
+  size_t delta_size() const override {
+    if (marked_ == 0) return 0;
+    return sizeof(int64_t) + 2 * sizeof(int64_t) +
+           2 * size_t(s_.n_layer) * size_t((c_.n_seen - marked_) * s_.kv_dim()) * sizeof(float);
+  }
+
   Status apply_delta(ByteReader& r, kernels::cpu::ThreadPool&) override {
     Status st = [&]() -> Status {
       int64_t marked = 0;

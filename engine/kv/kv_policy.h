@@ -112,6 +112,8 @@ class KvPolicy {
     (void)w;
     return false;
   }
+  // The bytes save_delta would write now (0: it would write nothing), without writing them.
+  virtual size_t delta_size() const { return 0; }
   virtual Status apply_delta(ByteReader& r, kernels::cpu::ThreadPool& pool) {
     (void)r, (void)pool;
     return absl::UnimplementedError(absl::StrCat("the ", name(), " policy has no incremental snapshots"));

@@ -146,16 +146,29 @@ void SinkWindowCache::mark_saved() {
   journal_.evictions.clear();
 }
 
-// Delta bytes: the marked state's entries and tokens; the evictions since; the counters now; the
-// first entry written and every layer's entries from there on (K then V).
-bool SinkWindowCache::save_delta(ByteWriter& w) const {
+int64_t SinkWindowCache::delta_first() const {
   const int64_t sink = c_.sink;
   int64_t dropped = 0;
   for (int64_t n : journal_.evictions) dropped += n;
   // Entries of the marked window that are still there, below the ones appended since.
   const int64_t old_window = std::max<int64_t>(0, journal_.n_cached - sink);
   const int64_t first = journal_.evictions.empty() ? journal_.n_cached : sink + old_window - dropped;
-  if (first <= (journal_.evictions.empty() ? 0 : sink) || first > c_.n_cached) return false;
+  if (first <= (journal_.evictions.empty() ? 0 : sink) || first > c_.n_cached) return -1;
+  return first;
+}
+
+size_t SinkWindowCache::delta_size() const {
+  const int64_t first = delta_first();
+  if (first < 0) return 0;
+  return 2 * sizeof(int64_t) + sizeof(uint32_t) + journal_.evictions.size() * sizeof(int64_t) + 6 * sizeof(int64_t) +
+         sizeof(int64_t) + 2 * size_t(s_.n_layer) * size_t((c_.n_cached - first) * s_.kv_dim()) * sizeof(float);
+}
+
+// Delta bytes: the marked state's entries and tokens; the evictions since; the counters now; the
+// first entry written and every layer's entries from there on (K then V).
+bool SinkWindowCache::save_delta(ByteWriter& w) const {
+  const int64_t first = delta_first();
+  if (first < 0) return false;
   w.put<int64_t>(journal_.n_cached);
   w.put<int64_t>(journal_.n_seen);
   w.put<uint32_t>(uint32_t(journal_.evictions.size()));

@@ -69,11 +69,14 @@ class SinkWindowCache {
   // so the result is bit-identical. False when no entry of the marked window survives.
   void mark_saved();
   bool save_delta(ByteWriter& w) const;
+  size_t delta_size() const;
   Status apply_delta(ByteReader& r, kernels::cpu::ThreadPool& pool);
   // Whether entries left the window since mark_saved (EdgeInfinite's memory then changed too).
   bool evicted_since_mark() const { return !journal_.evictions.empty(); }
 
  private:
+  // The first entry a delta writes (entries before it are replayed), or -1 when no delta applies.
+  int64_t delta_first() const;
   // Drops n window entries from the front of the first n_rows entries and re-rotates the rest by -n.
   void shift_window(int layer, int64_t n_rows, int64_t n, kernels::cpu::ThreadPool& pool);
 

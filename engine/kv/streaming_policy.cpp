@@ -33,6 +33,7 @@ class StreamingPolicy final : public KvPolicy {
   bool has_deltas() const override { return true; }
   void mark_saved() override { cache_.mark_saved(); }
   bool save_delta(ByteWriter& w) const override { return cache_.save_delta(w); }
+  size_t delta_size() const override { return cache_.delta_size(); }
   Status apply_delta(ByteReader& r, kernels::cpu::ThreadPool& pool) override { return cache_.apply_delta(r, pool); }
 
  private:

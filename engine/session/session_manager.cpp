@@ -43,9 +43,69 @@ struct Session {
   int n_deltas = 0;
 };
 
+IoMemory::Hold& IoMemory::Hold::operator=(Hold&& o) noexcept {
+  if (this != &o) {
+    release();
+    owner_ = o.owner_;
+    bytes_ = o.bytes_;
+    o.owner_ = nullptr;
+  }
+  return *this;
+}
+
+void IoMemory::Hold::release() {
+  if (owner_ != nullptr) owner_->give_back(bytes_);
+  owner_ = nullptr;
+}
+
+IoMemory::Hold IoMemory::reserve(size_t bytes) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return used_ == 0 || used_ + bytes <= limit_; });
+  used_ += bytes;
+  return Hold(this, bytes);
+}
+
+std::optional<IoMemory::Hold> IoMemory::try_reserve(size_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (used_ != 0 && used_ + bytes > limit_) return std::nullopt;
+  used_ += bytes;
+  return Hold(this, bytes);
+}
+
+size_t IoMemory::in_use() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return used_;
+}
+
+void IoMemory::give_back(size_t bytes) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    used_ -= bytes;
+  }
+  cv_.notify_all();
+}
+
 SessionManager::SessionManager(const SessionManagerConfig& config, std::unique_ptr<SessionStore> store,
                                ContextMaker maker)
-    : config_(config), store_(std::move(store)), maker_(std::move(maker)) {}
+    : config_(config), store_(std::move(store)), maker_(std::move(maker)), io_(config.io_bytes) {}
+
+size_t SessionManager::bound_of(const KvPolicyOptions& kv) {
+  const std::string name = absl::StrCat(kv.name, "/", kv.n_ctx, "/", kv.sink, "/", kv.window, "/", kv.segment, "/",
+                                        kv.budget, "/", kv.obs_window);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = bounds_.find(name); it != bounds_.end()) return it->second;
+  }
+  auto policy = maker_.make_policy(kv);
+  const size_t bound = policy.ok() ? (*policy)->max_state_bytes() : 0;
+  std::lock_guard<std::mutex> lock(mu_);
+  bounds_[name] = bound;
+  return bound;
+}
+
+IoMemory::Hold SessionManager::reserve_chain(const KvPolicyOptions& kv) {
+  return io_.reserve(2 * bound_of(kv) * size_t(store_->record_copies()) + (1 << 20));
+}
 
 SessionManager::~SessionManager() = default;
 
@@ -163,6 +223,10 @@ Status SessionManager::replay(const std::vector<StoredRecord>& chain, KvPolicy& 
 StatusOr<SessionInfo> SessionManager::get(const std::string& tenant, const std::string& id) {
   if (!valid_session_id(id)) return session_not_found(id);
   const std::string key = session_key(tenant, id);
+  KvPolicyOptions kv;
+  uint64_t version = 0;
+  EDGEINF_RETURN_IF_ERROR(read_owned_head(key, tenant, id, &kv, &version, nullptr).status());
+  const IoMemory::Hold hold = reserve_chain(kv);
   EDGEINF_ASSIGN_OR_RETURN(std::vector<StoredRecord> chain, read_chain(key, tenant, id));
   EDGEINF_ASSIGN_OR_RETURN(SnapshotView last, read_snapshot(chain.back().bytes));
   SessionMeta m;
@@ -194,9 +258,15 @@ StatusOr<std::vector<SessionInfo>> SessionManager::list(const std::string& tenan
   return out;
 }
 
-StatusOr<std::string> SessionManager::export_snapshot(const std::string& tenant, const std::string& id) {
+StatusOr<std::string> SessionManager::export_snapshot(const std::string& tenant, const std::string& id,
+                                                      IoMemory::Hold* hold) {
   if (!valid_session_id(id)) return session_not_found(id);
   const std::string key = session_key(tenant, id);
+  KvPolicyOptions kv;
+  uint64_t version = 0;
+  EDGEINF_RETURN_IF_ERROR(read_owned_head(key, tenant, id, &kv, &version, nullptr).status());
+  // The chain, then the rebuilt state and its snapshot: the chain's allowance plus one bound.
+  *hold = io_.reserve(2 * bound_of(kv) * size_t(store_->record_copies()) + 2 * bound_of(kv) + (1 << 20));
   EDGEINF_ASSIGN_OR_RETURN(std::vector<StoredRecord> chain, read_chain(key, tenant, id));
   if (chain.size() == 1) return std::move(chain[0].bytes);
   EDGEINF_ASSIGN_OR_RETURN(SnapshotView last, read_snapshot(chain.back().bytes));
@@ -208,15 +278,21 @@ StatusOr<std::string> SessionManager::export_snapshot(const std::string& tenant,
 // ---- writing --------------------------------------------------------------------------------------
 
 Status SessionManager::commit_record(const std::string& key, SessionMeta& m, const KvPolicyOptions& kv,
-                                     const KvPolicy& policy, bool full, Session* s) {
+                                     const KvPolicy& policy, bool full, Session* s, bool reserve_io) {
   m.commit_token = random_token();
   const SnapshotHeader header = maker_.header(kv);
   const std::string meta = encode_meta(m);
+  if (!full) {
+    // Compact when there is no delta, or when the deltas since the last full record would
+    // outweigh it.
+    const size_t delta = policy.delta_size();
+    full = delta == 0 || (s != nullptr && s->delta_bytes + delta > s->full_bytes);
+  }
+  const size_t estimate = (full ? policy.state_bytes() : policy.delta_size()) + meta.size() + 4096;
+  const IoMemory::Hold hold = reserve_io ? io_.reserve(estimate * size_t(store_->record_copies())) : IoMemory::Hold();
   std::optional<std::string> record;
   if (!full) {
     record = write_snapshot_delta(header, meta, policy);
-    // Compact when the deltas since the last full record would outweigh it.
-    if (record && s != nullptr && s->delta_bytes + record->size() > s->full_bytes) record.reset();
     full = !record;
   }
   if (full) {
@@ -265,7 +341,7 @@ StatusOr<SessionInfo> SessionManager::create(const std::string& tenant, const Kv
   m.create_time = m.update_time = unix_now();
   m.version = 1;
   m.state_bytes = int64_t(policy->state_bytes());
-  EDGEINF_RETURN_IF_ERROR(commit_record(session_key(tenant, m.id), m, kv, *policy, true, nullptr));
+  EDGEINF_RETURN_IF_ERROR(commit_record(session_key(tenant, m.id), m, kv, *policy, true, nullptr, true));
   return info_of(kv, m, maker_.header(kv).model_fingerprint);
 }
 
@@ -288,7 +364,9 @@ StatusOr<SessionInfo> SessionManager::import_snapshot(const std::string& tenant,
   m.tenant = tenant;
   m.update_time = unix_now();
   m.version = 1;
-  EDGEINF_RETURN_IF_ERROR(commit_record(session_key(tenant, m.id), m, v.header.kv, *policy, true, nullptr));
+  // The caller's I/O memory already covers the snapshot, its state and the record made of them.
+  EDGEINF_RETURN_IF_ERROR(
+      commit_record(session_key(tenant, m.id), m, v.header.kv, *policy, true, nullptr, /*reserve_io=*/false));
   return info_of(v.header.kv, m, v.header.model_fingerprint);
 }
 
@@ -365,7 +443,7 @@ StatusOr<SessionLease> SessionManager::acquire(const std::string& tenant, const 
       if (!make_room(bound)) {
         s->charge = s->ctx->state_bytes();
         charged_ += s->charge;
-        return absl::ResourceExhaustedError("the server's memory budget is in use; retry shortly");
+        return absl::ResourceExhaustedError(kNoRoom);
       }
       s->charge = bound;
       charged_ += bound;
@@ -376,6 +454,7 @@ StatusOr<SessionLease> SessionManager::acquire(const std::string& tenant, const 
       std::lock_guard<std::mutex> lock(mu_);
       drop_context(*s);
     }
+    const IoMemory::Hold hold = reserve_chain(kv);
     EDGEINF_ASSIGN_OR_RETURN(std::vector<StoredRecord> chain, read_chain(key, tenant, id));
     EDGEINF_ASSIGN_OR_RETURN(SnapshotView last, read_snapshot(chain.back().bytes));
     SessionMeta m;
@@ -384,7 +463,7 @@ StatusOr<SessionLease> SessionManager::acquire(const std::string& tenant, const 
     {
       std::lock_guard<std::mutex> lock(mu_);
       const size_t bound = ctx->max_state_bytes();
-      if (!make_room(bound)) return absl::ResourceExhaustedError("the server's memory budget is in use; retry shortly");
+      if (!make_room(bound)) return absl::ResourceExhaustedError(kNoRoom);
       s->charge = bound;
       charged_ += bound;
       s->ctx = std::move(ctx);
@@ -418,7 +497,7 @@ Status SessionManager::commit(SessionLease& lease, const TurnCommit& turn) {
   m.update_time = unix_now();
   count(*s->ctx, s->kv.name, &m);
   const bool full = s->n_deltas >= config_.max_deltas;
-  EDGEINF_RETURN_IF_ERROR(commit_record(s->key, m, s->kv, s->ctx->policy(), full, s));
+  EDGEINF_RETURN_IF_ERROR(commit_record(s->key, m, s->kv, s->ctx->policy(), full, s, true));
   s->ctx->policy().mark_saved();
   s->meta = m;
   lease.meta = m;
@@ -452,6 +531,7 @@ void SessionManager::release(SessionLease& lease, bool keep) {
     after = charged_;
   }
   released_.notify_all();
+  if (after < before && maker_.on_room) maker_.on_room();
   if (after + (1 << 20) < before) trim_heap();
 }
 
@@ -459,7 +539,7 @@ StatusOr<std::unique_ptr<LlamaContext>> SessionManager::one_off(const KvPolicyOp
   EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaContext> ctx, maker_.make(kv));
   std::lock_guard<std::mutex> lock(mu_);
   if (!make_room(ctx->max_state_bytes())) {
-    return absl::ResourceExhaustedError("the server's memory budget is in use; retry shortly");
+    return absl::ResourceExhaustedError(kNoRoom);
   }
   charged_ += ctx->max_state_bytes();
   return ctx;
@@ -473,6 +553,7 @@ void SessionManager::release_one_off(std::unique_ptr<LlamaContext> ctx) {
     std::lock_guard<std::mutex> lock(mu_);
     charged_ -= bound;
   }
+  if (maker_.on_room) maker_.on_room();
   trim_heap();
 }
 

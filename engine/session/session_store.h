@@ -50,6 +50,9 @@ class SessionStore {
   virtual StatusOr<std::vector<std::string>> list(const std::string& prefix) = 0;
   // OK when the store answers (health checks).
   virtual Status ping() = 0;
+  // How many copies of a record a commit or a read holds in this process at once (a client
+  // library that formats a command into a buffer of its own holds two): memory accounting.
+  virtual int record_copies() const { return 1; }
   virtual std::string url() const = 0;
 };
 

@@ -45,29 +45,40 @@ Status read_header(ByteReader& r, SnapshotHeader* h) {
   return r.get_string(&h->gate_id, 256);
 }
 
-}  // namespace
-
-namespace {
-
-std::string assemble(const SnapshotHeader& header, std::string_view session_meta, uint32_t state_id,
-                     std::string_view state) {
-  std::string head;
-  ByteWriter hw(&head);
-  write_header(header, hw);
-  const std::string_view sections[] = {head, session_meta, state};
-  const uint32_t ids[] = {kHeader, kSession, state_id};
+// Writes a record into one buffer: the table first with room for the checksums, the sections
+// straight after it (the policy writes its state in place: no second copy of a large state),
+// then the checksums. write_state returns false to abandon the record: then the result is empty
+// (a record never is).
+template <typename WriteState>
+StatusOr<std::string> assemble(const SnapshotHeader& header, std::string_view session_meta,
+                                              uint32_t state_id, size_t state_estimate, WriteState&& write_state) {
+  constexpr size_t kTable = 8 + 4 + 4 + 3 * (4 + 8 + 4);
   std::string out;
-  out.reserve(64 + head.size() + session_meta.size() + state.size());
+  out.reserve(kTable + 1024 + session_meta.size() + state_estimate);  // no regrowth (and copy) on the way
+  out.resize(kTable);
   ByteWriter w(&out);
-  w.put_array(kMagic, sizeof kMagic);
-  w.put<uint32_t>(kSnapshotVersion);
-  w.put<uint32_t>(3);
+  size_t bounds[4];
+  bounds[0] = out.size();
+  write_header(header, w);
+  bounds[1] = out.size();
+  out.append(session_meta.data(), session_meta.size());
+  bounds[2] = out.size();
+  EDGEINF_ASSIGN_OR_RETURN(const bool written, write_state(w));
+  if (!written) return std::string();
+  bounds[3] = out.size();
+  std::string table;
+  ByteWriter tw(&table);
+  tw.put_array(kMagic, sizeof kMagic);
+  tw.put<uint32_t>(kSnapshotVersion);
+  tw.put<uint32_t>(3);
+  const uint32_t ids[] = {kHeader, kSession, state_id};
   for (int i = 0; i < 3; ++i) {
-    w.put<uint32_t>(ids[i]);
-    w.put<uint64_t>(sections[i].size());
-    w.put<uint32_t>(crc32c(sections[i].data(), sections[i].size()));
+    tw.put<uint32_t>(ids[i]);
+    tw.put<uint64_t>(bounds[i + 1] - bounds[i]);
+    tw.put<uint32_t>(crc32c(out.data() + bounds[i], bounds[i + 1] - bounds[i]));
   }
-  for (const std::string_view s : sections) out.append(s.data(), s.size());
+  EDGEINF_CHECK(table.size() == kTable);
+  out.replace(0, kTable, table);
   return out;
 }
 
@@ -75,18 +86,19 @@ std::string assemble(const SnapshotHeader& header, std::string_view session_meta
 
 StatusOr<std::string> write_snapshot(const SnapshotHeader& header, std::string_view session_meta,
                                      const KvPolicy& policy) {
-  std::string state;
-  ByteWriter sw(&state);
-  EDGEINF_RETURN_IF_ERROR(policy.save(sw));
-  return assemble(header, session_meta, kPolicy, state);
+  return assemble(header, session_meta, kPolicy, policy.state_bytes() + 4096,
+                  [&](ByteWriter& w) -> StatusOr<bool> {
+                    EDGEINF_RETURN_IF_ERROR(policy.save(w));
+                    return true;
+                  });
 }
 
 std::optional<std::string> write_snapshot_delta(const SnapshotHeader& header, std::string_view session_meta,
                                                 const KvPolicy& policy) {
-  std::string delta;
-  ByteWriter dw(&delta);
-  if (!policy.save_delta(dw)) return std::nullopt;
-  return assemble(header, session_meta, kPolicyDelta, delta);
+  auto out = assemble(header, session_meta, kPolicyDelta, 0,
+                      [&](ByteWriter& w) -> StatusOr<bool> { return policy.save_delta(w); });
+  if (!out.ok() || out->empty()) return std::nullopt;
+  return std::move(*out);
 }
 
 namespace {

@@ -138,8 +138,10 @@ TEST(KvSnapshot, DeltasRebuildTheStateBitForBitThroughFoldsAndGrowth) {
       feed(*live, tokens(n, n_vocab, uint64_t(seed++)));
       std::string delta;
       ByteWriter w(&delta);
+      const size_t announced = live->policy().delta_size();
       if (live->policy().save_delta(w)) {
         ++n_deltas;
+        EXPECT_EQ(announced, delta.size()) << kv.name << ": delta_size() is what save_delta writes";
         EXPECT_LT(delta.size(), state_of(live->policy()).size() + 64) << kv.name;
         ByteReader r(delta, "delta");
         const Status st = replica->policy().apply_delta(r, pool);
@@ -147,6 +149,7 @@ TEST(KvSnapshot, DeltasRebuildTheStateBitForBitThroughFoldsAndGrowth) {
         EXPECT_EQ(r.remaining(), 0u) << kv.name;
       } else {
         EXPECT_TRUE(delta.empty()) << kv.name << ": a refused delta writes nothing";
+        EXPECT_EQ(announced, 0u) << kv.name;
         const std::string whole = state_of(live->policy());
         ByteReader r(whole, "state");
         ASSERT_TRUE(replica->policy().restore(r).ok()) << kv.name;

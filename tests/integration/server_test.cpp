@@ -439,6 +439,7 @@ TEST(Server, MemoryBudgetAdmissionMetricsAndGracefulShutdown) {
     }
     std::vector<std::string> args = shape;
     args.push_back("--memory_budget_mb=" + std::to_string(fixed + 100));
+    args.push_back("--admission_wait_ms=0");  // refuse at once instead of waiting in line
     auto s = Server::start(temp_store(), args);
     const std::string a = create_session(*s->stub), b = create_session(*s->stub);
     v1::GenerateRequest long_req = text_request(a, kStory, 120, 1);
@@ -464,6 +465,36 @@ TEST(Server, MemoryBudgetAdmissionMetricsAndGracefulShutdown) {
     ASSERT_TRUE(long_turn.status.ok()) << long_turn.status.error_message();
     // Once it has ended, the next turn is admitted.
     EXPECT_TRUE(generate(*s->stub, text_request(b, "hi", 2, 1)).status.ok());
+  }
+  // With a wait allowed, the second turn waits in line for the first to give its memory back.
+  {
+    const std::vector<std::string> shape = {"--window=1020", "--segment=512"};
+    int64_t fixed = 0;
+    {
+      auto probe = Server::start(temp_store(), shape);
+      fixed = fixed_mib(*probe);
+    }
+    std::vector<std::string> args = shape;
+    args.push_back("--memory_budget_mb=" + std::to_string(fixed + 100));
+    args.push_back("--admission_wait_ms=60000");
+    auto s = Server::start(temp_store(), args);
+    v1::GenerateRequest long_req = text_request("", kStory, 60, 1);
+    long_req.mutable_stop()->set_ignore_eos(true);
+    std::atomic<bool> first_delta{false};
+    std::thread runner([&] {
+      grpc::ClientContext ctx;
+      auto reader = s->stub->Generate(&ctx, long_req);
+      v1::GenerateEvent ev;
+      while (reader->Read(&ev)) {
+        if (ev.has_delta()) first_delta = true;
+      }
+      EXPECT_TRUE(reader->Finish().ok());
+    });
+    while (!first_delta) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const Turn queued = generate(*s->stub, text_request("", "hi", 2, 1));
+    runner.join();
+    EXPECT_TRUE(queued.status.ok()) << queued.status.error_message();
+    EXPECT_GT(queued.final.usage().time_to_first_token_s(), 0.5) << "it waited for the first turn";
   }
   auto s = Server::start(temp_store());
   ASSERT_TRUE(generate(*s->stub, text_request("", kStory, 4, 1)).status.ok());
