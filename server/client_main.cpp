@@ -69,6 +69,10 @@ struct Client {
 };
 
 void print_session(const v1::Session& s) {
+  if (!s.damage().empty()) {
+    std::printf("%s DAMAGED: %s\n", s.name().c_str(), s.damage().c_str());
+    return;
+  }
   std::printf("%s policy=%s S=%d W=%d L=%d tokens=%lld exact=%lld compressed=%lld dropped=%lld state=%.1fMiB etag=%s\n",
               s.name().c_str(), s.policy().name().c_str(), s.policy().sink(), s.policy().window(),
               s.policy().segment(), static_cast<long long>(s.total_tokens()), static_cast<long long>(s.exact_tokens()),

@@ -270,8 +270,9 @@ int run(int argc, char** argv) {
   spdlog::info("model {} ({}); policy {} S={} W={} L={}; gate {}; store {}", ec.model_path,
                (*engine)->model().gguf().fingerprint(), kv.name, kv.sink, kv.window, kv.segment,
                (*engine)->gate() ? edgeinf::gate_kind_name((*engine)->gate()->config().kind) : "none", store_url->url);
-  spdlog::info("memory budget {} MiB: {} MiB for the model, scratch and runtime, the rest for sessions",
-               ec.memory_budget_bytes >> 20, (*engine)->fixed_bytes() >> 20);
+  spdlog::info(
+      "memory budget {} MiB: {} MiB for the model, scratch, runtime and records in flight, the rest for sessions",
+      ec.memory_budget_bytes >> 20, (*engine)->fixed_bytes() >> 20);
 
   edgeinf::server::ServiceLimits limits;
   limits.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);

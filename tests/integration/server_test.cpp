@@ -428,71 +428,65 @@ TEST(Server, MemoryBudgetAdmissionMetricsAndGracefulShutdown) {
     EXPECT_NE(WEXITSTATUS(s->proc->exit_status()), 0);
     EXPECT_NE(s->proc->log().find("memory budget of 1 MiB is too small"), std::string::npos) << s->proc->log();
   }
-  // A budget with room for one context of the shipped shape (~69 MiB at its bound) but not two:
-  // while one turn runs, a second is refused with a retry hint, for one-off and session turns alike.
+  // A budget with room for one context of the shipped shape (~69 MiB at its bound) but not two.
+  const std::vector<std::string> shape = {"--window=1020", "--segment=512"};
+  int64_t fixed = 0;
   {
-    const std::vector<std::string> shape = {"--window=1020", "--segment=512"};
-    int64_t fixed = 0;
-    {
-      auto probe = Server::start(temp_store(), shape);
-      fixed = fixed_mib(*probe);
-    }
+    auto probe = Server::start(temp_store(), shape);
+    fixed = fixed_mib(*probe);
+  }
+  auto room_for_one = [&](int admission_wait_ms) {
     std::vector<std::string> args = shape;
     args.push_back("--memory_budget_mb=" + std::to_string(fixed + 100));
-    args.push_back("--admission_wait_ms=0");  // refuse at once instead of waiting in line
-    auto s = Server::start(temp_store(), args);
-    const std::string a = create_session(*s->stub), b = create_session(*s->stub);
-    v1::GenerateRequest long_req = text_request(a, kStory, 120, 1);
-    long_req.mutable_stop()->set_ignore_eos(true);
-    std::atomic<bool> first_delta{false};
-    Turn long_turn;
-    std::thread runner([&] {
+    args.push_back("--admission_wait_ms=" + std::to_string(admission_wait_ms));
+    return Server::start(temp_store(), args);
+  };
+  // A turn streaming in the background; returns once its first token is out.
+  struct Background {
+    std::thread runner;
+    grpc::Status status;
+    std::atomic<bool> started{false};
+  };
+  auto start_long_turn = [](Server& s, const std::string& session, int max_tokens, Background* bg) {
+    v1::GenerateRequest req = text_request(session, kStory, max_tokens, 1);
+    req.mutable_stop()->set_ignore_eos(true);
+    bg->runner = std::thread([&s, req, bg] {
       grpc::ClientContext ctx;
-      auto reader = s->stub->Generate(&ctx, long_req);
+      auto reader = s.stub->Generate(&ctx, req);
       v1::GenerateEvent ev;
       while (reader->Read(&ev)) {
-        if (ev.has_delta()) first_delta = true;
+        if (ev.has_delta()) bg->started = true;
       }
-      long_turn.status = reader->Finish();
+      bg->status = reader->Finish();
+      bg->started = true;
     });
-    while (!first_delta) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    while (!bg->started) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  };
+  // Refused at once: while one turn runs, a second gets RESOURCE_EXHAUSTED with a retry hint, for
+  // one-off and session turns alike.
+  {
+    auto s = room_for_one(0);
+    const std::string a = create_session(*s->stub), b = create_session(*s->stub);
+    Background bg;
+    start_long_turn(*s, a, 120, &bg);
     const Turn one_off = generate(*s->stub, text_request("", "hi", 2, 1));
     EXPECT_EQ(one_off.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << one_off.status.error_message();
     EXPECT_TRUE(one_off.retry_hint);
     const Turn other = generate(*s->stub, text_request(b, "hi", 2, 1));
     EXPECT_EQ(other.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << other.status.error_message();
-    runner.join();
-    ASSERT_TRUE(long_turn.status.ok()) << long_turn.status.error_message();
+    bg.runner.join();
+    ASSERT_TRUE(bg.status.ok()) << bg.status.error_message();
     // Once it has ended, the next turn is admitted.
     EXPECT_TRUE(generate(*s->stub, text_request(b, "hi", 2, 1)).status.ok());
   }
   // With a wait allowed, the second turn waits in line for the first to give its memory back.
   {
-    const std::vector<std::string> shape = {"--window=1020", "--segment=512"};
-    int64_t fixed = 0;
-    {
-      auto probe = Server::start(temp_store(), shape);
-      fixed = fixed_mib(*probe);
-    }
-    std::vector<std::string> args = shape;
-    args.push_back("--memory_budget_mb=" + std::to_string(fixed + 100));
-    args.push_back("--admission_wait_ms=60000");
-    auto s = Server::start(temp_store(), args);
-    v1::GenerateRequest long_req = text_request("", kStory, 60, 1);
-    long_req.mutable_stop()->set_ignore_eos(true);
-    std::atomic<bool> first_delta{false};
-    std::thread runner([&] {
-      grpc::ClientContext ctx;
-      auto reader = s->stub->Generate(&ctx, long_req);
-      v1::GenerateEvent ev;
-      while (reader->Read(&ev)) {
-        if (ev.has_delta()) first_delta = true;
-      }
-      EXPECT_TRUE(reader->Finish().ok());
-    });
-    while (!first_delta) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    auto s = room_for_one(60000);
+    Background bg;
+    start_long_turn(*s, "", 60, &bg);
     const Turn queued = generate(*s->stub, text_request("", "hi", 2, 1));
-    runner.join();
+    bg.runner.join();
+    EXPECT_TRUE(bg.status.ok()) << bg.status.error_message();
     EXPECT_TRUE(queued.status.ok()) << queued.status.error_message();
     EXPECT_GT(queued.final.usage().time_to_first_token_s(), 0.5) << "it waited for the first turn";
   }
