@@ -25,11 +25,23 @@ inline constexpr Tolerance kAttentionTol{1e-5, 1e-4};
 // Memory ops accumulate d-long sums of products in a different order than the reference.
 inline constexpr Tolerance kMemoryTol{1e-4, 1e-4};
 // Whole model vs the Python reference (float64 numpy on the same dequantised weights), teacher-forced:
-// max-abs logit error per position as a fraction of that position's logit range (max - min), and
-// the share of positions whose argmax must agree (ties within kTop1TieMargin are not counted).
-inline constexpr double kLogitRangeFraction = 0.01;
-inline constexpr double kTop1Agreement = 0.995;
+// max-abs logit error per position as a fraction of that position's logit range (max - min), about
+// 10x the error measured (worst over the files of each kind; it grows with the number of keys
+// summed): tiny random models 1.34e-6; the real model 2.4e-6 on short prompts (<= 256 tokens),
+// 5.3e-6 on a 1K-token prompt, 3.5e-5 at position 4565 of a 4.6K-token one. Every position whose
+// reference top-2 margin exceeds kTop1TieMargin must have the same argmax, and every logit must be
+// finite.
+inline constexpr double kLogitRangeFractionTiny = 1.5e-5;
+inline constexpr double kLogitRangeFractionShort = 2.5e-5;
+inline constexpr double kLogitRangeFractionLong = 6e-5;    // up to 2K tokens
+inline constexpr double kLogitRangeFractionLonger = 4e-4;  // beyond
+inline constexpr double kTop1Agreement = 1.0;
 inline constexpr double kTop1TieMargin = 1e-3;
+inline constexpr double logit_range_fraction(bool tiny, size_t n_tokens) {
+  if (tiny) return kLogitRangeFractionTiny;
+  return n_tokens <= 256 ? kLogitRangeFractionShort : n_tokens <= 2048 ? kLogitRangeFractionLong
+                                                                          : kLogitRangeFractionLonger;
+}
 // Greedy continuation of the real model must equal the reference's for this many tokens.
 inline constexpr int kGreedyTokens = 32;
 // CUDA backend vs CPU backend, whole model: max |cuda - cpu| over a logits row as a fraction of the
