@@ -12,36 +12,14 @@
 
 #include "engine/model/llama_context.h"
 #include "tests/test_paths.h"
+#include "tests/golden/reference_file.h"
 #include "tests/tolerances.h"
 
 namespace edgeinf {
 namespace {
 
-struct Reference {
-  std::vector<int32_t> tokens, top1, gen;
-  std::vector<float> margin;
-  std::vector<uint32_t> logit_positions;
-  std::vector<float> logits;  // [n_logit_rows, n_vocab]
-  uint32_t n_vocab = 0;
-};
-
-template <typename T>
-bool read_vec(std::ifstream& in, std::vector<T>& v, size_t n) {
-  v.resize(n);
-  return bool(in.read(reinterpret_cast<char*>(v.data()), std::streamsize(n * sizeof(T))));
-}
-
-bool read_reference(const std::string& path, Reference* r) {
-  std::ifstream in(path, std::ios::binary);
-  char magic[8];
-  uint32_t hdr[4];
-  if (!in.read(magic, 8) || std::memcmp(magic, "EIREF001", 8) != 0) return false;
-  if (!in.read(reinterpret_cast<char*>(hdr), sizeof hdr)) return false;
-  r->n_vocab = hdr[1];
-  return read_vec(in, r->tokens, hdr[0]) && read_vec(in, r->top1, hdr[0]) && read_vec(in, r->margin, hdr[0]) &&
-         read_vec(in, r->logit_positions, hdr[2]) && read_vec(in, r->logits, size_t(hdr[2]) * hdr[1]) &&
-         read_vec(in, r->gen, hdr[3]);
-}
+using testing::read_reference;
+using testing::Reference;
 
 struct Entry {
   std::string ref, model;

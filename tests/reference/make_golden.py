@@ -296,11 +296,96 @@ def tiny_models(g: Golden, seed: int = 99):
     print(f"tiny models total {time.time() - t0:.1f}s", flush=True)
 
 
+# ----------------------------------------------------------------------------
+# KV policies (policy_ref.py): teacher-forced logits in batches of L, past several folds
+
+def evaluate_policy(session, ids: list[int], all_rows: bool):
+    """(top1, margin, positions, rows) of teacher-forced logits through a policy session."""
+    import policy_ref
+    lg = policy_ref.teacher_forced(session, ids)
+    top1 = lg.argmax(axis=1).astype(np.int32)
+    t2 = np.partition(lg, -2, axis=1)[:, -2:]
+    margin = (t2[:, 1] - t2[:, 0]).astype(np.float32)
+    pos = list(range(len(ids))) if all_rows else logit_positions(len(ids))
+    return top1, margin, np.asarray(pos, np.uint32), lg[pos].astype(np.float32)
+
+
+class PolicyGolden:
+    """policy_manifest.txt: "<ref> <model> <policy> <S> <W> <L> <update> <gate>", gate "none", a
+    .gguf gate file or a .bin of raw gate parameters (policy_ref.Gate.write_bin)."""
+
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir
+        self.lines: list[str] = []
+
+    def add(self, name, model_path, model, ids, policy, S, W, L, update, gate_spec, gate, all_rows):
+        import policy_ref
+        t0 = time.time()
+        sess = policy_ref.WindowSession(model, S, W, L, memory=policy == "edgeinfinite", update=update, gate=gate)
+        top1, margin, pos, rows = evaluate_policy(sess, ids, all_rows)
+        fname = f"{name}.ref"
+        write_ref(os.path.join(self.out_dir, fname), ids, model.hp.n_vocab, top1, margin, pos, rows, [])
+        self.lines.append(f"{fname} {model_path} {policy} {S} {W} {L} {update} {gate_spec}")
+        print(f"{fname}: {policy} S={S} W={W} L={L} {update} gate={os.path.basename(gate_spec)} "
+              f"n_tokens={len(ids)} folded={sess.n_left} min_margin={margin.min():.4g} "
+              f"time={time.time() - t0:.1f}s", flush=True)
+
+    def write_manifest(self):
+        with open(os.path.join(self.out_dir, "policy_manifest.txt"), "w") as f:
+            for ln in sorted(self.lines):
+                f.write(ln + "\n")
+
+
+def tiny_policies(pg: PolicyGolden, seed: int = 7):
+    """Three tiny shapes (GQA with normal RoPE, QKV bias with NEOX RoPE, Q4_K weights): streaming,
+    EdgeInfinite without a gate, with a scalar gate and the delta rule, with a linear gate and the
+    linear rule; S=2 W=24 L=16 and 120 tokens: seven folds."""
+    import make_tiny_gguf
+    import policy_ref
+    paths = make_tiny_gguf.generate(pg.out_dir, ["gqa_odd", "qkv_bias", "q4_k"])
+    for name, path in paths.items():
+        model = llama_ref.load(path)
+        rng = np.random.default_rng(seed + len(name))
+        ids = [int(x) for x in rng.integers(0, model.hp.n_vocab, 120)]
+        hp = model.hp
+        q_dim = hp.n_head * hp.head_dim_k
+        rel = os.path.basename(path)
+        pg.add(f"policy_tiny_{name}_streaming", rel, model, ids, "streaming", 2, 24, 16, "delta", "none", None, True)
+        pg.add(f"policy_tiny_{name}_edge_nogate", rel, model, ids, "edgeinfinite", 2, 24, 16, "delta", "none", None,
+               True)
+        for kind, update in (("scalar", "delta"), ("linear", "linear")):
+            gate = policy_ref.Gate.random(rng, kind, hp.n_layer, hp.n_head, q_dim)
+            gate_file = f"policy_tiny_{name}_{kind}.gate.bin"
+            gate.write_bin(os.path.join(pg.out_dir, gate_file), hp.n_head, q_dim)
+            pg.add(f"policy_tiny_{name}_edge_{kind}_{update}", rel, model, ids, "edgeinfinite", 2, 24, 16, update,
+                   gate_file, gate, True)
+
+
+def real_policies(pg: PolicyGolden, model_path: str):
+    """The real model, streaming and EdgeInfinite with the shipped gate (beside the model), at
+    S=4 W=252 L=128 over ~900 tokens of GPL-3 text: four folds."""
+    import policy_ref
+    model_path = os.path.abspath(model_path)
+    gate_path = model_path[:-len(".gguf")] + ".gate.gguf"
+    if not os.path.exists(gate_path):
+        raise SystemExit(f"no gate file beside the model: {gate_path} (scripts/setup installs it)")
+    model = llama_ref.load(model_path)
+    tok, how = load_tokenizer(model_path)
+    lines = open(GPL3, encoding="utf-8").read().splitlines(keepends=True)
+    ids, _ = text_prefix_ids(tok.encode, lines, 900)
+    pg.add("policy_real_streaming", model_path, model, ids, "streaming", 4, 252, 128, "delta", "none", None, False)
+    gate = policy_ref.Gate.load_gguf(gate_path)
+    pg.add("policy_real_edgeinfinite", model_path, model, ids, "edgeinfinite", 4, 252, 128, "delta", gate_path, gate,
+           False)
+
+
 def main():
     ap = argparse.ArgumentParser(description="write golden .ref files from the numpy reference")
     ap.add_argument("--model", help="real GGUF model (llama/qwen2)")
     ap.add_argument("--out-dir", required=True)
     ap.add_argument("--tiny", action="store_true", help="also generate tiny random-weight models and their refs")
+    ap.add_argument("--policies", action="store_true",
+                    help="also write StreamingLLM / EdgeInfinite references (policy_ref.py), tiny and real")
     a = ap.parse_args()
     if not a.model and not a.tiny:
         ap.error("nothing to do: give --model and/or --tiny")
@@ -311,6 +396,15 @@ def main():
     if a.tiny:
         tiny_models(g)
     g.write_manifest()
+    if a.policies:
+        pg = PolicyGolden(a.out_dir)
+        if a.tiny:
+            tiny_policies(pg)
+        if a.model:
+            real_policies(pg, a.model)
+        pg.write_manifest()
+        for ln in pg.lines:
+            read_ref(os.path.join(a.out_dir, ln.split()[0]))
     for fname in g.entries:  # re-read everything we wrote
         read_ref(os.path.join(a.out_dir, fname))
     total = sum(os.path.getsize(os.path.join(a.out_dir, f)) for f in g.entries)

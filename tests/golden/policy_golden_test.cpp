@@ -1,0 +1,151 @@
+// StreamingLLM and EdgeInfinite against their independent Python reference
+// (tests/reference/policy_ref.py), teacher-forced in batches of L past several folds: tiny models
+// of three shapes with random scalar and linear gates and both update rules, and the real model
+// with the shipped gate. Reference files come from the golden_reference CTest fixture
+// (policy_manifest.txt).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <sstream>
+
+#include "engine/kv/memory_gate.h"
+#include "engine/model/llama_context.h"
+#include "tests/golden/reference_file.h"
+#include "tests/test_paths.h"
+#include "tests/tolerances.h"
+
+namespace edgeinf {
+namespace {
+
+struct PolicyEntry {
+  std::string ref, model, policy, update, gate;
+  int sink = 0, window = 0, segment = 0;
+};
+
+std::vector<PolicyEntry> policy_manifest(bool tiny) {
+  std::vector<PolicyEntry> out;
+  const std::string dir = testing::golden_dir();
+  std::ifstream in(dir + "/policy_manifest.txt");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream ss(line);
+    PolicyEntry e;
+    if (!(ss >> e.ref >> e.model >> e.policy >> e.sink >> e.window >> e.segment >> e.update >> e.gate)) continue;
+    if ((e.ref.find("_tiny_") != std::string::npos) != tiny) continue;
+    e.ref = dir + "/" + e.ref;
+    if (e.model[0] != '/') e.model = dir + "/" + e.model;
+    if (e.gate != "none" && e.gate[0] != '/') e.gate = dir + "/" + e.gate;
+    out.push_back(e);
+  }
+  return out;
+}
+
+// A gate of raw parameters (policy_ref.Gate.write_bin): u32 kind, n_layer, n_head, q_dim, then per
+// layer bias f32[n_head] and, for linear, weight f32[n_head][2 q_dim].
+std::unique_ptr<MemoryGate> read_bin_gate(const std::string& path, const AttentionShape& shape, const GateConfig& base) {
+  std::ifstream in(path, std::ios::binary);
+  uint32_t hdr[4];
+  if (!in.read(reinterpret_cast<char*>(hdr), sizeof hdr)) return nullptr;
+  GateConfig c = base;
+  c.kind = hdr[0] == 1 ? GateKind::kLinear : GateKind::kScalar;
+  auto gate = std::make_unique<MemoryGate>(c, shape, 0.0f);
+  if (int(hdr[1]) != gate->n_layer() || int(hdr[2]) != shape.n_head || int64_t(hdr[3]) != shape.q_dim()) return nullptr;
+  for (int il = 0; il < gate->n_layer(); ++il) {
+    if (!testing::read_vec(in, gate->bias(il), size_t(shape.n_head))) return nullptr;
+    if (c.kind == GateKind::kLinear &&
+        !testing::read_vec(in, gate->weight(il), size_t(shape.n_head) * 2 * size_t(shape.q_dim()))) {
+      return nullptr;
+    }
+  }
+  return gate;
+}
+
+void check_policies(bool tiny) {
+  const std::vector<PolicyEntry> entries = policy_manifest(tiny);
+  ASSERT_FALSE(entries.empty()) << "no entries in " << testing::golden_dir()
+                                << "/policy_manifest.txt (the golden_reference test writes them)";
+  std::map<std::string, std::unique_ptr<LlamaModel>> models;
+  kernels::cpu::ThreadPool pool(2);
+  for (const PolicyEntry& e : entries) {
+    SCOPED_TRACE(e.ref);
+    testing::Reference ref;
+    ASSERT_TRUE(testing::read_reference(e.ref, &ref)) << "cannot read " << e.ref;
+    auto& model = models[e.model];
+    if (!model) {
+      auto loaded = LlamaModel::load(e.model);
+      ASSERT_TRUE(loaded.ok()) << loaded.status();
+      model = std::move(*loaded);
+    }
+    const AttentionShape shape = AttentionShape::of(*model);
+    KvPolicyOptions kv;
+    kv.name = e.policy;
+    kv.sink = e.sink;
+    kv.window = e.window;
+    kv.segment = e.segment;
+    auto update = parse_memory_update(e.update);
+    ASSERT_TRUE(update.ok());
+    kv.update = *update;
+    std::unique_ptr<MemoryGate> gate;
+    if (e.gate.size() > 4 && e.gate.substr(e.gate.size() - 4) == ".bin") {
+      gate = read_bin_gate(e.gate, shape, GateConfig{GateKind::kScalar, e.sink, e.window, e.segment, kv.update});
+      ASSERT_NE(gate, nullptr) << "cannot read " << e.gate;
+    } else if (e.gate != "none") {
+      auto loaded = MemoryGate::load(e.gate, shape, model->gguf().fingerprint());
+      ASSERT_TRUE(loaded.ok()) << loaded.status();
+      gate = std::move(*loaded);
+    }
+    kv.gate = gate.get();
+    LlamaContextOptions opt;
+    opt.kv = kv;
+    opt.n_batch = e.segment;
+    auto context = LlamaContext::create(*model, pool, opt);
+    ASSERT_TRUE(context.ok()) << context.status();
+    const int n_vocab = int(ref.n_vocab);
+    ASSERT_EQ(model->config().n_vocab, n_vocab);
+    std::map<uint32_t, size_t> row_of;
+    for (size_t i = 0; i < ref.logit_positions.size(); ++i) row_of[ref.logit_positions[i]] = i;
+    double worst = 0;
+    int worst_pos = -1, rows = 0, non_finite = 0, agree = 0, counted = 0;
+    for (size_t begin = 0; begin < ref.tokens.size(); begin += size_t(e.segment)) {
+      const size_t n = std::min(size_t(e.segment), ref.tokens.size() - begin);
+      auto logits = (*context)->eval_all_logits(std::span<const TokenId>(ref.tokens.data() + begin, n));
+      ASSERT_TRUE(logits.ok()) << logits.status();
+      for (size_t t = 0; t < n; ++t) {
+        const size_t pos = begin + t;
+        const float* l = logits->data() + t * size_t(n_vocab);
+        for (int v = 0; v < n_vocab; ++v) non_finite += !std::isfinite(l[v]);
+        if (ref.margin[pos] > testing::kTop1TieMargin) {
+          ++counted;
+          agree += int(std::max_element(l, l + n_vocab) - l) == ref.top1[pos];
+        }
+        auto it = row_of.find(uint32_t(pos));
+        if (it == row_of.end()) continue;
+        const float* want = ref.logits.data() + it->second * size_t(n_vocab);
+        const auto [lo, hi] = std::minmax_element(want, want + n_vocab);
+        double max_abs = 0;
+        for (int v = 0; v < n_vocab; ++v) max_abs = std::max(max_abs, double(std::fabs(l[v] - want[v])));
+        ++rows;
+        const double fraction = max_abs / std::max(1e-6, double(*hi - *lo));
+        if (fraction > worst) worst = fraction, worst_pos = int(pos);
+      }
+    }
+    const int64_t folded = (*context)->policy().n_compressed();
+    std::printf("%-44s %4zu tokens %3d rows %4lld folded  worst err/range %.2e (pos %d)  top1 %d/%d\n",
+                e.ref.substr(e.ref.rfind('/') + 1).c_str(), ref.tokens.size(), rows, static_cast<long long>(folded),
+                worst, worst_pos, agree, counted);
+    EXPECT_GE(folded, 3 * e.segment) << "the comparison must run past several folds";
+    EXPECT_EQ(rows, int(ref.logit_positions.size()));
+    EXPECT_EQ(non_finite, 0);
+    EXPECT_LE(worst, tiny ? testing::kPolicyLogitRangeFractionTiny : testing::kPolicyLogitRangeFractionReal)
+        << "worst position " << worst_pos;
+    EXPECT_EQ(agree, counted);
+  }
+}
+
+TEST(PolicyGolden, TinyModelsMatchTheReference) { check_policies(true); }
+TEST(PolicyGolden, RealModelWithTheShippedGateMatchesTheReference) { check_policies(false); }
+
+}  // namespace
+}  // namespace edgeinf

@@ -1,0 +1,251 @@
+#!/usr/bin/env python3
+"""StreamingLLM and EdgeInfinite over llama_ref's model, in float64 numpy.
+
+An independent statement of what the engine's `streaming` and `edgeinfinite` policies compute
+(engine/kv/sink_window_cache.*, edgeinfinite_policy.*), written from the method, not from the
+C++ code paths:
+
+  * Input is processed in batches of at most L tokens (the caller gives the batches).
+  * The cache holds S sink entries and a window; it never exceeds S + W + L entries. When a
+    batch of n would not fit, the oldest min(L, entries past the sinks) window entries leave
+    first.
+  * RoPE positions are the entries' indices in the cache: sinks 0..S-1, then the window, then
+    the batch. Keys are kept pre-RoPE here and rotated to their current index whenever they are
+    attended to (the engine keeps them rotated and re-rotates the remaining ones by -n when n
+    leave: the same numbers).
+  * Softmax attention of the batch over [cache; batch], causal within the batch.
+  * EdgeInfinite folds the leaving entries, per layer and KV head, into a memory M [d, d] and
+    z [d] with sigma = ELU + 1 on the pre-RoPE keys: linear rule M += sigma(K)^T V, delta rule
+    M += sigma(K)^T (V - sigma(K) M / (sigma(K) z + eps)) with M, z as they were before the
+    batch; z += sum sigma(K). Then each query head reads its KV head's memory with its pre-RoPE
+    query: A_mem = sigma(q) M / (sigma(q) z + eps). Read after the fold of this batch.
+  * A gate mixes it in: scalar g = sigmoid(b[h]); linear g = sigmoid(W[h] . [A_mem; A_local] + b[h])
+    over all heads' outputs of the token; out = g A_mem + (1 - g) A_local. Without a gate the
+    memory is kept but not read, and before anything is folded it is not read either (the
+    output is then exactly the base model's attention).
+"""
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+import llama_ref as lr
+
+MEMORY_EPS = 1e-6  # the engine's kMemoryEps, part of the method's definition
+
+
+def elu1(x: np.ndarray) -> np.ndarray:
+    return np.where(x > 0, x + 1.0, np.exp(np.minimum(x, 0.0)))
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+@dataclass
+class Gate:
+    kind: str                 # "scalar" or "linear"
+    bias: list[np.ndarray]    # per layer [n_head]
+    weight: list[np.ndarray]  # per layer [n_head, 2 * n_head * head_dim] (linear), else empty
+
+    def values(self, il: int, a_mem: np.ndarray, a_loc: np.ndarray) -> np.ndarray:
+        """g [n, n_head] from A_mem, A_local [n, n_head * head_dim]."""
+        n = a_mem.shape[0]
+        if self.kind == "scalar":
+            return np.broadcast_to(sigmoid(self.bias[il])[None, :], (n, self.bias[il].shape[0]))
+        both = np.concatenate([a_mem, a_loc], axis=1)
+        return sigmoid(both @ self.weight[il].T + self.bias[il][None, :])
+
+    @staticmethod
+    def load_gguf(path: str) -> "Gate":
+        import gguf
+        r = gguf.GGUFReader(path)
+        kind = str(r.fields["edgeinf.gate.kind"].contents())
+        tensors = {t.name: t for t in r.tensors}
+        bias, weight = [], []
+        il = 0
+        while f"blk.{il}.mem_gate.bias" in tensors:
+            bias.append(lr.dequant_tensor(tensors[f"blk.{il}.mem_gate.bias"]).astype(np.float64).reshape(-1))
+            w = tensors.get(f"blk.{il}.mem_gate.weight")
+            weight.append(lr.dequant_tensor(w).astype(np.float64) if w is not None else np.zeros((0, 0)))
+            il += 1
+        return Gate(kind, bias, weight)
+
+    @staticmethod
+    def random(rng: np.random.Generator, kind: str, n_layer: int, n_head: int, q_dim: int) -> "Gate":
+        # Open enough that the memory matters: biases around 0 (g ~ 0.5), small weights.
+        bias = [rng.normal(0.0, 1.0, n_head) for _ in range(n_layer)]
+        weight = [rng.normal(0.0, 0.05, (n_head, 2 * q_dim)) if kind == "linear" else np.zeros((0, 0))
+                  for _ in range(n_layer)]
+        # The engine holds gate parameters in float32: round them once, here, so both use the same.
+        bias = [b.astype(np.float32).astype(np.float64) for b in bias]
+        weight = [w.astype(np.float32).astype(np.float64) for w in weight]
+        return Gate(kind, bias, weight)
+
+    def write_bin(self, path: str, n_head: int, q_dim: int) -> None:
+        """u32 kind (0 scalar, 1 linear), u32 n_layer, u32 n_head, u32 q_dim; per layer bias
+        f32[n_head] and, when linear, weight f32[n_head][2 * q_dim]."""
+        with open(path, "wb") as f:
+            f.write(struct.pack("<4I", 1 if self.kind == "linear" else 0, len(self.bias), n_head, q_dim))
+            for il in range(len(self.bias)):
+                f.write(np.asarray(self.bias[il], "<f4").tobytes())
+                if self.kind == "linear":
+                    f.write(np.asarray(self.weight[il], "<f4").reshape(-1).tobytes())
+
+
+class WindowSession:
+    """A sink + window cache (StreamingLLM), and with memory=True EdgeInfinite's compressed memory."""
+
+    def __init__(self, model: lr.Model, sink: int, window: int, segment: int, memory: bool = False,
+                 update: str = "delta", gate: Gate | None = None):
+        hp = model.hp
+        assert hp.head_dim_k == hp.head_dim_v, "the memory is d x d"
+        assert update in ("delta", "linear")
+        self.m, self.S, self.W, self.L = model, sink, window, segment
+        self.memory, self.delta, self.gate = memory, update == "delta", gate
+        self.k = [np.zeros((0, hp.n_head_kv, hp.head_dim_k)) for _ in range(hp.n_layer)]  # pre-RoPE
+        self.v = [np.zeros((0, hp.n_head_kv, hp.head_dim_v)) for _ in range(hp.n_layer)]
+        d = hp.head_dim_k
+        self.M = [np.zeros((hp.n_head_kv, d, d)) for _ in range(hp.n_layer)]
+        self.z = [np.zeros((hp.n_head_kv, d)) for _ in range(hp.n_layer)]
+        self.n_cached = 0
+        self.n_left = 0
+
+    def _fold(self, il: int, k: np.ndarray, v: np.ndarray) -> None:
+        """k, v [m, n_kv, d] pre-RoPE."""
+        for g in range(k.shape[1]):
+            sk = elu1(k[:, g, :])
+            val = v[:, g, :]
+            if self.delta:
+                retrieved = (sk @ self.M[il][g]) / (sk @ self.z[il][g] + MEMORY_EPS)[:, None]
+                val = val - retrieved
+            self.M[il][g] = self.M[il][g] + sk.T @ val
+            self.z[il][g] = self.z[il][g] + sk.sum(axis=0)
+
+    def _read(self, il: int, q: np.ndarray) -> np.ndarray:
+        """q [n, n_head, d] pre-RoPE -> A_mem [n, n_head * d]."""
+        hp = self.m.hp
+        G = hp.n_head // hp.n_head_kv
+        out = np.empty_like(q)
+        for h in range(hp.n_head):
+            g = h // G
+            sq = elu1(q[:, h, :])
+            out[:, h, :] = (sq @ self.M[il][g]) / (sq @ self.z[il][g] + MEMORY_EPS)[:, None]
+        return out.reshape(q.shape[0], -1)
+
+    def eval(self, ids: Sequence[int]) -> np.ndarray:
+        """Logits [n, n_vocab] of one batch of n <= L tokens appended to the session."""
+        m, hp = self.m, self.m.hp
+        ids = np.asarray(ids, dtype=np.int64)
+        n = ids.shape[0]
+        assert 0 < n <= self.L
+        S, cap = self.S, self.S + self.W + self.L
+        n_leave = 0
+        if self.n_cached + n > cap:
+            n_leave = min(self.L, self.n_cached - min(self.n_cached, S))
+        base = self.n_cached - n_leave
+        assert base + n <= cap
+        H, KV, d = hp.n_head, hp.n_head_kv, hp.head_dim_k
+        G = H // KV
+        scale = 1.0 / math.sqrt(d)
+        pos_keys = np.arange(base + n)
+        pos_q = np.arange(base, base + n)
+        causal = np.where(pos_keys[None, :] <= pos_q[:, None], 0.0, -np.inf)  # [n, base + n]
+        x = m.tok_embd[ids]
+        for il, Lw in enumerate(m.layers):
+            h = lr.rms_norm(x, Lw.attn_norm, hp.rms_eps)
+            q, k, v = h @ Lw.wq.T, h @ Lw.wk.T, h @ Lw.wv.T
+            if Lw.bq is not None:
+                q = q + Lw.bq
+            if Lw.bk is not None:
+                k = k + Lw.bk
+            if Lw.bv is not None:
+                v = v + Lw.bv
+            q = q.reshape(n, H, d)
+            k = k.reshape(n, KV, d)
+            v = v.reshape(n, KV, d)
+            kc, vc = self.k[il], self.v[il]
+            if n_leave:
+                if self.memory:
+                    self._fold(il, kc[S:S + n_leave], vc[S:S + n_leave])
+                kc = np.concatenate([kc[:S], kc[S + n_leave:]])
+                vc = np.concatenate([vc[:S], vc[S + n_leave:]])
+            read = self.memory and self.gate is not None and (self.n_left + n_leave) > 0
+            a_mem = self._read(il, q) if read else None
+            keys = np.concatenate([kc, k])
+            vals = np.concatenate([vc, v])
+            kr = lr.rope(keys, pos_keys, m.inv_freq, hp.n_rot, hp.rope_mode)
+            qr = lr.rope(q, pos_q, m.inv_freq, hp.n_rot, hp.rope_mode)
+            out = np.empty((n, H, d))
+            for hh in range(H):
+                s = (qr[:, hh, :] @ kr[:, hh // G, :].T) * scale + causal
+                s -= s.max(axis=1, keepdims=True)
+                p = np.exp(s)
+                p /= p.sum(axis=1, keepdims=True)
+                out[:, hh, :] = p @ vals[:, hh // G, :]
+            a_loc = out.reshape(n, H * d)
+            if read:
+                g = self.gate.values(il, a_mem, a_loc)  # [n, H]
+                gg = np.repeat(g, d, axis=1)
+                a_loc = gg * a_mem + (1.0 - gg) * a_loc
+            x = x + a_loc @ Lw.wo.T
+            h = lr.rms_norm(x, Lw.ffn_norm, hp.rms_eps)
+            x = x + (lr.silu(h @ Lw.w_gate.T) * (h @ Lw.w_up.T)) @ Lw.w_down.T
+            self.k[il], self.v[il] = keys, vals
+        self.n_cached = base + n
+        self.n_left += n_leave
+        return lr.rms_norm(x, m.output_norm, hp.rms_eps) @ m.output.T
+
+
+def teacher_forced(session: WindowSession, ids: Sequence[int]) -> np.ndarray:
+    """Logits at every position, fed in batches of the session's L."""
+    L = session.L
+    return np.concatenate([session.eval(ids[i:i + L]) for i in range(0, len(ids), L)], axis=0)
+
+
+def self_check() -> None:
+    """With room for everything, streaming equals full attention; with a gate of 0 (bias -inf),
+    EdgeInfinite equals streaming; the fold equals a per-token loop of the rule."""
+    import make_tiny_gguf
+    import os
+    import tempfile
+    rng = np.random.default_rng(3)
+    with tempfile.TemporaryDirectory() as d:
+        path = make_tiny_gguf.generate(d, ["gqa_odd"])["gqa_odd"]
+        model = lr.load(path)
+        ids = list(rng.integers(0, model.hp.n_vocab, 70))
+        full = lr.forward_logits(model, ids)
+        roomy = teacher_forced(WindowSession(model, 2, 100, 16), ids)
+        assert np.abs(roomy - full).max() < 1e-9, np.abs(roomy - full).max()
+        stream = teacher_forced(WindowSession(model, 2, 24, 16), ids)
+        assert np.abs(stream[:32] - full[:32]).max() < 1e-9  # before anything leaves (batch 3)
+        assert np.abs(stream[40:] - full[40:]).max() > 1e-3   # and after
+        closed = Gate("scalar", [np.full(model.hp.n_head, -np.inf)] * model.hp.n_layer, [np.zeros((0, 0))] * 8)
+        edge0 = teacher_forced(WindowSession(model, 2, 24, 16, memory=True, gate=closed), ids)
+        assert np.abs(edge0 - stream).max() < 1e-12
+        # The batched delta fold equals the per-token definition with retrieval before the batch.
+        s = WindowSession(model, 2, 24, 16, memory=True)
+        k = rng.normal(size=(5, model.hp.n_head_kv, model.hp.head_dim_k))
+        v = rng.normal(size=k.shape)
+        s._fold(0, k, v)
+        s._fold(0, k, v)
+        M, z = np.zeros_like(s.M[0]), np.zeros_like(s.z[0])
+        for _ in range(2):
+            M0, z0 = M.copy(), z.copy()
+            for t in range(5):
+                for g in range(k.shape[1]):
+                    sk = elu1(k[t, g])
+                    ret = (sk @ M0[g]) / (sk @ z0[g] + MEMORY_EPS)
+                    M[g] += np.outer(sk, v[t, g] - ret)
+                    z[g] += sk
+        assert np.abs(M - s.M[0]).max() < 1e-9 and np.abs(z - s.z[0]).max() < 1e-12
+        os.remove(path)
+    print("policy_ref self-check: ok")
+
+
+if __name__ == "__main__":
+    self_check()
