@@ -27,6 +27,8 @@ class SelectionPolicy : public KvPolicy {
   size_t state_bytes() const override;
   Status save(ByteWriter& w) const override;
   Status restore(ByteReader& r) override;
+  // Entries per KV head each layer keeps after a selection.
+  const std::vector<int64_t>& layer_budgets() const { return budget_; }
 
  private:
   void select(int layer, kernels::cpu::ThreadPool& pool);

@@ -321,7 +321,15 @@ class PolicyGolden:
     def add(self, name, model_path, model, ids, policy, S, W, L, update, gate_spec, gate, all_rows):
         import policy_ref
         t0 = time.time()
-        sess = policy_ref.WindowSession(model, S, W, L, memory=policy == "edgeinfinite", update=update, gate=gate)
+        if policy in ("snapkv", "pyramidkv"):
+            budget = S + W  # the engine's default budget; observation window 8, pool kernel 7, beta 20
+            budgets = ([budget] * model.hp.n_layer if policy == "snapkv"
+                       else policy_ref.pyramid_budgets(model.hp.n_layer, budget, 8, 20.0))
+            sess = policy_ref.SelectionSession(model, budgets, L)
+            sess.n_left = 0
+        else:
+            sess = policy_ref.WindowSession(model, S, W, L, memory=policy == "edgeinfinite", update=update,
+                                            gate=gate)
         top1, margin, pos, rows = evaluate_policy(sess, ids, all_rows)
         fname = f"{name}.ref"
         write_ref(os.path.join(self.out_dir, fname), ids, model.hp.n_vocab, top1, margin, pos, rows, [])
@@ -353,6 +361,8 @@ def tiny_policies(pg: PolicyGolden, seed: int = 7):
         pg.add(f"policy_tiny_{name}_streaming", rel, model, ids, "streaming", 2, 24, 16, "delta", "none", None, True)
         pg.add(f"policy_tiny_{name}_edge_nogate", rel, model, ids, "edgeinfinite", 2, 24, 16, "delta", "none", None,
                True)
+        pg.add(f"policy_tiny_{name}_snapkv", rel, model, ids, "snapkv", 2, 30, 16, "delta", "none", None, True)
+        pg.add(f"policy_tiny_{name}_pyramidkv", rel, model, ids, "pyramidkv", 2, 30, 16, "delta", "none", None, True)
         for kind, update in (("scalar", "delta"), ("linear", "linear")):
             gate = policy_ref.Gate.random(rng, kind, hp.n_layer, hp.n_head, q_dim)
             gate_file = f"policy_tiny_{name}_{kind}.gate.bin"

@@ -201,7 +201,107 @@ class WindowSession:
         return lr.rms_norm(x, m.output_norm, hp.rms_eps) @ m.output.T
 
 
-def teacher_forced(session: WindowSession, ids: Sequence[int]) -> np.ndarray:
+def pyramid_budgets(n_layer: int, budget: int, window: int, beta: float) -> list[int]:
+    """PyramidKV: per-layer budgets falling linearly with depth, mean `budget`, the top layer
+    keeping (budget - window) / beta selected entries besides the observation window."""
+    lo = (budget - window) / beta
+    hi = 2.0 * (budget - window) - lo
+    step = (hi - lo) / (n_layer - 1) if n_layer > 1 else 0.0
+    return [int(np.floor(hi - il * step + 0.5)) + window for il in range(n_layer)]
+
+
+class SelectionSession:
+    """SnapKV (and PyramidKV with per-layer budgets): every token is kept at its absolute RoPE
+    position until a layer holds more than its budget; then, per KV head, the last `obs` entries
+    stay, and of the earlier ones the budget - obs with the most votes: each of the last `obs`
+    queries of every head of the group votes with its causal softmax over the keys, the votes
+    are max-pooled along the keys (kernel `pool`), and the highest win (ties: the earlier)."""
+
+    def __init__(self, model: lr.Model, budgets: list[int], segment: int, obs: int = 8, pool: int = 7):
+        hp = model.hp
+        self.m, self.L, self.obs, self.pool = model, segment, obs, pool
+        self.budgets = budgets
+        # Per layer and KV head: rotated keys [n_e, d] and values; per layer the last obs rotated
+        # queries [<=obs, n_head, d].
+        self.k = [[np.zeros((0, hp.head_dim_k)) for _ in range(hp.n_head_kv)] for _ in range(hp.n_layer)]
+        self.v = [[np.zeros((0, hp.head_dim_v)) for _ in range(hp.n_head_kv)] for _ in range(hp.n_layer)]
+        self.q = [np.zeros((0, hp.n_head, hp.head_dim_k)) for _ in range(hp.n_layer)]
+        self.n_seen = 0
+
+    def _select(self, il: int) -> None:
+        hp = self.m.hp
+        G = hp.n_head // hp.n_head_kv
+        n = self.k[il][0].shape[0]
+        budget = self.budgets[il]
+        if n <= budget:
+            return
+        q = self.q[il]
+        n_obs = min(q.shape[0], self.obs)
+        q = q[-n_obs:]
+        n_prefix, n_pick = n - n_obs, budget - n_obs
+        scale = 1.0 / math.sqrt(hp.head_dim_k)
+        r = self.pool // 2
+        for g in range(hp.n_head_kv):
+            keys = self.k[il][g]
+            votes = np.zeros(n_prefix)
+            for h in range(g * G, (g + 1) * G):
+                for i in range(n_obs):
+                    visible = n_prefix + i + 1
+                    s = (keys[:visible] @ q[i, h]) * scale
+                    p = np.exp(s - s.max())
+                    votes += p[:n_prefix] / p.sum()
+            pooled = np.array([votes[max(0, j - r):min(n_prefix, j + r + 1)].max() for j in range(n_prefix)])
+            order = sorted(range(n_prefix), key=lambda j: (-pooled[j], j))[:n_pick]
+            keep = sorted(order) + list(range(n_prefix, n))
+            self.k[il][g] = keys[keep]
+            self.v[il][g] = self.v[il][g][keep]
+
+    def eval(self, ids: Sequence[int]) -> np.ndarray:
+        m, hp = self.m, self.m.hp
+        ids = np.asarray(ids, dtype=np.int64)
+        n = ids.shape[0]
+        assert 0 < n <= self.L
+        H, KV, d = hp.n_head, hp.n_head_kv, hp.head_dim_k
+        G = H // KV
+        scale = 1.0 / math.sqrt(d)
+        pos = np.arange(self.n_seen, self.n_seen + n)
+        x = m.tok_embd[ids]
+        for il, Lw in enumerate(m.layers):
+            h = lr.rms_norm(x, Lw.attn_norm, hp.rms_eps)
+            q, k, v = h @ Lw.wq.T, h @ Lw.wk.T, h @ Lw.wv.T
+            if Lw.bq is not None:
+                q = q + Lw.bq
+            if Lw.bk is not None:
+                k = k + Lw.bk
+            if Lw.bv is not None:
+                v = v + Lw.bv
+            qr = lr.rope(q.reshape(n, H, d), pos, m.inv_freq, hp.n_rot, hp.rope_mode)
+            kr = lr.rope(k.reshape(n, KV, d), pos, m.inv_freq, hp.n_rot, hp.rope_mode)
+            v = v.reshape(n, KV, d)
+            out = np.empty((n, H, d))
+            for g in range(KV):
+                self.k[il][g] = np.concatenate([self.k[il][g], kr[:, g]])
+                self.v[il][g] = np.concatenate([self.v[il][g], v[:, g]])
+                n_e = self.k[il][g].shape[0]
+                base = n_e - n
+                mask = np.where(np.arange(n_e)[None, :] <= (base + np.arange(n))[:, None], 0.0, -np.inf)
+                for hh in range(g * G, (g + 1) * G):
+                    s = (qr[:, hh] @ self.k[il][g].T) * scale + mask
+                    s -= s.max(axis=1, keepdims=True)
+                    p = np.exp(s)
+                    p /= p.sum(axis=1, keepdims=True)
+                    out[:, hh] = p @ self.v[il][g]
+            self.q[il] = np.concatenate([self.q[il], qr])[-self.obs:]
+            x = x + out.reshape(n, H * d) @ Lw.wo.T
+            h = lr.rms_norm(x, Lw.ffn_norm, hp.rms_eps)
+            x = x + (lr.silu(h @ Lw.w_gate.T) * (h @ Lw.w_up.T)) @ Lw.w_down.T
+        self.n_seen += n
+        for il in range(hp.n_layer):
+            self._select(il)
+        return lr.rms_norm(x, m.output_norm, hp.rms_eps) @ m.output.T
+
+
+def teacher_forced(session, ids: Sequence[int]) -> np.ndarray:
     """Logits at every position, fed in batches of the session's L."""
     L = session.L
     return np.concatenate([session.eval(ids[i:i + L]) for i in range(0, len(ids), L)], axis=0)
@@ -243,6 +343,12 @@ def self_check() -> None:
                     M[g] += np.outer(sk, v[t, g] - ret)
                     z[g] += sk
         assert np.abs(M - s.M[0]).max() < 1e-9 and np.abs(z - s.z[0]).max() < 1e-12
+        # SnapKV with room for everything is full attention; PyramidKV's budgets average B.
+        sel = teacher_forced(SelectionSession(model, [200] * model.hp.n_layer, 16), ids)
+        assert np.abs(sel - full).max() < 1e-9
+        for n_layer in (2, 3, 30):
+            b = pyramid_budgets(n_layer, 40, 8, 20.0)
+            assert all(x >= y for x, y in zip(b, b[1:])) and abs(sum(b) / n_layer - 40) <= 0.5, b
         os.remove(path)
     print("policy_ref self-check: ok")
 

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "engine/kv/kv_policy.h"
+#include "engine/kv/snapkv_policy.h"
 
 namespace edgeinf {
 namespace {
@@ -51,6 +52,47 @@ TEST(SnapKv, KeepsTheKeyTheWindowAttendsTo) {
   p.attend({0, 1, q1.data(), k1.data(), v1.data(), out1.data()}, pool);
   p.end_batch(pool);
   EXPECT_NEAR(out1[0], 7.0f, 0.05f) << "token 5 was evicted";
+}
+
+}  // namespace
+}  // namespace edgeinf
+
+namespace edgeinf {
+namespace {
+
+TEST(PyramidKv, BudgetsFallWithDepthAndAverageTheBudget) {
+  for (int n_layer : {2, 3, 7, 30}) {
+    for (int budget : {40, 100, 1024}) {
+      AttentionShape s;
+      s.n_layer = n_layer;
+      s.n_head = 2;
+      s.n_kv_head = 1;
+      s.head_dim = 8;
+      s.n_rot = 8;
+      s.n_ctx_train = 8192;
+      KvPolicyOptions o;
+      o.name = "pyramidkv";
+      o.budget = budget;
+      o.obs_window = 8;
+      o.segment = 16;
+      auto policy = make_kv_policy(o, s);
+      ASSERT_TRUE(policy.ok()) << policy.status();
+      const auto* selection = dynamic_cast<const SelectionPolicy*>(policy->get());
+      ASSERT_NE(selection, nullptr);
+      const std::vector<int64_t>& b = selection->layer_budgets();
+      ASSERT_EQ(int(b.size()), n_layer);
+      double sum = 0;
+      for (size_t il = 0; il < b.size(); ++il) {
+        EXPECT_GT(b[il], o.obs_window) << "layer " << il;
+        if (il > 0) {
+          EXPECT_LE(b[il], b[il - 1]) << "layer " << il;
+        }
+        sum += double(b[il]);
+      }
+      EXPECT_NEAR(sum / n_layer, budget, 0.5) << n_layer << " layers, budget " << budget;
+      EXPECT_GT(b.front(), b.back()) << "the bottom layer keeps more than the top";
+    }
+  }
 }
 
 }  // namespace
