@@ -1,5 +1,9 @@
-// Picks the vector implementation once, from the CPU's reported features.
+// Picks the vector implementation once, from the CPU's reported features (EDGEINF_CPU=generic
+// forces the portable one: how the tests run that path on machines that have AVX2).
 #include "kernels/cpu/vec.h"
+
+#include <cstdlib>
+#include <cstring>
 
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -26,7 +30,11 @@ bool has_avx2_fma_f16c() {
 }  // namespace
 
 const VecOps& vec_ops() {
-  static const VecOps& ops = has_avx2_fma_f16c() ? vec_ops_avx2() : vec_ops_generic();
+  static const VecOps& ops = [] () -> const VecOps& {
+    const char* force = std::getenv("EDGEINF_CPU");
+    if (force != nullptr && std::strcmp(force, "generic") == 0) return vec_ops_generic();
+    return has_avx2_fma_f16c() ? vec_ops_avx2() : vec_ops_generic();
+  }();
   return ops;
 }
 

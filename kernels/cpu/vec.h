@@ -28,7 +28,8 @@ struct VecOps {
   void (*swiglu)(const float* gate, const float* up, float* out, int64_t n);
 };
 
-// The best implementation this CPU supports (AVX2+FMA+F16C, else portable scalar code).
+// The best implementation this CPU supports (AVX2+FMA+F16C, else portable scalar code); the
+// environment variable EDGEINF_CPU=generic selects the portable one.
 const VecOps& vec_ops();
 // The portable implementation, for tests that compare the two.
 const VecOps& vec_ops_generic();

@@ -297,6 +297,55 @@ def tiny_models(g: Golden, seed: int = 99):
 
 
 # ----------------------------------------------------------------------------
+# weight decoding: random blocks decoded by the gguf package (an oracle independent of the
+# engine's decoders)
+
+DEQUANT_MAGIC = b"EIDQV001"
+
+
+def write_dequant_vectors(out_dir: str, seed: int = 5) -> str:
+    """dequant_vectors.bin: magic, u32 count; per entry u32 ggml type, u32 n_elems, u32 n_bytes,
+    the encoded bytes, f32 decoded[n_elems]. Random bytes everywhere except the fp16/bf16 scale
+    fields, which get finite random values (a NaN scale would make every comparison moot)."""
+    from gguf import GGMLQuantizationType as QT
+    from gguf.quants import dequantize
+    rng = np.random.default_rng(seed)
+    # type: (block bytes, block elements, offsets of 2-byte float scale fields)
+    layouts = {QT.Q4_0: (18, 32, [0]), QT.Q4_1: (20, 32, [0, 2]), QT.Q8_0: (34, 32, [0]),
+               QT.Q4_K: (144, 256, [0, 2]), QT.Q6_K: (210, 256, [208])}
+    entries = []
+    for qt, (nb, ne, scale_at) in layouts.items():
+        n_blocks = 8
+        raw = rng.integers(0, 256, (n_blocks, nb), dtype=np.uint8)
+        for off in scale_at:
+            scales = rng.normal(0.0, 0.05, n_blocks).astype(np.float16)
+            raw[:, off:off + 2] = scales.view(np.uint8).reshape(n_blocks, 2)
+        decoded = dequantize(raw.reshape(-1), qt).astype(np.float32).reshape(-1)
+        entries.append((int(qt), n_blocks * ne, raw.tobytes(), decoded))
+    for qt, dt in ((QT.F16, np.float16), (QT.BF16, None)):
+        n = 96
+        if dt is not None:
+            vals = rng.normal(0.0, 3.0, n).astype(dt)
+            raw = vals.tobytes()
+        else:
+            bits = (rng.normal(0.0, 3.0, n).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+            raw = bits.tobytes()
+        decoded = dequantize(np.frombuffer(raw, np.uint8), qt).astype(np.float32).reshape(-1)
+        entries.append((int(qt), n, raw, decoded))
+    path = os.path.join(out_dir, "dequant_vectors.bin")
+    with open(path, "wb") as f:
+        f.write(DEQUANT_MAGIC)
+        f.write(struct.pack("<I", len(entries)))
+        for qt, n, raw, decoded in entries:
+            assert np.isfinite(decoded).all(), qt
+            f.write(struct.pack("<3I", qt, n, len(raw)))
+            f.write(raw)
+            f.write(np.asarray(decoded, "<f4").tobytes())
+    print(f"wrote {path}: {len(entries)} types", flush=True)
+    return path
+
+
+# ----------------------------------------------------------------------------
 # KV policies (policy_ref.py): teacher-forced logits in batches of L, past several folds
 
 def evaluate_policy(session, ids: list[int], all_rows: bool):
@@ -405,6 +454,7 @@ def main():
         real_model(g, a.model)
     if a.tiny:
         tiny_models(g)
+        write_dequant_vectors(a.out_dir)
     g.write_manifest()
     if a.policies:
         pg = PolicyGolden(a.out_dir)
