@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Runs a command-line test and checks its exit status as well as its output (CTest's
+PASS_REGULAR_EXPRESSION alone ignores the exit status, so a refusal test would pass on success).
+
+  cli_check.py [--rc N] [--expect REGEX]... [--reject REGEX]... [--eval-json FILE]
+               [--calibrated] -- COMMAND ARGS...
+
+--rc N          the exit status the command must end with (default 0)
+--expect REGEX  must match the combined output (Python re, DOTALL)
+--reject REGEX  must not match it
+--eval-json F   `edgeinf eval` results: every perplexity finite and in [10, 300], and full
+                attention finds the passkey and the needle (inside its context)
+--calibrated    `edgeinf calibrate`: both gate stages beat the closed gate (relative loss < 1)
+"""
+import argparse
+import json
+import math
+import re
+import subprocess
+import sys
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rc", type=int, default=0)
+    ap.add_argument("--expect", action="append", default=[])
+    ap.add_argument("--reject", action="append", default=[])
+    ap.add_argument("--eval-json")
+    ap.add_argument("--calibrated", action="store_true")
+    ap.add_argument("command", nargs=argparse.REMAINDER)
+    a = ap.parse_args()
+    cmd = a.command[1:] if a.command and a.command[0] == "--" else a.command
+    if not cmd:
+        ap.error("no command")
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    out = p.stdout
+    sys.stdout.write(out)
+    failures = []
+    if p.returncode != a.rc:
+        failures.append(f"exit status {p.returncode}, expected {a.rc}")
+    for rx in a.expect:
+        if not re.search(rx, out, re.DOTALL):
+            failures.append(f"output does not match {rx!r}")
+    for rx in a.reject:
+        if re.search(rx, out, re.DOTALL):
+            failures.append(f"output matches {rx!r}")
+    if a.eval_json:
+        runs = json.load(open(a.eval_json))["runs"]
+        for r in runs:
+            if r["task"] == "ppl" and not (math.isfinite(r["score"]) and 10 <= r["score"] <= 300):
+                failures.append(f"perplexity of {r['policy']} at {r['length']} is {r['score']}")
+            if r["error"]:
+                failures.append(f"{r['task']} {r['policy']}: {r['error']}")
+        for task in ("passkey", "needle"):
+            full = [r["score"] for r in runs if r["task"] == task and r["policy"] == "full"]
+            if full != [1.0]:
+                failures.append(f"full attention's {task} score is {full}, expected [1.0]")
+    if a.calibrated:
+        m = re.search(r"mean relative validation loss: scalar ([0-9.]+), linear ([0-9.]+)", out)
+        if not m:
+            failures.append("no validation loss line")
+        elif not (float(m.group(1)) < 1.0 and float(m.group(2)) < 1.0):
+            failures.append(f"the gate does not beat a closed one: {m.group(0)}")
+    for f in failures:
+        print(f"cli_check: {f}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
