@@ -281,8 +281,9 @@ StatusOr<SessionInfo> Engine::create_session(const std::string& tenant, const st
                                              const KvShapeRequest& shape, int budget, int context) {
   KvPolicyOptions kv = default_kv_;
   if (!policy.empty()) kv.name = policy;
-  EDGEINF_ASSIGN_OR_RETURN(std::string warning,
-                           resolve_kv_shape(shape, kv.name == "edgeinfinite" ? gate_.get() : nullptr, &kv));
+  // What the request leaves unset is the server's default shape (itself the gate's unless the
+  // server was given one), not the gate's training shape.
+  EDGEINF_ASSIGN_OR_RETURN(std::string warning, resolve_kv_shape(shape, nullptr, &kv));
   (void)warning;
   const int n_ctx_train = model_->config().n_ctx_train;
   if (context < 0 || context > n_ctx_train) {

@@ -169,6 +169,12 @@ class Redis {
   std::unique_ptr<Process> proc_;
 };
 
+// The memory gate installed beside the test model.
+inline std::string gate_path() {
+  const std::string m = test_model_path();
+  return m.substr(0, m.size() - 5) + ".gate.gguf";
+}
+
 struct Server {
   int port = 0;
   std::unique_ptr<Process> proc;
@@ -181,7 +187,9 @@ struct Server {
                                   "--listen=127.0.0.1:" + std::to_string(port),
                                   "--metrics_listen=127.0.0.1:0",
                                   "--model=" + test_model_path(),
-                                  "--gate=none",
+                                  // The shipped gate (beside the model): the memory is read,
+                                  // so a damaged M or z would show in the text.
+                                  "--gate=" + gate_path(),
                                   "--store=" + store,
                                   "--threads=2",
                                   "--sink=4",
@@ -215,8 +223,9 @@ struct Turn {
   int64_t progress_total = 0;
   bool has_final = false;
   v1::Final final;
-  std::multimap<grpc::string_ref, grpc::string_ref> trailers;
   bool retry_hint = false;
+  // When the call began, its first delta arrived and it ended (steady clock).
+  std::chrono::steady_clock::time_point started, first_delta, ended;
 };
 
 inline Turn generate(v1::Inference::Stub& stub, const v1::GenerateRequest& req, const std::string& token = "",
@@ -224,8 +233,9 @@ inline Turn generate(v1::Inference::Stub& stub, const v1::GenerateRequest& req, 
   grpc::ClientContext ctx;
   if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
   if (deadline_ms > 0) ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(deadline_ms));
-  auto reader = stub.Generate(&ctx, req);
   Turn t;
+  t.started = std::chrono::steady_clock::now();
+  auto reader = stub.Generate(&ctx, req);
   v1::GenerateEvent ev;
   int deltas = 0;
   while (reader->Read(&ev)) {
@@ -234,6 +244,7 @@ inline Turn generate(v1::Inference::Stub& stub, const v1::GenerateRequest& req, 
       t.progress_total = ev.progress().tokens_total();
     }
     if (ev.has_delta()) {
+      if (deltas == 0) t.first_delta = std::chrono::steady_clock::now();
       t.text += ev.delta().text();
       t.ids.insert(t.ids.end(), ev.delta().token_ids().begin(), ev.delta().token_ids().end());
       if (++deltas == cancel_after_deltas) ctx.TryCancel();
@@ -244,6 +255,7 @@ inline Turn generate(v1::Inference::Stub& stub, const v1::GenerateRequest& req, 
     }
   }
   t.status = reader->Finish();
+  t.ended = std::chrono::steady_clock::now();
   t.retry_hint = ctx.GetServerTrailingMetadata().count("retry-after-ms") > 0;
   return t;
 }

@@ -211,6 +211,14 @@ TEST(Server, ConcurrentStreamsAreBatchedAndStayDeterministic) {
     ASSERT_TRUE(together[i].status.ok()) << together[i].status.error_message();
     EXPECT_EQ(together[i].text, alone[i]) << "stream " << i;
   }
+  // They did run together: every stream had its first token before any of them ended.
+  auto last_first = together[0].first_delta;
+  auto first_end = together[0].ended;
+  for (const Turn& t : together) {
+    last_first = std::max(last_first, t.first_delta);
+    first_end = std::min(first_end, t.ended);
+  }
+  EXPECT_LT(last_first, first_end) << "the streams were served one after another";
 }
 
 TEST(Server, ClientSummarizesChatsAndManagesSessions) {
@@ -296,15 +304,32 @@ TEST(Server, TwoServersShareOneRedis) {
   auto s1 = Server::start(url);
   auto s2 = Server::start(url);
   const std::string a = create_session(*s1->stub);
-  const Turn t1 = generate(*s1->stub, text_request(a, kStory, 8, 1));
+  const std::string story2 = std::string(kStory) + kStory;  // longer than S + W + L: folds
+  const Turn t1 = generate(*s1->stub, text_request(a, story2, 8, 1));
   ASSERT_TRUE(t1.status.ok()) << t1.status.error_message();
   const Turn t2 = generate(*s2->stub, text_request(a, " Next,", 8, 2));
   ASSERT_TRUE(t2.status.ok()) << t2.status.error_message();
   EXPECT_EQ(t2.final.usage().cached_tokens(), t1.final.session_tokens());
+  // Continued through Redis exactly as one server continues its own session (memory folded and
+  // read on the way).
+  EXPECT_GT(t2.final.usage().compressed_tokens(), 0);
+  const std::string b = create_session(*s1->stub);
+  const Turn b1 = generate(*s1->stub, text_request(b, story2, 8, 1));
+  const Turn b2 = generate(*s1->stub, text_request(b, " Next,", 8, 2));
+  ASSERT_TRUE(b1.status.ok() && b2.status.ok());
+  EXPECT_EQ(b1.text, t1.text);
+  EXPECT_EQ(b2.text, t2.text) << "the second server continued the session differently";
   // And back on the first server, which must read the newer state from Redis.
   v1::Session info;
   ASSERT_TRUE(get_session(*s1->stub, a, &info).ok());
   EXPECT_EQ(info.total_tokens(), t2.final.session_tokens());
+  // A session created without a shape has the server's (--window=60), not the gate's training one.
+  EXPECT_EQ(info.policy().window(), 60);
+  EXPECT_EQ(info.policy().segment(), 32);
+  const Turn t3 = generate(*s1->stub, text_request(a, " Then", 8, 3));
+  const Turn b3 = generate(*s1->stub, text_request(b, " Then", 8, 3));
+  ASSERT_TRUE(t3.status.ok() && b3.status.ok());
+  EXPECT_EQ(t3.text, b3.text);
 }
 
 TEST(Server, IngestExportImportAndLimits) {
@@ -500,13 +525,18 @@ TEST(Server, MemoryBudgetAdmissionMetricsAndGracefulShutdown) {
                            "edgeinf_state_bytes", "edgeinf_active_sessions"}) {
     EXPECT_NE(metrics.find(name), std::string::npos) << name << " missing from\n" << metrics;
   }
-  // SIGTERM while a long turn streams: the turn ends (finished or cancelled), the process exits 0.
+  // SIGTERM while a long turn streams: the turn finishes within the grace period, whole, and the
+  // process exits 0.
   v1::GenerateRequest req = text_request("", kStory, 150, 1);
   req.mutable_stop()->set_ignore_eos(true);
-  std::thread client([&] { generate(*s->stub, req); });
+  Turn in_flight;
+  std::thread client([&] { in_flight = generate(*s->stub, req); });
   std::this_thread::sleep_for(std::chrono::milliseconds(800));
   s->proc->stop();
   client.join();
+  EXPECT_TRUE(in_flight.status.ok()) << in_flight.status.error_message();
+  EXPECT_TRUE(in_flight.has_final);
+  EXPECT_EQ(in_flight.final.usage().generated_tokens(), 150);
   EXPECT_TRUE(WIFEXITED(s->proc->exit_status()) && WEXITSTATUS(s->proc->exit_status()) == 0) << s->proc->log();
   EXPECT_NE(s->proc->log().find("stopped"), std::string::npos) << s->proc->log();
 }
