@@ -1,6 +1,7 @@
 // Sampler chain and stop-string matching: greedy, seeds, each filter's invariant, penalties.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <map>
 #include <vector>
 
@@ -85,6 +86,56 @@ TEST(Sampler, RepetitionPenaltyDemotesRecentTokens) {
   s.accept(0);
   s.accept(2);  // token 1 fell out of the last-2 window
   EXPECT_EQ(s.sample(logits_of({1.0f, 1.5f, 0.5f})), 1);
+}
+
+// Draws n tokens and returns each token's frequency.
+std::vector<double> frequencies(const SamplingParams& p, const std::vector<float>& logits, int n) {
+  Sampler s(p, int(logits.size()));
+  std::vector<double> f(logits.size(), 0.0);
+  for (int i = 0; i < n; ++i) f[size_t(s.sample(logits))] += 1.0 / n;
+  return f;
+}
+
+// softmax(logits / temperature) over the kept tokens, zero elsewhere.
+std::vector<double> filtered(const std::vector<float>& logits, const std::vector<int>& kept, double temperature) {
+  std::vector<double> p(logits.size(), 0.0);
+  double sum = 0;
+  for (int i : kept) sum += p[size_t(i)] = std::exp(double(logits[size_t(i)]) / temperature);
+  for (double& x : p) x /= sum;
+  return p;
+}
+
+TEST(Sampler, DrawsFollowTheFilteredDistribution) {
+  // 20,000 draws per case; every frequency within 5 standard deviations of its probability (a
+  // greedy sampler, a filter that keeps the wrong set or a temperature applied twice fail).
+  const std::vector<float> l = {0.0f, 2.0f, 1.6f, 1.3f, 1.2f, -0.5f};
+  struct Case {
+    const char* name;
+    SamplingParams p;
+    std::vector<int> kept;
+  };
+  std::vector<Case> cases;
+  cases.push_back({"plain t=1", plain(1.0f), {0, 1, 2, 3, 4, 5}});
+  cases.push_back({"plain t=0.7", plain(0.7f), {0, 1, 2, 3, 4, 5}});
+  SamplingParams k = plain(1.0f);
+  k.top_k = 2;
+  cases.push_back({"top-k 2", k, {1, 2}});
+  SamplingParams tp = plain(1.0f);
+  tp.top_p = 0.6f;  // p(1)=0.33, p(2)=0.22, p(3)=0.16: the nucleus reaching 0.6 is {1, 2, 3}
+  cases.push_back({"top-p 0.6", tp, {1, 2, 3}});
+  SamplingParams mp = plain(1.5f);
+  mp.min_p = 0.5f;  // exp(-0.4) >= 0.5 > exp(-0.7): keeps {1, 2}; then temperature 1.5
+  cases.push_back({"min-p 0.5 t=1.5", mp, {1, 2}});
+  const int n = 20000;
+  for (Case& c : cases) {
+    c.p.seed = 17;
+    const std::vector<double> got = frequencies(c.p, l, n);
+    const std::vector<double> want = filtered(l, c.kept, c.p.temperature);
+    for (size_t i = 0; i < l.size(); ++i) {
+      const double sigma = std::sqrt(want[i] * (1 - want[i]) / n);
+      EXPECT_NEAR(got[i], want[i], 5 * sigma + 1e-9) << c.name << ", token " << i;
+    }
+  }
 }
 
 TEST(Sampler, ValidateRejectsOutOfRange) {
