@@ -17,6 +17,7 @@
 #include "engine/model/gguf_writer.h"
 #include "engine/model/llama_context.h"
 #include "kernels/reference/dequantize.h"
+#include "tests/must.h"
 #include "tests/test_paths.h"
 #include "tests/tolerances.h"
 
@@ -104,11 +105,7 @@ std::string spec_name(const ModelSpec& s) {
 }
 
 std::unique_ptr<LlamaModel> load_model(const std::vector<uint8_t>& bytes) {
-  auto gguf = GgufFile::parse(bytes);
-  EXPECT_TRUE(gguf.ok()) << gguf.status();
-  auto m = LlamaModel::from_gguf(std::move(*gguf));
-  EXPECT_TRUE(m.ok()) << m.status();
-  return std::move(*m);
+  return testing::must(LlamaModel::from_gguf(testing::must(GgufFile::parse(bytes), "GGUF")), "model");
 }
 
 std::vector<TokenId> random_tokens(size_t n, int n_vocab, uint32_t seed) {
@@ -356,8 +353,9 @@ TEST(CudaBackend, RefusesPoliciesWithoutADeviceTwin) {
 }
 
 TEST(CudaBackend, RealModelLogitsMatchTheCpuBackend) {
+  // The model is part of the set-up: missing, it is a failure, not a skip.
   auto loaded = LlamaModel::load(testing::test_model_path());
-  if (!loaded.ok()) GTEST_SKIP() << "no model: " << loaded.status().message();
+  ASSERT_TRUE(loaded.ok()) << loaded.status() << " (scripts/setup installs the model)";
   const LlamaModel& model = **loaded;
   OPEN_CUDA_OR_SKIP(backend, model);
   auto gate = load_default_gate(testing::test_model_path(), "", AttentionShape::of(model), model.gguf().fingerprint());

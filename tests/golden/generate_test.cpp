@@ -6,6 +6,7 @@
 #include "engine/runtime/generator.h"
 #include "engine/tokenizer/chat_template.h"
 #include "engine/tokenizer/unicode.h"
+#include "tests/must.h"
 #include "tests/test_paths.h"
 
 namespace edgeinf {
@@ -28,9 +29,9 @@ class GenerateTest : public ::testing::Test {
 
   std::vector<TokenId> chat_prompt(const std::string& user) {
     const ChatMessage msg{"user", user};
-    auto text = apply_chat_template(tokenizer_->chat_template(), std::span<const ChatMessage>(&msg, 1), true);
-    EXPECT_TRUE(text.ok()) << text.status();
-    return tokenizer_->encode(*text, true, true);
+    const std::string text = testing::must(
+        apply_chat_template(tokenizer_->chat_template(), std::span<const ChatMessage>(&msg, 1), true), "chat template");
+    return tokenizer_->encode(text, true, true);
   }
 
   struct Run {

@@ -11,6 +11,7 @@
 
 #include "engine/kv/memory_gate.h"
 #include "engine/model/llama_context.h"
+#include "tests/must.h"
 #include "tests/test_paths.h"
 
 namespace edgeinf {
@@ -18,9 +19,7 @@ namespace {
 
 const LlamaModel& real_model() {
   static const LlamaModel* model = [] {
-    auto m = LlamaModel::load(testing::test_model_path());
-    EXPECT_TRUE(m.ok()) << m.status();
-    return m.ok() ? std::move(*m).release() : nullptr;
+    return testing::must(LlamaModel::load(testing::test_model_path()), "the real model").release();
   }();
   return *model;
 }
@@ -42,14 +41,12 @@ std::vector<float> all_logits(const LlamaModel& model, const KvPolicyOptions& kv
   LlamaContextOptions opt;
   opt.kv = kv;
   opt.n_batch = batch;
-  auto ctx = LlamaContext::create(model, pool, opt);
-  EXPECT_TRUE(ctx.ok()) << ctx.status();
+  auto ctx = testing::must(LlamaContext::create(model, pool, opt), "LlamaContext::create");
   std::vector<float> out;
   for (size_t b = 0; b < toks.size(); b += size_t(batch)) {
     const size_t n = std::min(size_t(batch), toks.size() - b);
-    auto l = (*ctx)->eval_all_logits(std::span<const TokenId>(toks.data() + b, n));
-    EXPECT_TRUE(l.ok()) << l.status();
-    out.insert(out.end(), l->begin(), l->end());
+    const auto l = testing::must(ctx->eval_all_logits(std::span<const TokenId>(toks.data() + b, n)), "eval");
+    out.insert(out.end(), l.begin(), l.end());
   }
   return out;
 }

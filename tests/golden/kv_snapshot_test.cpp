@@ -8,6 +8,7 @@
 #include "engine/kv/memory_gate.h"
 #include "engine/model/llama_context.h"
 #include "engine/session/snapshot.h"
+#include "tests/must.h"
 #include "tests/golden/tiny_model.h"
 
 namespace edgeinf {
@@ -21,18 +22,15 @@ std::unique_ptr<LlamaContext> make_context(const KvPolicyOptions& kv, kernels::c
   LlamaContextOptions o;
   o.kv = kv;
   o.n_batch = 16;
-  auto c = LlamaContext::create(tiny_model(), pool, o);
-  EXPECT_TRUE(c.ok()) << c.status();
-  return std::move(*c);
+  return testing::must(LlamaContext::create(tiny_model(), pool, o), "LlamaContext::create");
 }
 
 std::vector<float> feed(LlamaContext& c, const std::vector<TokenId>& toks) {
   std::vector<float> out;
   for (size_t b = 0; b < toks.size(); b += size_t(c.n_batch())) {
     const size_t n = std::min(size_t(c.n_batch()), toks.size() - b);
-    auto l = c.eval_all_logits(std::span<const TokenId>(toks.data() + b, n));
-    EXPECT_TRUE(l.ok()) << l.status();
-    out.insert(out.end(), l->begin(), l->end());
+    const auto l = testing::must(c.eval_all_logits(std::span<const TokenId>(toks.data() + b, n)), "eval");
+    out.insert(out.end(), l.begin(), l.end());
   }
   return out;
 }

@@ -8,15 +8,15 @@
 #include <gtest/gtest.h>
 
 #include "engine/model/llama_context.h"
+#include "tests/must.h"
 #include "tests/test_paths.h"
 
 namespace edgeinf::testing {
 
 inline const LlamaModel& tiny_model() {
   static const LlamaModel* model = [] {
-    auto m = LlamaModel::load(golden_dir() + "/tiny_gqa_odd.gguf");
-    EXPECT_TRUE(m.ok()) << m.status() << " (the golden_reference test writes the tiny models)";
-    return m.ok() ? std::move(*m).release() : nullptr;
+    // The golden_reference test writes the tiny models.
+    return must(LlamaModel::load(golden_dir() + "/tiny_gqa_odd.gguf"), "the tiny model").release();
   }();
   return *model;
 }

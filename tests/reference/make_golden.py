@@ -9,8 +9,7 @@ Usage:
 Real model: five short prompts (three in ChatML format) with a 32-token greedy
 continuation, one ~1K-token and one >4K-token prompt cut from
 /usr/share/common-licenses/GPL-3 (no continuation).  Text is tokenised with
-tokenizer_ref.load(gguf).encode(text) (falls back to a HF `tokenizers` BPE built
-from the GGUF vocabulary when tokenizer_ref.py is not importable).  ChatML special
+tokenizer_ref.load(gguf).encode(text) (an error when it cannot be loaded).  ChatML special
 tokens are inserted as ids looked up in the GGUF token list; the text between them
 is encoded piecewise (equivalent to encoding the whole string with special-token
 splitting).
@@ -70,37 +69,11 @@ N_GEN_TINY = 8
 # ----------------------------------------------------------------------------
 # tokenizer
 
-class _HFFallback:
-    """Byte-level BPE from the GGUF vocab via HF `tokenizers` (only used when
-    tokenizer_ref.py is unavailable).  Pre-tokenizer: individual digits + GPT-2
-    byte-level regex, which is what SmolLM's tokenizer.json uses."""
-
-    def __init__(self, path: str):
-        import gguf
-        from tokenizers import Tokenizer, models, pre_tokenizers, decoders
-        r = gguf.GGUFReader(path)
-        toks = r.fields["tokenizer.ggml.tokens"].contents()
-        merges = r.fields["tokenizer.ggml.merges"].contents()
-        vocab = {t: i for i, t in enumerate(toks)}
-        model = models.BPE(vocab=vocab, merges=[tuple(m.split(" ", 1)) for m in merges])
-        self.tok = Tokenizer(model)
-        pre = str(r.fields["tokenizer.ggml.pre"].contents()) if "tokenizer.ggml.pre" in r.fields else "gpt-2"
-        seq = [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]
-        if pre == "smollm":
-            seq.insert(0, pre_tokenizers.Digits(individual_digits=True))
-        self.tok.pre_tokenizer = pre_tokenizers.Sequence(seq)
-        self.tok.decoder = decoders.ByteLevel()
-
-    def encode(self, text: str) -> list[int]:
-        return self.tok.encode(text, add_special_tokens=False).ids
-
-
 def load_tokenizer(path: str):
-    try:
-        import tokenizer_ref  # written alongside this file
-        return tokenizer_ref.load(path), "tokenizer_ref"
-    except ImportError:
-        return _HFFallback(path), "hf-tokenizers-fallback"
+    # The reference tokenizer (tokenizer_ref.py, checked against HF `tokenizers` on a corpus);
+    # when it cannot be loaded the golden files cannot be trusted: fail, never fall back.
+    import tokenizer_ref  # written alongside this file
+    return tokenizer_ref.load(path), "tokenizer_ref"
 
 
 def token_strings(path: str) -> list[str]:

@@ -182,8 +182,9 @@ def main(argv):
             out.write("plain " + " ".join(map(str, plain)) + "\n")
             out.write(f"decoded {ref.decode(special).encode('utf-8').hex()}\n")
         if ref.chat_template and not _have_jinja2():
-            print("jinja2 is not installed: no chat template records written", file=sys.stderr)
-        elif ref.chat_template:
+            raise SystemExit("jinja2 is not installed: the model's chat template cannot be rendered "
+                             "(scripts/setup installs it)")
+        if ref.chat_template:
             for index, (messages, add_generation_prompt) in enumerate(CHAT_CONVERSATIONS):
                 out.write(f"chat {index} {int(add_generation_prompt)}\n")
                 for role, content in messages:

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/model/gguf_writer.h"
+#include "tests/must.h"
 
 namespace edgeinf {
 namespace {
@@ -30,11 +31,7 @@ std::unique_ptr<LlamaModel> small_model() {
   w.tensor_f32("blk.0.ffn_gate.weight", {8, 16}, zeros(128));
   w.tensor_f32("blk.0.ffn_up.weight", {8, 16}, zeros(128));
   w.tensor_f32("blk.0.ffn_down.weight", {16, 8}, zeros(128));
-  auto gguf = GgufFile::parse(w.bytes());
-  EXPECT_TRUE(gguf.ok()) << gguf.status();
-  auto m = LlamaModel::from_gguf(std::move(*gguf));
-  EXPECT_TRUE(m.ok()) << m.status();
-  return std::move(*m);
+  return testing::must(LlamaModel::from_gguf(testing::must(GgufFile::parse(w.bytes()), "GGUF")), "model");
 }
 
 TEST(Backend, CpuIsTheBuiltInPath) {

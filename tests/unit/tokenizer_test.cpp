@@ -14,6 +14,7 @@
 #include "engine/tokenizer/pretokenizer.h"
 #include "engine/tokenizer/unicode.h"
 #include "engine/tokenizer/utf8_stream.h"
+#include "tests/must.h"
 #include "gtest/gtest.h"
 
 namespace edgeinf {
@@ -29,10 +30,9 @@ constexpr int32_t kTypeByte = 6;
 // Pre-tokenizers. Expected splits were produced by HF `tokenizers` with the same regexes.
 
 std::vector<std::string> split(std::string_view name, std::string_view text) {
-  StatusOr<Pretokenizer> pretokenizer = Pretokenizer::from_name(name);
-  EXPECT_TRUE(pretokenizer.ok()) << pretokenizer.status();
+  const Pretokenizer pretokenizer = testing::must(Pretokenizer::from_name(name), "pretokenizer");
   std::vector<TextSpan> spans;
-  pretokenizer->split(text, spans);
+  pretokenizer.split(text, spans);
   std::vector<std::string> words;
   for (const TextSpan& span : spans)
     words.emplace_back(text.substr(span.begin, span.end - span.begin));
@@ -116,9 +116,7 @@ TokenizerVocab byte_vocab(std::vector<std::string> extra_tokens, std::vector<std
 }
 
 std::unique_ptr<Tokenizer> make(TokenizerVocab vocab) {
-  StatusOr<std::unique_ptr<Tokenizer>> tokenizer = Tokenizer::from_vocab(std::move(vocab));
-  EXPECT_TRUE(tokenizer.ok()) << tokenizer.status();
-  return tokenizer.ok() ? std::move(*tokenizer) : nullptr;
+  return testing::must(Tokenizer::from_vocab(std::move(vocab)), "tokenizer");
 }
 
 TEST(BpeTokenizerTest, GptByteAlphabetIsTheKnownOne) {
@@ -521,3 +519,4 @@ TEST(ChatTemplateTest, UnknownTemplateIsAnError) {
 
 }  // namespace
 }  // namespace edgeinf
+
