@@ -22,6 +22,7 @@ SelectionPolicy::SelectionPolicy(const char* name, const AttentionShape& s, cons
     k_.emplace_back(size_t(s.n_kv_head * capacity_.back() * hd));
     v_.emplace_back(size_t(s.n_kv_head * capacity_.back() * hd));
     recent_q_.emplace_back(size_t(obs_window_ * s.q_dim()));
+    pos_.emplace_back(size_t(s.n_kv_head * capacity_.back()), -1);
   }
   n_entries_.assign(size_t(s.n_layer), 0);
   n_recent_q_.assign(size_t(s.n_layer), 0);
@@ -31,6 +32,12 @@ void SelectionPolicy::reset() {
   std::fill(n_entries_.begin(), n_entries_.end(), 0);
   std::fill(n_recent_q_.begin(), n_recent_q_.end(), 0);
   n_seen_ = n_batch_ = n_evicted_ = 0;
+}
+
+std::vector<int32_t> SelectionPolicy::kept_positions(int layer, int kv_head) const {
+  EDGEINF_CHECK(layer >= 0 && layer < s_.n_layer && kv_head >= 0 && kv_head < s_.n_kv_head);
+  const int32_t* p = pos_[size_t(layer)].data() + kv_head * capacity_[size_t(layer)];
+  return std::vector<int32_t>(p, p + n_entries_[size_t(layer)]);
 }
 
 int64_t SelectionPolicy::n_kept() const { return *std::max_element(n_entries_.begin(), n_entries_.end()); }
@@ -60,6 +67,7 @@ void SelectionPolicy::attend(const LayerAttention& a, kernels::cpu::ThreadPool& 
       const size_t dst = size_t((g * cap + base + t) * hd);
       std::memcpy(k_[size_t(il)].data() + dst, a.k + t * s_.kv_dim() + g * hd, size_t(hd) * sizeof(float));
       std::memcpy(v_[size_t(il)].data() + dst, a.v + t * s_.kv_dim() + g * hd, size_t(hd) * sizeof(float));
+      pos_[size_t(il)][size_t(g * cap + base + t)] = positions_[size_t(t)];
     }
   }
   kernels::AttentionParams p;
@@ -112,6 +120,7 @@ void SelectionPolicy::select(int il, kernels::cpu::ThreadPool& pool) {
   pool.run(s_.n_kv_head, [&](int64_t g) {
     float* k = k_[size_t(il)].data() + g * cap * hd;
     float* v = v_[size_t(il)].data() + g * cap * hd;
+    int32_t* pos = pos_[size_t(il)].data() + g * cap;
     std::vector<float> votes(static_cast<size_t>(n_prefix), 0.0f), scores(static_cast<size_t>(n));
     // Each window query (of every head in the group) votes with its softmax over the keys it sees.
     for (int h = int(g) * group; h < (int(g) + 1) * group; ++h) {
@@ -149,6 +158,7 @@ void SelectionPolicy::select(int il, kernels::cpu::ThreadPool& pool) {
       if (src == int64_t(dst)) continue;
       std::memcpy(k + int64_t(dst) * hd, k + src * hd, size_t(hd) * sizeof(float));
       std::memcpy(v + int64_t(dst) * hd, v + src * hd, size_t(hd) * sizeof(float));
+      pos[dst] = pos[src];
     }
   });
   n_evicted_ += (il == 0) ? n - budget : 0;
@@ -204,6 +214,7 @@ Status SelectionPolicy::restore(ByteReader& r) {
     }
     return absl::OkStatus();
   }();
+  for (auto& p : pos_) std::fill(p.begin(), p.end(), -1);
   if (!st.ok()) reset();
   return st;
 }

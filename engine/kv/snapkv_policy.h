@@ -29,6 +29,9 @@ class SelectionPolicy : public KvPolicy {
   Status restore(ByteReader& r) override;
   // Entries per KV head each layer keeps after a selection.
   const std::vector<int64_t>& layer_budgets() const { return budget_; }
+  // The absolute positions of the entries one KV head of one layer holds, in cache order. Entries
+  // restored from a snapshot show -1: snapshots do not carry positions (keys keep their rotation).
+  std::vector<int32_t> kept_positions(int layer, int kv_head) const;
 
  private:
   void select(int layer, kernels::cpu::ThreadPool& pool);
@@ -42,6 +45,8 @@ class SelectionPolicy : public KvPolicy {
   // Per layer: K, V [n_kv_head, capacity, head_dim] (rotated K); the last obs_window rotated
   // queries [obs_window, n_head * head_dim] in arrival order, and how many are valid.
   std::vector<std::vector<float>> k_, v_, recent_q_;
+  // Per layer: the absolute position of each entry [n_kv_head, capacity].
+  std::vector<std::vector<int32_t>> pos_;
   std::vector<int64_t> n_recent_q_;
 };
 

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "engine/kv/memory_gate.h"
+#include "engine/kv/snapkv_policy.h"
 #include "engine/model/llama_context.h"
 #include "tests/golden/reference_file.h"
 #include "tests/test_paths.h"
@@ -60,6 +61,42 @@ std::unique_ptr<MemoryGate> read_bin_gate(const std::string& path, const Attenti
     }
   }
   return gate;
+}
+
+// What a selection session of the reference holds at the end (make_golden.write_kept): per layer
+// and KV head the absolute positions, in cache order.
+bool read_kept(const std::string& path, std::vector<std::vector<std::vector<int32_t>>>* kept) {
+  std::ifstream in(path, std::ios::binary);
+  uint32_t n_layer = 0, n_kv_head = 0;
+  if (!in.read(reinterpret_cast<char*>(&n_layer), 4) || !in.read(reinterpret_cast<char*>(&n_kv_head), 4)) return false;
+  kept->assign(n_layer, std::vector<std::vector<int32_t>>(n_kv_head));
+  for (auto& layer : *kept) {
+    for (auto& head : layer) {
+      uint32_t n = 0;
+      if (!in.read(reinterpret_cast<char*>(&n), 4) || n > (1u << 20) || !testing::read_vec(in, head, n)) return false;
+    }
+  }
+  return true;
+}
+
+// The engine keeps, per layer and KV head, exactly the positions the reference selects.
+void check_kept_positions(const PolicyEntry& e, const KvPolicy& policy) {
+  const auto* selection = dynamic_cast<const SelectionPolicy*>(&policy);
+  ASSERT_NE(selection, nullptr) << e.policy << " is not a selection policy";
+  std::vector<std::vector<std::vector<int32_t>>> want;
+  const std::string path = e.ref.substr(0, e.ref.size() - 4) + ".kept";
+  ASSERT_TRUE(read_kept(path, &want)) << "cannot read " << path;
+  int heads = 0, equal = 0;
+  for (size_t il = 0; il < want.size(); ++il) {
+    for (size_t g = 0; g < want[il].size(); ++g) {
+      const std::vector<int32_t> got = selection->kept_positions(int(il), int(g));
+      ++heads;
+      equal += got == want[il][g];
+      EXPECT_EQ(got, want[il][g]) << "layer " << il << " KV head " << g;
+    }
+  }
+  std::printf("%-44s kept positions equal on %d of %d (layer, KV head)\n", e.ref.substr(e.ref.rfind('/') + 1).c_str(),
+              equal, heads);
 }
 
 void check_policies(bool tiny) {
@@ -144,6 +181,7 @@ void check_policies(bool tiny) {
                                : testing::kPolicyLogitRangeFractionTiny)
         << "worst position " << worst_pos;
     EXPECT_EQ(agree, counted);
+    if (selects) check_kept_positions(e, (*context)->policy());
   }
 }
 

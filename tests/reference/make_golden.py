@@ -332,6 +332,17 @@ def evaluate_policy(session, ids: list[int], all_rows: bool):
     return top1, margin, np.asarray(pos, np.uint32), lg[pos].astype(np.float32)
 
 
+def write_kept(path: str, kept) -> None:
+    """The positions a selection session holds at the end: u32 n_layer, u32 n_kv_head, then per
+    layer and KV head u32 count and that many i32 positions, in cache order."""
+    with open(path, "wb") as f:
+        f.write(struct.pack("<2I", len(kept), len(kept[0])))
+        for layer in kept:
+            for p in layer:
+                f.write(struct.pack("<I", len(p)))
+                f.write(np.asarray(p, "<i4").tobytes())
+
+
 class PolicyGolden:
     """policy_manifest.txt: "<ref> <model> <policy> <S> <W> <L> <update> <gate>", gate "none", a
     .gguf gate file or a .bin of raw gate parameters (policy_ref.Gate.write_bin)."""
@@ -355,6 +366,8 @@ class PolicyGolden:
         top1, margin, pos, rows = evaluate_policy(sess, ids, all_rows)
         fname = f"{name}.ref"
         write_ref(os.path.join(self.out_dir, fname), ids, model.hp.n_vocab, top1, margin, pos, rows, [])
+        if policy in ("snapkv", "pyramidkv"):
+            write_kept(os.path.join(self.out_dir, f"{name}.kept"), sess.pos)
         self.lines.append(f"{fname} {model_path} {policy} {S} {W} {L} {update} {gate_spec}")
         print(f"{fname}: {policy} S={S} W={W} L={L} {update} gate={os.path.basename(gate_spec)} "
               f"n_tokens={len(ids)} folded={sess.n_left} min_margin={margin.min():.4g} "

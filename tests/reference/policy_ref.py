@@ -226,6 +226,8 @@ class SelectionSession:
         self.k = [[np.zeros((0, hp.head_dim_k)) for _ in range(hp.n_head_kv)] for _ in range(hp.n_layer)]
         self.v = [[np.zeros((0, hp.head_dim_v)) for _ in range(hp.n_head_kv)] for _ in range(hp.n_layer)]
         self.q = [np.zeros((0, hp.n_head, hp.head_dim_k)) for _ in range(hp.n_layer)]
+        # Per layer and KV head: the absolute position of each kept entry.
+        self.pos = [[np.zeros(0, np.int64) for _ in range(hp.n_head_kv)] for _ in range(hp.n_layer)]
         self.n_seen = 0
 
     def _select(self, il: int) -> None:
@@ -255,6 +257,7 @@ class SelectionSession:
             keep = sorted(order) + list(range(n_prefix, n))
             self.k[il][g] = keys[keep]
             self.v[il][g] = self.v[il][g][keep]
+            self.pos[il][g] = self.pos[il][g][keep]
 
     def eval(self, ids: Sequence[int]) -> np.ndarray:
         m, hp = self.m, self.m.hp
@@ -282,6 +285,7 @@ class SelectionSession:
             for g in range(KV):
                 self.k[il][g] = np.concatenate([self.k[il][g], kr[:, g]])
                 self.v[il][g] = np.concatenate([self.v[il][g], v[:, g]])
+                self.pos[il][g] = np.concatenate([self.pos[il][g], pos])
                 n_e = self.k[il][g].shape[0]
                 base = n_e - n
                 mask = np.where(np.arange(n_e)[None, :] <= (base + np.arange(n))[:, None], 0.0, -np.inf)
@@ -344,8 +348,17 @@ def self_check() -> None:
                     z[g] += sk
         assert np.abs(M - s.M[0]).max() < 1e-9 and np.abs(z - s.z[0]).max() < 1e-12
         # SnapKV with room for everything is full attention; PyramidKV's budgets average B.
-        sel = teacher_forced(SelectionSession(model, [200] * model.hp.n_layer, 16), ids)
+        roomy_sel = SelectionSession(model, [200] * model.hp.n_layer, 16)
+        sel = teacher_forced(roomy_sel, ids)
         assert np.abs(sel - full).max() < 1e-9
+        assert all((p == np.arange(len(ids))).all() for layer in roomy_sel.pos for p in layer)
+        # A tight budget keeps, per head, the budget's worth of distinct positions in order, the
+        # observation window's last among them.
+        tight = SelectionSession(model, [20] * model.hp.n_layer, 16)
+        teacher_forced(tight, ids)
+        for layer in tight.pos:
+            for p in layer:
+                assert len(p) <= 20 + 16 and (np.diff(p) > 0).all() and p[-1] == len(ids) - 1, p
         for n_layer in (2, 3, 30):
             b = pyramid_budgets(n_layer, 40, 8, 20.0)
             assert all(x >= y for x, y in zip(b, b[1:])) and abs(sum(b) / n_layer - 40) <= 0.5, b
