@@ -4,6 +4,9 @@
 // each CPU path's row dot products their dot with random activations.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 
@@ -58,8 +61,9 @@ TEST(DequantGolden, EveryDecoderGivesTheGgufPackagesValues) {
     const int64_t n = v.n;
     std::vector<float> got(v.n);
     reference::dequantize_row(t, v.bytes.data(), got.data(), n);
-    auto c = testing::compare(got.data(), v.decoded.data(), n, testing::kDequantTol);
+    auto c = testing::compare(got.data(), v.decoded.data(), n, testing::kDequantVsGgufTol);
     EXPECT_TRUE(c.ok) << "reference: " << c.report;
+    double worst_decode = c.max_abs, worst_dot = 0;
     const std::vector<float> x = testing::random_floats(v.n, 3, 1.0f);
     double want_dot = 0;
     for (int64_t i = 0; i < n; ++i) want_dot += double(v.decoded[size_t(i)]) * x[size_t(i)];
@@ -68,11 +72,15 @@ TEST(DequantGolden, EveryDecoderGivesTheGgufPackagesValues) {
     for (const cpu::VecOps* ops : paths) {
       std::fill(got.begin(), got.end(), 0.0f);
       ops->dequantize_row(t, v.bytes.data(), got.data(), n);
-      auto d = testing::compare(got.data(), v.decoded.data(), n, testing::kDequantTol);
+      auto d = testing::compare(got.data(), v.decoded.data(), n, testing::kDequantVsGgufTol);
       EXPECT_TRUE(d.ok) << ops->isa << ": " << d.report;
       const double dot = ops->dot_row(t, v.bytes.data(), x.data(), n);
-      EXPECT_LE(std::fabs(dot - want_dot), 1e-5 * scale + 1e-6) << ops->isa << " dot_row " << dot << " vs " << want_dot;
+      EXPECT_LE(std::fabs(dot - want_dot), testing::kDotRowVsGguf * scale) << ops->isa << " dot_row " << dot << " vs " << want_dot;
+      worst_decode = std::max(worst_decode, d.max_abs);
+      worst_dot = std::max(worst_dot, std::fabs(dot - want_dot) / scale);
     }
+    std::printf("%-6s %6lld values  worst decode error %.2e  worst dot error / sum|w*x| %.2e  (%s, generic)\n",
+                traits->name, static_cast<long long>(n), worst_decode, worst_dot, cpu::vec_ops().isa);
   }
 }
 

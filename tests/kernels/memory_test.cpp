@@ -118,7 +118,7 @@ TEST(MemoryMath, LinearRuleEqualsNaiveLinearAttention) {
     for (int j = 0; j < d; ++j) want[size_t(j)] += w * v[size_t(t * d + j)];
   }
   for (double& x : want) x /= den + kMemoryEps;
-  auto cmp = compare(a.data(), want.data(), d, {1e-5, 1e-5});
+  auto cmp = compare(a.data(), want.data(), d, testing::kElementwiseTol);
   EXPECT_TRUE(cmp.ok) << cmp.report;
 }
 
@@ -131,7 +131,7 @@ TEST(MemoryMath, DeltaRuleDoesNotStoreAKnownPairTwice) {
   reference::memory_compress(c);
   const std::vector<float> m_once = m;
   reference::memory_compress(c);
-  auto cmp = compare(m.data(), m_once.data(), d * d, {1e-4, 1e-4});
+  auto cmp = compare(m.data(), m_once.data(), d * d, testing::kMemoryTol);
   EXPECT_TRUE(cmp.ok) << cmp.report;
   // The linear rule, by contrast, doubles it.
   std::vector<float> m2(d * d), z2(d);

@@ -55,7 +55,7 @@ TEST(SinkWindowCache, EvictsOldestWindowTokensAsPreRopeKeys) {
       for (int64_t i = 0; i < leaving; ++i) {
         const auto& want_k = keys[size_t(next_to_leave + i)];
         const auto& want_v = values[size_t(next_to_leave + i)];
-        auto ck = testing::compare(k_out.data() + i * s.kv_dim(), want_k.data(), s.kv_dim(), {1e-5, 1e-5});
+        auto ck = testing::compare(k_out.data() + i * s.kv_dim(), want_k.data(), s.kv_dim(), testing::kElementwiseTol);
         EXPECT_TRUE(ck.ok) << "step " << step << " token " << next_to_leave + i << ": " << ck.report;
         for (int j = 0; j < s.kv_dim(); ++j) EXPECT_EQ(v_out[size_t(i * s.kv_dim() + j)], want_v[size_t(j)]);
       }
