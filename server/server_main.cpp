@@ -266,7 +266,7 @@ int run(int argc, char** argv) {
     return 1;
   }
   const edgeinf::KvPolicyOptions& kv = (*engine)->default_kv();
-  spdlog::info("device {}", edgeinf::device_label((*engine)->backend()));
+  spdlog::info("device {}", (*engine)->device_label());
   spdlog::info("model {} ({}); policy {} S={} W={} L={}; gate {}; store {}", ec.model_path,
                (*engine)->model().gguf().fingerprint(), kv.name, kv.sink, kv.window, kv.segment,
                (*engine)->gate() ? edgeinf::gate_kind_name((*engine)->gate()->config().kind) : "none", store_url->url);

@@ -226,7 +226,7 @@ grpc::ServerUnaryReactor* InferenceService::GetServerInfo(grpc::CallbackServerCo
         out->set_max_prompt_tokens(engine_.config().max_prompt_tokens);
         out->set_max_tokens_limit(engine_.config().max_tokens_limit);
         out->set_max_sessions_per_tenant(engine_.config().max_sessions_per_tenant);
-        out->set_device(device_label(engine_.backend()));
+        out->set_device(engine_.device_label());
         return absl::OkStatus();
       });
 }

@@ -179,17 +179,17 @@ StatusOr<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config,
   {
     // Validates the default shape; its bound is what a one-off turn needs at most.
     KvPolicyOptions kv = e->default_kv_;
-    kv.gate = kv.name == "edgeinfinite" ? e->gate_.get() : nullptr;
+    kv.gate = gate_for_policy(kv, e->gate_.get());
     EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<KvPolicy> policy, make_kv_policy(kv, shape));
     one_off_bound = policy->max_state_bytes();
   }
   const int threads = config.threads > 0 ? config.threads : int(std::max(1u, std::thread::hardware_concurrency()));
   e->pool_ = std::make_unique<kernels::cpu::ThreadPool>(threads);
   e->io_pool_ = std::make_unique<kernels::cpu::ThreadPool>(1);
-  EDGEINF_ASSIGN_OR_RETURN(e->backend_, open_backend(config.device, *e->model_, nullptr));
-  if (e->backend_ != nullptr && config.device == "cuda" && !e->backend_->supports(e->default_kv_.name)) {
+  EDGEINF_ASSIGN_OR_RETURN(e->backends_, open_backends(config.device, *e->model_, *e->pool_));
+  if (!e->backends_.for_policy(e->default_kv_.name).supports(e->default_kv_.name)) {
     return absl::InvalidArgumentError(absl::StrCat("the default policy ", e->default_kv_.name, " does not run on ",
-                                                   e->backend_->device(), " (use --device cpu or auto)"));
+                                                   e->backends_.label(), " (use --device cpu or auto)"));
   }
   e->fixed_bytes_ = fixed_process_bytes(*e->model_, config.model_path, e->default_kv_.segment) + config.io_bytes;
   if (e->fixed_bytes_ + one_off_bound > config.memory_budget_bytes) {
@@ -212,7 +212,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config,
   maker.make = [raw](const KvPolicyOptions& kv) { return raw->new_context(kv); };
   maker.make_policy = [raw, shape](const KvPolicyOptions& kv) {
     KvPolicyOptions o = kv;
-    o.gate = kv.name == "edgeinfinite" ? raw->gate_.get() : nullptr;
+    o.gate = gate_for_policy(kv, raw->gate_.get());
     return make_kv_policy(o, shape);
   };
   maker.header = [raw](const KvPolicyOptions& kv) {
@@ -261,7 +261,7 @@ EngineStats Engine::stats() {
 }
 
 std::string Engine::gate_id(const KvPolicyOptions& kv) const {
-  if (kv.name != "edgeinfinite" || gate_ == nullptr) return "";
+  if (gate_for_policy(kv, gate_.get()) == nullptr) return "";
   const GateConfig& g = gate_->config();
   return absl::StrCat(gate_kind_name(g.kind), ":", g.calibration_hash.substr(0, 16));
 }
@@ -269,10 +269,9 @@ std::string Engine::gate_id(const KvPolicyOptions& kv) const {
 StatusOr<std::unique_ptr<LlamaContext>> Engine::new_context(const KvPolicyOptions& kv) const {
   LlamaContextOptions o;
   o.kv = kv;
-  o.kv.gate = kv.name == "edgeinfinite" ? gate_.get() : nullptr;
+  o.kv.gate = gate_for_policy(kv, gate_.get());
   o.n_batch = kv.segment;
-  o.backend = backend_for_policy(backend_.get(), config_.device, kv.name);
-  return LlamaContext::create(*model_, *pool_, o);
+  return LlamaContext::create(backends_.for_policy(kv.name), o);
 }
 
 // ---- sessions -----------------------------------------------------------------------------------

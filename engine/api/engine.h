@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "engine/kv/memory_gate.h"
-#include "engine/model/llama_context.h"
+#include "engine/runtime/llama_context.h"
 #include "engine/runtime/generator.h"
 #include "engine/session/session_manager.h"
 #include "engine/session/session_store.h"
@@ -138,9 +138,9 @@ class Engine {
   const LlamaModel& model() const { return *model_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   const MemoryGate* gate() const { return gate_.get(); }
-  // The device backend contexts run on (nullptr: the CPU). With device "auto", policies the device
-  // does not run stay on the CPU.
-  const ModelBackend* backend() const { return backend_.get(); }
+  // Where the model runs: "cpu", or the device and its description. With device "auto", policies
+  // the device does not run stay on the CPU.
+  std::string device_label() const { return backends_.label(); }
   const EngineConfig& config() const { return config_; }
   // The default policy and shape of new sessions.
   const KvPolicyOptions& default_kv() const { return default_kv_; }
@@ -211,7 +211,7 @@ class Engine {
   size_t fixed_bytes_ = 0;
   std::unique_ptr<kernels::cpu::ThreadPool> pool_;     // the scheduler's compute threads
   std::unique_ptr<kernels::cpu::ThreadPool> io_pool_;  // replaying deltas on I/O threads (inline)
-  std::unique_ptr<ModelBackend> backend_;              // before sessions_: device contexts go first
+  Backends backends_;                                  // before sessions_: device contexts go first
   std::unique_ptr<SessionManager> sessions_;
   std::unique_ptr<State> state_;
 };

@@ -11,7 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "engine/cli/args.h"
 #include "engine/cli/commands.h"
-#include "engine/model/llama_context.h"
+#include "engine/runtime/llama_context.h"
 
 namespace edgeinf::cli {
 namespace {
@@ -67,13 +67,13 @@ Status run(int argc, char** argv) {
   kernels::cpu::ThreadPool pool(threads);
   int max_ctx = depth + n_decode;
   for (int n : prefill) max_ctx = std::max(max_ctx, n);
-  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<ModelBackend> backend, open_backend(device, *model, nullptr));
-  std::printf("device: %s\n", device_label(backend.get()).c_str());
+  EDGEINF_ASSIGN_OR_RETURN(const Backends backends, open_backends(device, *model, pool));
   LlamaContextOptions copt;
   copt.kv.n_ctx = max_ctx;
   copt.n_batch = n_batch;
-  copt.backend = backend.get();
-  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaContext> context, LlamaContext::create(*model, pool, copt));
+  ModelBackend& backend = backends.for_policy(copt.kv.name);
+  std::printf("device: %s\n", device_label(backend).c_str());
+  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaContext> context, LlamaContext::create(backend, copt));
   LlamaContext& ctx = *context;
 
   std::vector<std::string> json;
@@ -108,7 +108,7 @@ Status run(int argc, char** argv) {
                                 ",\"tok_per_s\":", n_decode / t, "}"));
   }
   std::printf("JSON {\"engine\":\"edgeinf\",\"device\":\"%s\",\"threads\":%d,\"results\":[%s]}\n",
-              backend ? backend->device() : "cpu", threads,
+              backend.device(), threads,
               absl::StrJoin(json, ",").c_str());
   return absl::OkStatus();
 }

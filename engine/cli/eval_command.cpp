@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -23,7 +24,7 @@
 #include "engine/cli/commands.h"
 #include "engine/cli/eval_tasks.h"
 #include "engine/kv/memory_gate.h"
-#include "engine/model/llama_context.h"
+#include "engine/runtime/llama_context.h"
 #include "engine/sampling/sampler.h"
 #include "engine/tokenizer/utf8_stream.h"
 
@@ -89,19 +90,18 @@ Result run_one(const LlamaModel& model, const Tokenizer& tok, const std::vector<
   Result r;
   kernels::cpu::ThreadPool pool(a.threads);
   // The device is opened in the child that runs the evaluation (a CUDA context does not survive fork).
-  auto backend = open_backend(a.device, model, nullptr);
-  if (!backend.ok()) {
-    r.error = std::string(backend.status().message());
+  auto backends = open_backends(a.device, model, pool);
+  if (!backends.ok()) {
+    r.error = std::string(backends.status().message());
     return r;
   }
   LlamaContextOptions opt;
-  opt.backend = backend_for_policy(backend->get(), a.device, run.policy);
   opt.kv = a.kv;
   opt.kv.name = run.policy;
   opt.kv.n_ctx = int(run.length + a.answer_tokens + 8);
-  opt.kv.gate = gate;
+  opt.kv.gate = gate_for_policy(opt.kv, gate);
   opt.n_batch = a.kv.segment;
-  auto ctx = LlamaContext::create(model, pool, opt);
+  auto ctx = LlamaContext::create(backends->for_policy(run.policy), opt);
   if (!ctx.ok()) {
     r.error = std::string(ctx.status().message());
     return r;
@@ -221,36 +221,47 @@ Result run_forked(const LlamaModel& model, const Tokenizer& tok, const std::vect
 }
 
 Status write_plot(const std::string& png, const std::vector<std::pair<Run, Result>>& rows) {
-  // Data: length, then TTFT (the fastest task: least disturbed by other load) and peak RSS
-  // (the largest) of full and edgeinfinite.
+  // Data: per length and policy, TTFT (the fastest task: least disturbed by other load) and peak
+  // RSS (the largest); one line per policy evaluated.
   std::map<int64_t, std::map<std::string, std::pair<double, double>>> points;
+  std::vector<std::string> policies;
   for (const auto& [run, res] : rows) {
-    if ((run.policy == "full" || run.policy == "edgeinfinite") && res.error.empty()) {
-      auto [it, fresh] = points[run.length].try_emplace(run.policy, res.ttft_s, res.peak_rss_mb);
-      it->second.first = std::min(it->second.first, res.ttft_s);
-      it->second.second = std::max(it->second.second, res.peak_rss_mb);
-    }
+    if (!res.error.empty()) continue;
+    if (std::find(policies.begin(), policies.end(), run.policy) == policies.end()) policies.push_back(run.policy);
+    auto [it, fresh] = points[run.length].try_emplace(run.policy, res.ttft_s, res.peak_rss_mb);
+    it->second.first = std::min(it->second.first, res.ttft_s);
+    it->second.second = std::max(it->second.second, res.peak_rss_mb);
   }
   const std::string dat = png + ".dat", gp = png + ".gp";
   std::ofstream d(dat);
   for (const auto& [len, by] : points) {
-    auto get = [&](const char* p, bool rss) {
-      auto it = by.find(p);
-      return it == by.end() ? std::string("NaN") : absl::StrCat(rss ? it->second.second : it->second.first);
-    };
-    d << len << " " << get("full", false) << " " << get("edgeinfinite", false) << " " << get("full", true) << " "
-      << get("edgeinfinite", true) << "\n";
+    d << len;
+    for (bool rss : {false, true}) {
+      for (const std::string& p : policies) {
+        auto it = by.find(p);
+        d << " " << (it == by.end() ? std::string("NaN") : absl::StrCat(rss ? it->second.second : it->second.first));
+      }
+    }
+    d << "\n";
   }
   d.close();
+  // Columns: 1 length, 2.. TTFT per policy, then peak RSS per policy.
+  auto plot = [&](size_t first_column) {
+    std::string cmd = "plot ";
+    for (size_t i = 0; i < policies.size(); ++i) {
+      absl::StrAppend(&cmd, i == 0 ? absl::StrCat("'", dat, "'") : std::string(", ''"), " using 1:",
+                      first_column + i, " with linespoints title '", policies[i], "'");
+    }
+    return cmd + "\n";
+  };
   std::ofstream g(gp);
   g << "set terminal pngcairo size 1200,480 font ',11'\nset output '" << png << "'\nset multiplot layout 1,2\n"
     << "set logscale x 2\nset xlabel 'input tokens'\nset key left top\nset grid\n"
     << "set ylabel 'peak resident memory (MiB)'\nset title 'Peak memory'\n"
-    << "plot '" << dat << "' using 1:4 with linespoints title 'full KV', '' using 1:5 with linespoints title 'edgeinfinite'\n"
-    << "set ylabel 'seconds'\nset title 'Time to first token'\n"
-    << "plot '" << dat << "' using 1:2 with linespoints title 'full KV', '' using 1:3 with linespoints title 'edgeinfinite'\n"
-    << "unset multiplot\n";
+    << plot(2 + policies.size()) << "set ylabel 'seconds'\nset title 'Time to first token'\n"
+    << plot(2) << "unset multiplot\n";
   g.close();
+  if (policies.empty()) return absl::FailedPreconditionError("no successful run to plot");
   if (std::system(absl::StrCat("gnuplot '", gp, "' 2>/dev/null").c_str()) != 0) {
     return absl::UnavailableError(absl::StrCat("gnuplot failed or is missing; data left in ", dat));
   }
@@ -290,6 +301,12 @@ Status run(int argc, char** argv) {
   EDGEINF_ASSIGN_OR_RETURN(std::vector<std::string> tasks, parse_list<std::string>("--tasks", a.tasks));
   EDGEINF_ASSIGN_OR_RETURN(std::vector<int64_t> lengths, parse_list<int64_t>("--lengths", a.lengths));
   EDGEINF_ASSIGN_OR_RETURN(std::vector<std::string> policies, parse_list<std::string>("--policies", a.policies));
+  for (const std::string& pol : policies) {
+    if (find_kv_policy(pol) == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown KV policy '", pol, "' in --policies (", absl::StrJoin(kv_policy_names(), ", "), ")"));
+    }
+  }
   EDGEINF_ASSIGN_OR_RETURN(std::vector<double> depths, parse_list<double>("--depths", a.depths));
 
   EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaModel> model, LlamaModel::load(a.model));
@@ -339,12 +356,13 @@ Status run(int argc, char** argv) {
     Result res;
     std::string note;
     const bool beyond = run.length > model->config().n_ctx_train;
-    if (run.policy == "full" && run.length > a.full_max_length) {
+    const bool grows = kv_policy_traits(run.policy).keeps_everything;
+    if (grows && run.length > a.full_max_length) {
       res.error = absl::StrCat("not run: full KV beyond ", a.full_max_length, " tokens (set --full-max-length)");
     } else {
       res = run_forked(*model, *tok, prose, a, gate.get(), run);
     }
-    if (run.policy == "full" && beyond) note = "beyond the model's native window";
+    if (grows && beyond) note = "beyond the model's native window";
     if (!res.error.empty()) note = res.error;
     std::printf("%-12s %-13s %7lld %6.2f %9.3f %8.2f %10.1f %9.1f %9.1f  %s\n", run.task.c_str(), run.policy.c_str(),
                 static_cast<long long>(run.length), run.depth, res.score, res.ttft_s, res.prefill_tok_s, res.state_mb,

@@ -13,7 +13,7 @@
 #include "engine/cli/args.h"
 #include "engine/cli/commands.h"
 #include "engine/kv/memory_gate.h"
-#include "engine/model/llama_context.h"
+#include "engine/runtime/llama_context.h"
 #include "engine/runtime/generator.h"
 #include "engine/tokenizer/chat_template.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -120,7 +120,8 @@ Status run(int argc, char** argv) {
 
   kernels::cpu::ThreadPool pool(a.threads);
   std::unique_ptr<MemoryGate> gate;
-  if (a.kv.name == "edgeinfinite") {
+  const KvPolicyTraits* traits = find_kv_policy(a.kv.name);  // unknown: refused with the list below
+  if (traits != nullptr && traits->compresses) {
     EDGEINF_ASSIGN_OR_RETURN(gate, load_default_gate(a.model, a.gate, AttentionShape::of(*model), model->gguf().fingerprint()));
     if (gate) {
       a.kv.gate = gate.get();
@@ -131,12 +132,12 @@ Status run(int argc, char** argv) {
   }
   EDGEINF_ASSIGN_OR_RETURN(const std::string shape_warning, resolve_kv_shape(a.shape, gate.get(), &a.kv));
   if (!shape_warning.empty()) std::fprintf(stderr, "warning: %s\n", shape_warning.c_str());
-  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<ModelBackend> backend, open_backend(a.device, *model, nullptr));
+  EDGEINF_ASSIGN_OR_RETURN(const Backends backends, open_backends(a.device, *model, pool));
   LlamaContextOptions copt;
   copt.kv = a.kv;
   copt.n_batch = a.n_batch;
-  copt.backend = backend_for_policy(backend.get(), a.device, a.kv.name);
-  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaContext> context, LlamaContext::create(*model, pool, copt));
+  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaContext> context,
+                           LlamaContext::create(backends.for_policy(a.kv.name), copt));
   LlamaContext& ctx = *context;
   if (ctx.capacity() <= int64_t(prompt.size())) {
     return absl::OutOfRangeError(absl::StrCat("the prompt has ", prompt.size(), " tokens; the context size is ",
@@ -153,7 +154,7 @@ Status run(int argc, char** argv) {
   };
   EDGEINF_ASSIGN_OR_RETURN(GenerateStats stats, generate(ctx, *tokenizer, prompt, a.gen, cb));
   std::string policy_detail;
-  if (a.kv.name == "edgeinfinite") {
+  if (traits != nullptr && traits->compresses) {
     policy_detail = absl::StrCat(" (S=", a.kv.sink, " W=", a.kv.window, " L=", a.kv.segment, ", ",
                                  memory_update_name(a.kv.update), " update, ",
                                  gate ? absl::StrCat(gate_kind_name(gate->config().kind), " gate") : "no gate", ")");
@@ -167,7 +168,7 @@ Status run(int argc, char** argv) {
                stats.prefill_seconds > 0 ? stats.prompt_tokens / stats.prefill_seconds : 0.0, stats.generated_tokens,
                stats.decode_seconds, stats.decode_seconds > 0 ? stats.generated_tokens / stats.decode_seconds : 0.0,
                finish_reason_name(stats.finish), static_cast<unsigned long long>(a.gen.sampling.seed),
-               device_label(copt.backend).c_str(), a.threads,
+               device_label(ctx.backend()).c_str(), a.threads,
                ctx.policy().name(), policy_detail.c_str(), double(ctx.state_bytes()) / (1 << 20),
                double(model->weight_bytes()) / (1 << 20));
   return absl::OkStatus();

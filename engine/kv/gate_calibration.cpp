@@ -230,8 +230,9 @@ StatusOr<CalibrationSamples> collect_gate_samples(const LlamaModel& model, std::
   auto edge = std::make_unique<EdgeInfinitePolicy>(shape, edge_opt);
 
   SampleRecorder recorder(model, shape, g.kind == GateKind::kLinear);
+  const std::unique_ptr<ModelBackend> cpu = make_cpu_backend(model, pool);
   EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaContext> ctx,
-                           LlamaContext::create(model, pool,
+                           LlamaContext::create(*cpu,
                                                 std::make_unique<DistillPolicy>(shape, std::move(full),
                                                                                 std::move(edge), recorder),
                                                 g.segment));

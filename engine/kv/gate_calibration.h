@@ -16,7 +16,7 @@
 
 #include "engine/kv/gate_trainer.h"
 #include "engine/kv/memory_gate.h"
-#include "engine/model/llama_context.h"
+#include "engine/runtime/llama_context.h"
 
 namespace edgeinf {
 

@@ -1,4 +1,6 @@
-// Small helpers shared by the KV policies: RoPE at given positions and attention parameters.
+// What the KV policies and their device forms share: the counters and snapshot bytes of a full
+// cache, per-layer array growth and snapshot loops, and the kernel parameters of RoPE at given
+// positions, cache attention and the memory fold and read.
 #pragma once
 
 #include <cstdint>

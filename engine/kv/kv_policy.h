@@ -7,6 +7,7 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/model/llama_model.h"
@@ -120,11 +121,32 @@ class KvPolicy {
   }
 };
 
+// What a policy does, as data: the registry (kv_registry.cpp) holds one of these per policy, and
+// code that treats policies differently asks these traits instead of comparing names.
+struct KvPolicyTraits {
+  const char* name;
+  std::unique_ptr<KvPolicy> (*make)(const KvPolicyOptions&, const AttentionShape&);
+  bool sink_window;       // exact attention over sinks + a recent window of W..W+L (S, W, L validated)
+  bool selects;           // keeps a per-head budget chosen by attention votes (budget, obs window, pool)
+  bool keeps_everything;  // holds every token up to the context size; nothing leaves
+  bool compresses;        // tokens that leave are folded into a compressed memory read through the gate
+  bool device_form;       // runs on the CUDA backend as well as the CPU
+  // Tokens that leave the exact cache are dropped (neither kept nor compressed).
+  bool drops() const { return !keeps_everything && !compresses; }
+};
+
+// The registered policy of that name, or nullptr.
+const KvPolicyTraits* find_kv_policy(std::string_view name);
+// The registered policy of that name; the name must be registered (aborts otherwise).
+const KvPolicyTraits& kv_policy_traits(std::string_view name);
+// The gate a policy of these options reads: `gate` for a policy that compresses, else nullptr.
+const MemoryGate* gate_for_policy(const KvPolicyOptions& options, const MemoryGate* gate);
+
 // InvalidArgument when options.name is unknown or its shape unusable for the model.
 Status validate_kv_options(const KvPolicyOptions& options, const AttentionShape& shape);
 // Creates the policy named in options.name (full, streaming, snapkv, pyramidkv, edgeinfinite).
 StatusOr<std::unique_ptr<KvPolicy>> make_kv_policy(const KvPolicyOptions& options, const AttentionShape& shape);
-// Registered policy names, for help texts and errors.
-std::vector<std::string> kv_policy_names();
+// Registered policy names, for help texts and errors; with a filter, those whose traits pass it.
+std::vector<std::string> kv_policy_names(bool (*filter)(const KvPolicyTraits&) = nullptr);
 
 }  // namespace edgeinf

@@ -15,55 +15,59 @@ std::unique_ptr<KvPolicy> make_pyramidkv_policy(const KvPolicyOptions& o, const 
 
 namespace {
 
-struct Entry {
-  const char* name;
-  std::unique_ptr<KvPolicy> (*make)(const KvPolicyOptions&, const AttentionShape&);
-  bool uses_window;  // validates sink/window/segment
-};
-
-constexpr Entry kPolicies[] = {
-    {"full", make_full_policy, false},
-    {"streaming", make_streaming_policy, true},
-    {"edgeinfinite", make_edgeinfinite_policy, true},
-    {"snapkv", make_snapkv_policy, false},
-    {"pyramidkv", make_pyramidkv_policy, false},
+//                              name            make                      sink_window selects everything compresses device
+constexpr KvPolicyTraits kPolicies[] = {
+    {"full",         make_full_policy,         false, false, true,  false, true},
+    {"streaming",    make_streaming_policy,    true,  false, false, false, true},
+    {"edgeinfinite", make_edgeinfinite_policy, true,  false, false, true,  true},
+    {"snapkv",       make_snapkv_policy,       false, true,  false, false, false},
+    {"pyramidkv",    make_pyramidkv_policy,    false, true,  false, false, false},
 };
 
 }  // namespace
 
-std::vector<std::string> kv_policy_names() {
+std::vector<std::string> kv_policy_names(bool (*filter)(const KvPolicyTraits&)) {
   std::vector<std::string> names;
-  for (const Entry& e : kPolicies) names.emplace_back(e.name);
+  for (const KvPolicyTraits& e : kPolicies) {
+    if (filter == nullptr || filter(e)) names.emplace_back(e.name);
+  }
   return names;
 }
 
-namespace {
-
-const Entry* find_policy(const std::string& name) {
-  for (const Entry& e : kPolicies) {
+const KvPolicyTraits* find_kv_policy(std::string_view name) {
+  for (const KvPolicyTraits& e : kPolicies) {
     if (name == e.name) return &e;
   }
   return nullptr;
 }
 
-}  // namespace
+const KvPolicyTraits& kv_policy_traits(std::string_view name) {
+  const KvPolicyTraits* traits = find_kv_policy(name);
+  EDGEINF_CHECK(traits != nullptr);
+  return *traits;
+}
+
+const MemoryGate* gate_for_policy(const KvPolicyOptions& options, const MemoryGate* gate) {
+  const KvPolicyTraits* traits = find_kv_policy(options.name);
+  return traits != nullptr && traits->compresses ? gate : nullptr;
+}
 
 Status validate_kv_options(const KvPolicyOptions& o, const AttentionShape& s) {
-  const Entry* entry = find_policy(o.name);
+  const KvPolicyTraits* entry = find_kv_policy(o.name);
   if (entry == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown KV policy '", o.name, "' (", absl::StrJoin(kv_policy_names(), ", "), ")"));
   }
   if (o.n_ctx < 0) return absl::InvalidArgumentError("context size must be >= 0");
-  if (o.name == "snapkv" || o.name == "pyramidkv") {
+  if (entry->selects) {
     const int64_t budget = o.budget > 0 ? o.budget : int64_t(o.sink) + o.window;
     if (o.obs_window <= 0 || o.pool_kernel <= 0 || o.segment <= 0 || budget <= 2 * int64_t(o.obs_window) ||
         !(o.pyramid_beta > 1)) {
-      return absl::InvalidArgumentError(
-          "snapkv/pyramidkv need budget > 2 x observation window, a positive pool kernel and segment, beta > 1");
+      return absl::InvalidArgumentError(absl::StrCat(
+          o.name, " needs budget > 2 x observation window, a positive pool kernel and segment, beta > 1"));
     }
   }
-  if (entry->uses_window) {
+  if (entry->sink_window) {
     if (o.sink < 0 || o.window < 0 || o.segment <= 0) {
       return absl::InvalidArgumentError("sink and window must be >= 0 and segment > 0");
     }
@@ -78,7 +82,7 @@ Status validate_kv_options(const KvPolicyOptions& o, const AttentionShape& s) {
 
 StatusOr<std::unique_ptr<KvPolicy>> make_kv_policy(const KvPolicyOptions& o, const AttentionShape& s) {
   EDGEINF_RETURN_IF_ERROR(validate_kv_options(o, s));
-  return find_policy(o.name)->make(o, s);
+  return find_kv_policy(o.name)->make(o, s);
 }
 
 }  // namespace edgeinf

@@ -83,7 +83,6 @@ class GgufFile {
   uint32_t version() const { return version_; }
   uint32_t alignment() const { return alignment_; }
   const std::string& path() const { return path_; }
-  size_t file_size() const { return bytes_.size(); }
 
   // A 64-bit digest (16 hex digits) of the header, metadata, tensor table and a sample of the
   // tensor data: identifies the model a side file or snapshot was made for.

@@ -25,8 +25,6 @@ Status session_not_found(const std::string& id) {
   return absl::NotFoundError(absl::StrCat("session ", quoted_name(id), " not found"));
 }
 
-bool policy_drops(const std::string& name) { return name != "edgeinfinite" && name != "full"; }
-
 }  // namespace
 
 struct Session {
@@ -113,8 +111,9 @@ void SessionManager::count(const LlamaContext& ctx, const std::string& policy, S
   const KvPolicy& p = ctx.policy();
   m->total = p.n_seen() + (m->pending >= 0 ? 1 : 0);
   m->exact = p.n_kept();
-  m->compressed = policy == "edgeinfinite" ? p.n_compressed() : 0;
-  m->dropped = policy_drops(policy) ? p.n_compressed() : 0;
+  const KvPolicyTraits& traits = kv_policy_traits(policy);
+  m->compressed = traits.compresses ? p.n_compressed() : 0;
+  m->dropped = traits.drops() ? p.n_compressed() : 0;
   m->state_bytes = int64_t(p.state_bytes());
 }
 

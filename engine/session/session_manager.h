@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/model/llama_context.h"
+#include "engine/runtime/llama_context.h"
 #include "engine/session/session_meta.h"
 #include "engine/session/session_store.h"
 #include "engine/session/snapshot.h"

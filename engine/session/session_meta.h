@@ -8,10 +8,9 @@
 #include <vector>
 
 #include "engine/util/status.h"
+#include "engine/util/token_id.h"
 
 namespace edgeinf {
-
-using TokenId = int32_t;
 
 inline constexpr size_t kRecentTokens = 256;  // history kept for the repetition penalty
 

@@ -13,13 +13,13 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "engine/util/status.h"
+#include "engine/util/token_id.h"
 
 namespace edgeinf {
 
 class GgufFile;
 class TokenizerModel;
 
-using TokenId = int32_t;
 // Transparent string hashing: a std::string_view finds a std::string key without a copy.
 struct TextHash {
   using is_transparent = void;

@@ -20,8 +20,9 @@ cudaError_t attention_forward(const AttentionParams& p, cudaStream_t stream);
 cudaError_t memory_read_blend(const MemoryReadBlendParams& p, cudaStream_t stream);
 // Memory decompression alone: a_mem = sigma(q) M / (sigma(q) z + eps). head_dim <= 256.
 cudaError_t memory_decompress(const MemoryDecompressParams& p, cudaStream_t stream);
-// Linear gate values g = sigmoid(W [A_mem; A_local] + b), and the blend g A_mem + (1 - g) A_local.
+// Linear gate values g = sigmoid(W [A_mem; A_local] + b) per token and head, into p.gate.
 cudaError_t gate_linear_forward(const GateLinearParams& p, cudaStream_t stream);
+// The blend out = g A_mem + (1 - g) A_local with per-token, per-head gate values.
 cudaError_t gate_blend_forward(const GateBlendParams& p, cudaStream_t stream);
 // Memory compression (linear or delta rule). scratch: n_tok * n_kv_head * head_dim floats for the
 // delta rule's retrieval (may be null for the linear rule). head_dim <= 256.

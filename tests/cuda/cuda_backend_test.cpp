@@ -15,11 +15,12 @@
 #include "engine/backend/backend.h"
 #include "engine/kv/memory_gate.h"
 #include "engine/model/gguf_writer.h"
-#include "engine/model/llama_context.h"
+#include "engine/runtime/llama_context.h"
 #include "kernels/reference/dequantize.h"
 #include "tests/must.h"
 #include "tests/test_paths.h"
 #include "tests/tolerances.h"
+#include "tests/cpu_backends.h"
 
 namespace edgeinf {
 namespace {
@@ -160,13 +161,11 @@ std::vector<PolicyCase> policy_cases(const MemoryGate* scalar, const MemoryGate*
   return out;
 }
 
-std::unique_ptr<LlamaContext> make_context(const LlamaModel& m, kernels::cpu::ThreadPool& pool, const KvPolicyOptions& kv,
-                                           ModelBackend* backend, int n_batch) {
+std::unique_ptr<LlamaContext> make_context(ModelBackend& backend, const KvPolicyOptions& kv, int n_batch) {
   LlamaContextOptions o;
   o.kv = kv;
   o.n_batch = n_batch;
-  o.backend = backend;
-  auto c = LlamaContext::create(m, pool, o);
+  auto c = LlamaContext::create(backend, o);
   EXPECT_TRUE(c.ok()) << c.status();
   return c.ok() ? std::move(*c) : nullptr;
 }
@@ -197,14 +196,15 @@ TEST(CudaBackend, LogitsMatchTheCpuBackendEveryPolicyAndWeightType) {
     OPEN_CUDA_OR_SKIP(backend, *model);
     Gates gates(*model);
     kernels::cpu::ThreadPool pool(2);
+    testing::CpuBackends host(pool);
     const std::vector<TokenId> tokens = random_tokens(140, spec.n_vocab, 11);
     for (const PolicyCase& pc : policy_cases(gates.scalar.get(), gates.linear.get())) {
       SCOPED_TRACE(spec_name(spec) + ", " + pc.label);
       const int n_batch = pc.kv.name == "full" ? 64 : 16;
-      auto cpu = make_context(*model, pool, pc.kv, nullptr, n_batch);
-      auto gpu = make_context(*model, pool, pc.kv, backend.get(), n_batch);
+      auto cpu = make_context(host(*model), pc.kv, n_batch);
+      auto gpu = make_context(*backend, pc.kv, n_batch);
       ASSERT_TRUE(cpu && gpu);
-      EXPECT_EQ(gpu->backend(), backend.get());
+      EXPECT_EQ(&gpu->backend(), backend.get());
       // Prefill in batches of every size class (1, GEMV <= 8, GEMM > 8), all rows compared once.
       size_t fed = 0;
       for (size_t n : {size_t(16), size_t(5), size_t(1), size_t(13), size_t(8), size_t(16), size_t(9), size_t(16),
@@ -247,19 +247,20 @@ TEST(CudaBackend, BatchedDecodeEqualsSingleStreamsAndMixesWithCpuContexts) {
   OPEN_CUDA_OR_SKIP(backend, *model);
   Gates gates(*model);
   kernels::cpu::ThreadPool pool(2);
+  testing::CpuBackends host(pool);
   const std::vector<PolicyCase> cases = policy_cases(gates.scalar.get(), gates.linear.get());
   // Twin contexts per policy on the device (batched vs alone), plus one CPU context in the batch.
   std::vector<std::unique_ptr<LlamaContext>> batched, alone;
   for (size_t i = 0; i < cases.size(); ++i) {
     const int n_batch = cases[i].kv.name == "full" ? 64 : 16;
-    batched.push_back(make_context(*model, pool, cases[i].kv, backend.get(), n_batch));
-    alone.push_back(make_context(*model, pool, cases[i].kv, backend.get(), n_batch));
+    batched.push_back(make_context(*backend, cases[i].kv, n_batch));
+    alone.push_back(make_context(*backend, cases[i].kv, n_batch));
     const std::vector<TokenId> history = random_tokens(30 + 7 * i, kSpecs[0].n_vocab, uint32_t(20 + i));
     ASSERT_TRUE(batched.back()->eval(history).ok());
     ASSERT_TRUE(alone.back()->eval(history).ok());
   }
-  auto cpu_batched = make_context(*model, pool, cases[2].kv, nullptr, 16);
-  auto cpu_alone = make_context(*model, pool, cases[2].kv, nullptr, 16);
+  auto cpu_batched = make_context(host(*model), cases[2].kv, 16);
+  auto cpu_alone = make_context(host(*model), cases[2].kv, 16);
   std::vector<LlamaContext*> group;
   for (auto& c : batched) group.push_back(c.get());
   group.insert(group.begin() + 2, cpu_batched.get());
@@ -290,13 +291,14 @@ TEST(CudaBackend, SessionsMoveBetweenDevicesThroughSnapshots) {
   OPEN_CUDA_OR_SKIP(backend, *model);
   Gates gates(*model);
   kernels::cpu::ThreadPool pool(2);
+  testing::CpuBackends host(pool);
   const std::vector<TokenId> history = random_tokens(90, kSpecs[1].n_vocab, 31);
   const std::vector<TokenId> next = random_tokens(12, kSpecs[1].n_vocab, 32);
   for (const PolicyCase& pc : policy_cases(gates.scalar.get(), gates.linear.get())) {
     SCOPED_TRACE(pc.label);
     const int n_batch = pc.kv.name == "full" ? 64 : 16;
-    auto gpu = make_context(*model, pool, pc.kv, backend.get(), n_batch);
-    auto cpu = make_context(*model, pool, pc.kv, nullptr, n_batch);
+    auto gpu = make_context(*backend, pc.kv, n_batch);
+    auto cpu = make_context(host(*model), pc.kv, n_batch);
     ASSERT_TRUE(gpu->eval(history).ok());
     ASSERT_TRUE(cpu->eval(history).ok());
     const std::string from_gpu = save(*gpu), from_cpu = save(*cpu);
@@ -304,8 +306,8 @@ TEST(CudaBackend, SessionsMoveBetweenDevicesThroughSnapshots) {
     ASSERT_EQ(from_gpu.size(), from_cpu.size());
     EXPECT_EQ(from_gpu.substr(0, 16), from_cpu.substr(0, 16));
     // GPU -> CPU and CPU -> GPU, then both continue; each must match the context it came from.
-    auto cpu_moved = make_context(*model, pool, pc.kv, nullptr, n_batch);
-    auto gpu_moved = make_context(*model, pool, pc.kv, backend.get(), n_batch);
+    auto cpu_moved = make_context(host(*model), pc.kv, n_batch);
+    auto gpu_moved = make_context(*backend, pc.kv, n_batch);
     ByteReader r1(from_gpu, "snapshot"), r2(from_cpu, "snapshot");
     ASSERT_TRUE(cpu_moved->policy().restore(r1).ok());
     ASSERT_TRUE(gpu_moved->policy().restore(r2).ok());
@@ -327,7 +329,7 @@ TEST(CudaBackend, SessionsMoveBetweenDevicesThroughSnapshots) {
       EXPECT_LE(max_rel_diff(*gm, from_cpu_logits), kDeviceLogitsRandomModel) << "CPU session on the GPU";
     }
     // A truncated snapshot is refused and leaves the device context empty, not half written.
-    auto broken = make_context(*model, pool, pc.kv, backend.get(), n_batch);
+    auto broken = make_context(*backend, pc.kv, n_batch);
     ASSERT_TRUE(broken->eval(history).ok());
     ByteReader cut(std::string_view(from_cpu).substr(0, from_cpu.size() / 2), "snapshot");
     const Status st = broken->policy().restore(cut);
@@ -340,13 +342,11 @@ TEST(CudaBackend, RefusesPoliciesWithoutADeviceTwin) {
   const std::vector<uint8_t> bytes = random_model(kSpecs[0], 10);
   std::unique_ptr<LlamaModel> model = load_model(bytes);
   OPEN_CUDA_OR_SKIP(backend, *model);
-  kernels::cpu::ThreadPool pool(1);
   for (const char* name : {"snapkv", "pyramidkv"}) {
     EXPECT_FALSE(backend->supports(name));
     LlamaContextOptions o;
     o.kv.name = name;
-    o.backend = backend.get();
-    auto c = LlamaContext::create(*model, pool, o);
+    auto c = LlamaContext::create(*backend, o);
     ASSERT_FALSE(c.ok());
     EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument) << c.status();
   }
@@ -361,6 +361,7 @@ TEST(CudaBackend, RealModelLogitsMatchTheCpuBackend) {
   auto gate = load_default_gate(testing::test_model_path(), "", AttentionShape::of(model), model.gguf().fingerprint());
   ASSERT_TRUE(gate.ok()) << gate.status();
   kernels::cpu::ThreadPool pool(4);
+  testing::CpuBackends host(pool);
   const std::vector<TokenId> tokens = random_tokens(400, model.config().n_vocab, 41);
   KvPolicyOptions full;
   full.n_ctx = 512;
@@ -373,8 +374,8 @@ TEST(CudaBackend, RealModelLogitsMatchTheCpuBackend) {
   for (const KvPolicyOptions& kv : {full, edge}) {
     SCOPED_TRACE(kv.name);
     const int n_batch = kv.name == "full" ? 128 : 32;
-    auto cpu = make_context(model, pool, kv, nullptr, n_batch);
-    auto gpu = make_context(model, pool, kv, backend.get(), n_batch);
+    auto cpu = make_context(host(model), kv, n_batch);
+    auto gpu = make_context(*backend, kv, n_batch);
     const std::span<const TokenId> prompt(tokens.data(), 380);
     auto want = cpu->eval(prompt);
     std::vector<float> want_copy(want->begin(), want->end());

@@ -6,8 +6,9 @@
 #include <cstring>
 
 #include "engine/kv/memory_gate.h"
-#include "engine/model/llama_context.h"
+#include "engine/runtime/llama_context.h"
 #include "tests/golden/tiny_model.h"
+#include "tests/cpu_backends.h"
 
 namespace edgeinf {
 namespace {
@@ -20,6 +21,7 @@ TEST(BatchedDecode, EachContextGetsExactlyItsOwnLogits) {
   const LlamaModel& m = tiny_model();
   const int n_vocab = m.config().n_vocab;
   kernels::cpu::ThreadPool pool(2);
+  testing::CpuBackends cpu(pool);
   MemoryGate gate({GateKind::kScalar, 2, 24, 16}, AttentionShape::of(m), 0.0f);
   std::vector<KvPolicyOptions> kvs;
   for (const char* name : {"full", "streaming", "edgeinfinite", "edgeinfinite", "snapkv"}) {
@@ -38,7 +40,7 @@ TEST(BatchedDecode, EachContextGetsExactlyItsOwnLogits) {
     LlamaContextOptions o;
     o.kv = kv;
     o.n_batch = 16;
-    return std::move(*LlamaContext::create(m, pool, o));
+    return std::move(*LlamaContext::create(cpu(m), o));
   };
   std::vector<std::unique_ptr<LlamaContext>> alone, batched;
   for (size_t i = 0; i < kvs.size(); ++i) {
@@ -77,10 +79,11 @@ TEST(BatchedDecode, EachContextGetsExactlyItsOwnLogits) {
 TEST(BatchedDecode, BadBatchesAreRefused) {
   const LlamaModel& m = tiny_model();
   kernels::cpu::ThreadPool pool(1);
+  testing::CpuBackends cpu(pool);
   LlamaContextOptions o;
   o.kv.n_ctx = 8;
-  auto a = std::move(*LlamaContext::create(m, pool, o));
-  auto b = std::move(*LlamaContext::create(m, pool, o));
+  auto a = std::move(*LlamaContext::create(cpu(m), o));
+  auto b = std::move(*LlamaContext::create(cpu(m), o));
   LlamaContext* both[] = {a.get(), b.get()};
   LlamaContext* twice[] = {a.get(), a.get()};
   const TokenId ok[] = {1, 2}, bad[] = {1, 1 << 30}, one[] = {1};

@@ -8,6 +8,7 @@
 #include "engine/tokenizer/unicode.h"
 #include "tests/must.h"
 #include "tests/test_paths.h"
+#include "tests/cpu_backends.h"
 
 namespace edgeinf {
 namespace {
@@ -43,10 +44,11 @@ class GenerateTest : public ::testing::Test {
 
   Run run(const std::vector<TokenId>& prompt, const GenerateOptions& opt, int n_batch = 256) {
     kernels::cpu::ThreadPool pool(2);
+    testing::CpuBackends cpu(pool);
     LlamaContextOptions copt;
     copt.kv.n_ctx = 1024;
     copt.n_batch = n_batch;
-    auto context = LlamaContext::create(*model_, pool, copt);
+    auto context = LlamaContext::create(cpu(*model_), copt);
     EXPECT_TRUE(context.ok()) << context.status();
     LlamaContext& ctx = **context;
     Run r;
@@ -134,9 +136,10 @@ TEST_F(GenerateTest, PrefillProgressIsReportedPerBatch) {
 
 TEST_F(GenerateTest, RejectsBadRequests) {
   kernels::cpu::ThreadPool pool(1);
+  testing::CpuBackends cpu(pool);
   LlamaContextOptions copt;
   copt.kv.n_ctx = 8;
-  auto context = LlamaContext::create(*model_, pool, copt);
+  auto context = LlamaContext::create(cpu(*model_), copt);
   ASSERT_TRUE(context.ok()) << context.status();
   LlamaContext& ctx = **context;
   GenerateOptions opt;

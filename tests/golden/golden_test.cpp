@@ -10,10 +10,11 @@
 #include <map>
 #include <sstream>
 
-#include "engine/model/llama_context.h"
+#include "engine/runtime/llama_context.h"
 #include "tests/test_paths.h"
 #include "tests/golden/reference_file.h"
 #include "tests/tolerances.h"
+#include "tests/cpu_backends.h"
 
 namespace edgeinf {
 namespace {
@@ -53,10 +54,11 @@ struct Outcome {
 Outcome run_one(const LlamaModel& model, const Reference& ref) {
   Outcome o;
   kernels::cpu::ThreadPool pool(2);
+  testing::CpuBackends cpu(pool);
   LlamaContextOptions opt;
   opt.kv.n_ctx = int(ref.tokens.size() + ref.gen.size() + 1);
   opt.n_batch = 128;
-  auto context = LlamaContext::create(model, pool, opt);
+  auto context = LlamaContext::create(cpu(model), opt);
   EXPECT_TRUE(context.ok()) << context.status();
   if (!context.ok()) return o;
   LlamaContext& ctx = **context;

@@ -10,9 +10,10 @@
 #include <cstring>
 
 #include "engine/kv/memory_gate.h"
-#include "engine/model/llama_context.h"
+#include "engine/runtime/llama_context.h"
 #include "tests/must.h"
 #include "tests/test_paths.h"
+#include "tests/cpu_backends.h"
 
 namespace edgeinf {
 namespace {
@@ -38,10 +39,11 @@ std::vector<TokenId> tokens(int n, int n_vocab, uint64_t seed = 7) {
 std::vector<float> all_logits(const LlamaModel& model, const KvPolicyOptions& kv, const std::vector<TokenId>& toks,
                               int batch) {
   kernels::cpu::ThreadPool pool(2);
+  testing::CpuBackends cpu(pool);
   LlamaContextOptions opt;
   opt.kv = kv;
   opt.n_batch = batch;
-  auto ctx = testing::must(LlamaContext::create(model, pool, opt), "LlamaContext::create");
+  auto ctx = testing::must(LlamaContext::create(cpu(model), opt), "LlamaContext::create");
   std::vector<float> out;
   for (size_t b = 0; b < toks.size(); b += size_t(batch)) {
     const size_t n = std::min(size_t(batch), toks.size() - b);
@@ -133,13 +135,14 @@ TEST(KvPolicy, SelectionPoliciesWithBudgetForEverythingEqualFull) {
 TEST(KvPolicy, SelectionPoliciesStayWithinTheirBudget) {
   const LlamaModel& m = real_model();
   kernels::cpu::ThreadPool pool(2);
+  testing::CpuBackends cpu(pool);
   for (const char* name : {"snapkv", "pyramidkv"}) {
     LlamaContextOptions opt;
     opt.kv.name = name;
     opt.kv.budget = 64;
     opt.kv.segment = 32;
     opt.n_batch = 32;
-    auto ctx = LlamaContext::create(m, pool, opt);
+    auto ctx = LlamaContext::create(cpu(m), opt);
     ASSERT_TRUE(ctx.ok()) << ctx.status();
     const std::vector<TokenId> toks = tokens(300, m.config().n_vocab, 4);
     ASSERT_TRUE((*ctx)->eval(toks).ok());
@@ -157,13 +160,14 @@ TEST(KvPolicy, StateGrowsToItsBoundAndStaysThereFor16K64K128KTokens) {
   ASSERT_TRUE(m.ok()) << m.status() << " (the golden_reference test writes the tiny models)";
   const int S = 4, W = 256, L = 64;
   kernels::cpu::ThreadPool pool(2);
+  testing::CpuBackends cpu(pool);
   for (const char* name : {"streaming", "edgeinfinite"}) {
     MemoryGate gate({GateKind::kScalar, S, W, L}, AttentionShape::of(**m), 0.0f);
     LlamaContextOptions opt;
     opt.kv = window_options(name, S, W, L);
     opt.kv.gate = &gate;
     opt.n_batch = L;
-    auto ctx = LlamaContext::create(**m, pool, opt);
+    auto ctx = LlamaContext::create(cpu(**m), opt);
     ASSERT_TRUE(ctx.ok()) << ctx.status();
     // Empty at first (edgeinfinite: only its fixed memory): the state grows with the tokens held,
     // up to its bound.

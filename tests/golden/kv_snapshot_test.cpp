@@ -6,10 +6,11 @@
 #include <cstring>
 
 #include "engine/kv/memory_gate.h"
-#include "engine/model/llama_context.h"
+#include "engine/runtime/llama_context.h"
 #include "engine/session/snapshot.h"
 #include "tests/must.h"
 #include "tests/golden/tiny_model.h"
+#include "tests/cpu_backends.h"
 
 namespace edgeinf {
 namespace {
@@ -18,11 +19,11 @@ using testing::tiny_model;
 using testing::random_tokens;
 constexpr auto& tokens = random_tokens;
 
-std::unique_ptr<LlamaContext> make_context(const KvPolicyOptions& kv, kernels::cpu::ThreadPool& pool) {
+std::unique_ptr<LlamaContext> make_context(const KvPolicyOptions& kv, testing::CpuBackends& cpu) {
   LlamaContextOptions o;
   o.kv = kv;
   o.n_batch = 16;
-  return testing::must(LlamaContext::create(tiny_model(), pool, o), "LlamaContext::create");
+  return testing::must(LlamaContext::create(cpu(tiny_model()), o), "LlamaContext::create");
 }
 
 std::vector<float> feed(LlamaContext& c, const std::vector<TokenId>& toks) {
@@ -57,15 +58,16 @@ TEST(KvSnapshot, RestoredContextContinuesBitIdentically) {
   const LlamaModel& m = tiny_model();
   const int n_vocab = m.config().n_vocab;
   kernels::cpu::ThreadPool pool(2);
+  testing::CpuBackends cpu(pool);
   MemoryGate gate({GateKind::kScalar, 2, 24, 16}, AttentionShape::of(m), 0.0f);
   const std::vector<TokenId> first = tokens(100, n_vocab, 1), second = tokens(60, n_vocab, 2);
   for (const KvPolicyOptions& kv : all_policies(&gate)) {
-    auto a = make_context(kv, pool);
+    auto a = make_context(kv, cpu);
     feed(*a, first);
     std::string bytes;
     ByteWriter w(&bytes);
     ASSERT_TRUE(a->policy().save(w).ok());
-    auto b = make_context(kv, pool);
+    auto b = make_context(kv, cpu);
     ByteReader r(bytes, "snapshot");
     ASSERT_TRUE(b->policy().restore(r).ok()) << kv.name;
     EXPECT_EQ(r.remaining(), 0u) << kv.name;
@@ -81,15 +83,16 @@ TEST(KvSnapshot, RestoredContextContinuesBitIdentically) {
 TEST(KvSnapshot, TruncatedOrForeignBytesAreRefused) {
   const LlamaModel& m = tiny_model();
   kernels::cpu::ThreadPool pool(1);
+  testing::CpuBackends cpu(pool);
   const std::vector<TokenId> toks = tokens(70, m.config().n_vocab, 3);
   for (const KvPolicyOptions& kv : all_policies(nullptr)) {
-    auto a = make_context(kv, pool);
+    auto a = make_context(kv, cpu);
     feed(*a, toks);
     std::string bytes;
     ByteWriter w(&bytes);
     ASSERT_TRUE(a->policy().save(w).ok());
     for (size_t cut : {size_t(0), size_t(7), bytes.size() / 2, bytes.size() - 1}) {
-      auto b = make_context(kv, pool);
+      auto b = make_context(kv, cpu);
       feed(*b, toks);  // a restore failure must leave the policy empty, not half-written
       ByteReader r(std::string_view(bytes).substr(0, cut), "snapshot");
       const Status st = b->policy().restore(r);
@@ -102,7 +105,7 @@ TEST(KvSnapshot, TruncatedOrForeignBytesAreRefused) {
     other.n_ctx = 128;
     other.window = 20;
     other.segment = 8;
-    auto c = make_context(other, pool);
+    auto c = make_context(other, cpu);
     ByteReader r(bytes, "snapshot");
     const Status st = c->policy().restore(r);
     EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << kv.name << ": " << st;
@@ -124,12 +127,13 @@ TEST(KvSnapshot, DeltasRebuildTheStateBitForBitThroughFoldsAndGrowth) {
   const LlamaModel& m = tiny_model();
   const int n_vocab = m.config().n_vocab;
   kernels::cpu::ThreadPool pool(2);
+  testing::CpuBackends cpu(pool);
   MemoryGate gate({GateKind::kScalar, 2, 24, 16}, AttentionShape::of(m), 0.0f);
   const int turn_sizes[] = {5, 1, 9, 3, 17, 2, 1, 30, 7, 4, 50, 1, 6};
   for (const KvPolicyOptions& kv : all_policies(&gate)) {
     const bool has_deltas = kv.name == "full" || kv.name == "streaming" || kv.name == "edgeinfinite";
-    auto live = make_context(kv, pool);
-    auto replica = make_context(kv, pool);
+    auto live = make_context(kv, cpu);
+    auto replica = make_context(kv, cpu);
     size_t grown_from = live->policy().state_bytes();
     int n_deltas = 0, seed = 10;
     for (int n : turn_sizes) {
@@ -173,10 +177,11 @@ TEST(KvSnapshot, DeltasForAnotherStateOrDamagedAreRefused) {
   const LlamaModel& m = tiny_model();
   const int n_vocab = m.config().n_vocab;
   kernels::cpu::ThreadPool pool(1);
+  testing::CpuBackends cpu(pool);
   MemoryGate gate({GateKind::kScalar, 2, 24, 16}, AttentionShape::of(m), 0.0f);
   for (const KvPolicyOptions& kv : all_policies(&gate)) {
     if (kv.name != "full" && kv.name != "streaming" && kv.name != "edgeinfinite") continue;
-    auto live = make_context(kv, pool);
+    auto live = make_context(kv, cpu);
     feed(*live, tokens(30, n_vocab, 1));
     const std::string base = state_of(live->policy());
     live->policy().mark_saved();
@@ -185,14 +190,14 @@ TEST(KvSnapshot, DeltasForAnotherStateOrDamagedAreRefused) {
     ByteWriter w(&delta);
     ASSERT_TRUE(live->policy().save_delta(w)) << kv.name;
     // Applied to a state other than the one it was taken from: FailedPrecondition, policy empty.
-    auto other = make_context(kv, pool);
+    auto other = make_context(kv, cpu);
     feed(*other, tokens(31, n_vocab, 1));
     ByteReader r(delta, "delta");
     EXPECT_EQ(other->policy().apply_delta(r, pool).code(), absl::StatusCode::kFailedPrecondition) << kv.name;
     EXPECT_EQ(other->n_past(), 0) << kv.name;
     // Truncated: DataLoss, policy empty.
     for (size_t cut : {size_t(0), size_t(12), delta.size() / 2, delta.size() - 1}) {
-      auto replica = make_context(kv, pool);
+      auto replica = make_context(kv, cpu);
       ByteReader br(base, "state");
       ASSERT_TRUE(replica->policy().restore(br).ok());
       ByteReader dr(std::string_view(delta).substr(0, cut), "delta");
@@ -201,7 +206,7 @@ TEST(KvSnapshot, DeltasForAnotherStateOrDamagedAreRefused) {
     }
   }
   // A policy without deltas says so.
-  auto snap = make_context(all_policies(nullptr)[3], pool);
+  auto snap = make_context(all_policies(nullptr)[3], cpu);
   ByteReader r("", "delta");
   EXPECT_EQ(snap->policy().apply_delta(r, pool).code(), absl::StatusCode::kUnimplemented);
 }
@@ -209,8 +214,9 @@ TEST(KvSnapshot, DeltasForAnotherStateOrDamagedAreRefused) {
 TEST(Snapshot, RoundTripsAndRefusesDamage) {
   const LlamaModel& m = tiny_model();
   kernels::cpu::ThreadPool pool(1);
+  testing::CpuBackends cpu(pool);
   const KvPolicyOptions kv = all_policies(nullptr)[2];  // edgeinfinite
-  auto a = make_context(kv, pool);
+  auto a = make_context(kv, cpu);
   feed(*a, tokens(90, m.config().n_vocab, 4));
   SnapshotHeader h{m.gguf().fingerprint(), kv, "gate-123"};
   auto written = write_snapshot(h, "session-meta", a->policy());
@@ -225,7 +231,7 @@ TEST(Snapshot, RoundTripsAndRefusesDamage) {
   EXPECT_EQ(view->header.gate_id, "gate-123");
   EXPECT_EQ(view->session_meta, "session-meta");
   EXPECT_TRUE(check_compatible(h, view->header).ok());
-  auto b = make_context(kv, pool);
+  auto b = make_context(kv, cpu);
   ByteReader r(view->policy_state, "policy");
   ASSERT_TRUE(b->policy().restore(r).ok());
   EXPECT_EQ(b->n_past(), 90);

@@ -12,10 +12,11 @@
 
 #include "engine/kv/memory_gate.h"
 #include "engine/kv/snapkv_policy.h"
-#include "engine/model/llama_context.h"
+#include "engine/runtime/llama_context.h"
 #include "tests/golden/reference_file.h"
 #include "tests/test_paths.h"
 #include "tests/tolerances.h"
+#include "tests/cpu_backends.h"
 
 namespace edgeinf {
 namespace {
@@ -105,6 +106,7 @@ void check_policies(bool tiny) {
                                 << "/policy_manifest.txt (the golden_reference test writes them)";
   std::map<std::string, std::unique_ptr<LlamaModel>> models;
   kernels::cpu::ThreadPool pool(2);
+  testing::CpuBackends cpu(pool);
   for (const PolicyEntry& e : entries) {
     SCOPED_TRACE(e.ref);
     testing::Reference ref;
@@ -137,7 +139,7 @@ void check_policies(bool tiny) {
     LlamaContextOptions opt;
     opt.kv = kv;
     opt.n_batch = e.segment;
-    auto context = LlamaContext::create(*model, pool, opt);
+    auto context = LlamaContext::create(cpu(*model), opt);
     ASSERT_TRUE(context.ok()) << context.status();
     const int n_vocab = int(ref.n_vocab);
     ASSERT_EQ(model->config().n_vocab, n_vocab);

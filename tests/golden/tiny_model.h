@@ -7,7 +7,7 @@
 
 #include <gtest/gtest.h>
 
-#include "engine/model/llama_context.h"
+#include "engine/runtime/llama_context.h"
 #include "tests/must.h"
 #include "tests/test_paths.h"
 

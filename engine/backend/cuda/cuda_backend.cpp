@@ -7,22 +7,18 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <initializer_list>
 #include <mutex>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "engine/backend/backend.h"
+#include "engine/backend/llama_pass.h"
 #include "engine/backend/cuda/cuda_policy.h"
 #include "kernels/cuda/arena.h"
 #include "kernels/cuda/cublas_api.h"
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/runtime.h"
-
-#define EDGEINF_CUDA_TRY(expr)           \
-  do {                                   \
-    const cudaError_t e_ = (expr);       \
-    if (e_ != cudaSuccess) return e_;    \
-  } while (0)
 
 namespace edgeinf {
 
@@ -124,8 +120,12 @@ class CudaBackend final : public ModelBackend {
   }
 
   const char* device() const override { return "cuda"; }
+  const LlamaModel& model() const override { return model_; }
   std::string describe() const override { return describe_; }
-  bool supports(const std::string& policy) const override { return has_cuda_policy(policy); }
+  bool supports(const std::string& policy) const override {
+    const KvPolicyTraits* traits = find_kv_policy(policy);
+    return traits != nullptr && traits->device_form;
+  }
 
   StatusOr<std::unique_ptr<KvPolicy>> make_policy(const KvPolicyOptions& options) override {
     EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<CudaPolicy> p, make_cuda_policy(options, device_shape_, stream_));
@@ -257,7 +257,7 @@ class CudaBackend final : public ModelBackend {
     return kcu::rmsnorm_forward({x, weight.data, out, n, c.n_embd, c.rms_eps}, stream_);
   }
 
-  // The layers of llama_context.cpp's run_layers, then the final norm and output projection of rows
+  // The forward pass (run_llama_pass) and the final norm and output projection of rows
   // [first, n) into logits (host). One policy takes every token; several take one token each.
   Status run(std::span<const TokenId> tokens, std::span<CudaPolicy* const> policies, bool per_token, int64_t first,
              float* logits) {
@@ -274,43 +274,71 @@ class CudaBackend final : public ModelBackend {
     return cuda_status(e, "the CUDA forward pass");
   }
 
+  // The pass's steps on this device (engine/backend/llama_pass.h).
+  struct Ops {
+    using Error = cudaError_t;
+    static bool ok(cudaError_t e) { return e == cudaSuccess; }
+    struct Matmul {
+      const DeviceWeight& w;
+      const DeviceVector* bias;
+      const float* in;
+      float* out;
+    };
+
+    CudaBackend& be;
+    std::span<CudaPolicy* const> policies;
+    bool per_token;
+    float* host_logits;
+
+    cudaError_t embed(int64_t n) {
+      const Activations& a = be.act_;
+      return kcu::embed_forward(
+          {be.embd_.device, be.embd_.view.type, be.embd_.view.row_bytes, a.tokens, a.x, n, be.model_.config().n_embd},
+          be.stream_);
+    }
+    const DeviceLayer& layer(int il) const { return be.layers_[size_t(il)]; }
+    static const DeviceVector* bias(const DeviceVector& v) { return v.data != nullptr ? &v : nullptr; }
+    cudaError_t rmsnorm(const float* x, const DeviceVector& weight, float* out, int64_t n) {
+      return be.rmsnorm(x, weight, out, n);
+    }
+    cudaError_t matmuls(std::initializer_list<Matmul> ms, int64_t n) {
+      for (const Matmul& m : ms) EDGEINF_CUDA_TRY(be.matmul(m.w, m.in, m.out, n, m.bias, per_token));
+      return cudaSuccess;
+    }
+    cudaError_t attend(int il, int64_t n) {
+      const Activations& a = be.act_;
+      if (policies.size() == 1) return policies[0]->attend_on_device({il, n, a.q, a.k, a.v, a.attn});
+      const int64_t q_dim = be.shape_.q_dim(), kv_dim = be.shape_.kv_dim();
+      for (int64_t t = 0; t < n; ++t) {
+        EDGEINF_CUDA_TRY(policies[size_t(t)]->attend_on_device(
+            {il, 1, a.q + t * q_dim, a.k + t * kv_dim, a.v + t * kv_dim, a.attn + t * q_dim}));
+      }
+      return cudaSuccess;
+    }
+    cudaError_t add(float* x, const float* y, int64_t n) { return kcu::add_forward({x, y, n}, be.stream_); }
+    cudaError_t swiglu(float* gate, const float* up, int64_t n) {
+      const int64_t n_ff = be.model_.config().n_ff;
+      return kcu::swiglu_forward({gate, up, gate, n_ff, n, n_ff}, be.stream_);
+    }
+    cudaError_t logits(int64_t first, int64_t n_out) {
+      const Activations& a = be.act_;
+      const LlamaConfig& c = be.model_.config();
+      EDGEINF_CUDA_TRY(be.rmsnorm(a.x + first * c.n_embd, be.output_norm_, a.xn, n_out));
+      EDGEINF_CUDA_TRY(be.matmul(be.output_, a.xn, a.logits, n_out, nullptr, per_token));
+      return cudaMemcpyAsync(host_logits, a.logits, size_t(n_out * c.n_vocab) * sizeof(float), cudaMemcpyDeviceToHost,
+                             be.stream_);
+    }
+  };
+
   cudaError_t run_device(std::span<const TokenId> tokens, std::span<CudaPolicy* const> policies, bool per_token,
                          int64_t first, float* logits) {
-    const LlamaConfig& c = model_.config();
     const Activations& a = act_;
     const int64_t n = int64_t(tokens.size());
-    const int64_t n_embd = c.n_embd, q_dim = shape_.q_dim(), kv_dim = shape_.kv_dim();
     EDGEINF_CUDA_TRY(cudaMemcpyAsync(a.tokens, tokens.data(), size_t(n) * sizeof(int32_t), cudaMemcpyHostToDevice,
                                      stream_));
-    EDGEINF_CUDA_TRY(kcu::embed_forward({embd_.device, embd_.view.type, embd_.view.row_bytes, a.tokens, a.x, n, n_embd}, stream_));
-    for (int il = 0; il < c.n_layer; ++il) {
-      const DeviceLayer& l = layers_[size_t(il)];
-      EDGEINF_CUDA_TRY(rmsnorm(a.x, l.attn_norm, a.xn, n));
-      EDGEINF_CUDA_TRY(matmul(l.wq, a.xn, a.q, n, l.bq.data ? &l.bq : nullptr, per_token));
-      EDGEINF_CUDA_TRY(matmul(l.wk, a.xn, a.k, n, l.bk.data ? &l.bk : nullptr, per_token));
-      EDGEINF_CUDA_TRY(matmul(l.wv, a.xn, a.v, n, l.bv.data ? &l.bv : nullptr, per_token));
-      if (policies.size() == 1) {
-        EDGEINF_CUDA_TRY(policies[0]->attend_on_device({il, n, a.q, a.k, a.v, a.attn}));
-      } else {
-        for (int64_t t = 0; t < n; ++t) {
-          EDGEINF_CUDA_TRY(policies[size_t(t)]->attend_on_device(
-              {il, 1, a.q + t * q_dim, a.k + t * kv_dim, a.v + t * kv_dim, a.attn + t * q_dim}));
-        }
-      }
-      EDGEINF_CUDA_TRY(matmul(l.wo, a.attn, a.xn, n, nullptr, per_token));
-      EDGEINF_CUDA_TRY(kcu::add_forward({a.x, a.xn, n * n_embd}, stream_));
-      EDGEINF_CUDA_TRY(rmsnorm(a.x, l.ffn_norm, a.xn, n));
-      EDGEINF_CUDA_TRY(matmul(l.w_gate, a.xn, a.gate, n, nullptr, per_token));
-      EDGEINF_CUDA_TRY(matmul(l.w_up, a.xn, a.up, n, nullptr, per_token));
-      EDGEINF_CUDA_TRY(kcu::swiglu_forward({a.gate, a.up, a.gate, c.n_ff, n, c.n_ff}, stream_));
-      EDGEINF_CUDA_TRY(matmul(l.w_down, a.gate, a.xn, n, nullptr, per_token));
-      EDGEINF_CUDA_TRY(kcu::add_forward({a.x, a.xn, n * n_embd}, stream_));
-    }
-    const int64_t n_out = n - first;
-    EDGEINF_CUDA_TRY(rmsnorm(a.x + first * n_embd, output_norm_, a.xn, n_out));
-    EDGEINF_CUDA_TRY(matmul(output_, a.xn, a.logits, n_out, nullptr, per_token));
-    EDGEINF_CUDA_TRY(cudaMemcpyAsync(logits, a.logits, size_t(n_out * c.n_vocab) * sizeof(float),
-                                     cudaMemcpyDeviceToHost, stream_));
+    Ops ops{*this, policies, per_token, logits};
+    const PassBuffers b{a.x, a.xn, a.q, a.k, a.v, a.attn, a.gate, a.up};
+    EDGEINF_CUDA_TRY(run_llama_pass(ops, model_.config(), b, n, first));
     return cudaStreamSynchronize(stream_);
   }
 

@@ -8,18 +8,13 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "engine/kv/kv_common.h"
 #include "engine/kv/memory_gate.h"
 #include "engine/kv/sink_window_cache.h"
 #include "kernels/common/linear_memory.h"
 #include "kernels/cuda/arena.h"
 #include "kernels/cuda/ops.h"
-
-#define EDGEINF_CUDA_TRY(expr)           \
-  do {                                   \
-    const cudaError_t e_ = (expr);       \
-    if (e_ != cudaSuccess) return e_;    \
-  } while (0)
 
 namespace edgeinf::cuda_backend {
 
@@ -33,10 +28,6 @@ Status cuda_status(cudaError_t e, const char* what) {
     return absl::ResourceExhaustedError(absl::StrCat(what, ": ", cudaGetErrorString(e)));
   }
   return absl::InternalError(absl::StrCat(what, ": CUDA error: ", cudaGetErrorString(e)));
-}
-
-bool has_cuda_policy(const std::string& name) {
-  return name == "full" || name == "streaming" || name == "edgeinfinite";
 }
 
 namespace {
@@ -496,13 +487,18 @@ class CudaEdgeInfinitePolicy final : public CudaPolicy {
 StatusOr<std::unique_ptr<CudaPolicy>> make_cuda_policy(const KvPolicyOptions& o, const AttentionShape& s,
                                                        cudaStream_t stream) {
   EDGEINF_RETURN_IF_ERROR(validate_kv_options(o, s));
-  if (o.name == "full") {
+  const KvPolicyTraits& traits = kv_policy_traits(o.name);
+  if (!traits.device_form) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the ", o.name, " policy runs on the CPU only (--device cpu); on cuda: ",
+                     absl::StrJoin(kv_policy_names([](const KvPolicyTraits& t) { return t.device_form; }), ", ")));
+  }
+  if (traits.keeps_everything) {
     return place(std::make_unique<CudaFullPolicy>(s, o.n_ctx > 0 ? o.n_ctx : s.n_ctx_train, stream));
   }
-  if (o.name == "streaming") return place(std::make_unique<CudaStreamingPolicy>(s, o, stream));
-  if (o.name == "edgeinfinite") return place(std::make_unique<CudaEdgeInfinitePolicy>(s, o, stream));
-  return absl::InvalidArgumentError(
-      absl::StrCat("the ", o.name, " policy runs on the CPU only (--device cpu); on cuda: full, streaming, edgeinfinite"));
+  EDGEINF_CHECK(traits.sink_window);
+  if (traits.compresses) return place(std::make_unique<CudaEdgeInfinitePolicy>(s, o, stream));
+  return place(std::make_unique<CudaStreamingPolicy>(s, o, stream));
 }
 
 }  // namespace edgeinf::cuda_backend

@@ -10,6 +10,13 @@
 
 #include "engine/kv/kv_policy.h"
 
+// Returns the error of a CUDA call from a function returning cudaError_t.
+#define EDGEINF_CUDA_TRY(expr)        \
+  do {                                \
+    const cudaError_t e_ = (expr);    \
+    if (e_ != cudaSuccess) return e_; \
+  } while (0)
+
 namespace edgeinf::cuda_backend {
 
 // The status of a CUDA call; `what` names the step.
@@ -39,8 +46,5 @@ class CudaPolicy : public KvPolicy {
 // memory cannot hold the state.
 StatusOr<std::unique_ptr<CudaPolicy>> make_cuda_policy(const KvPolicyOptions& options, const AttentionShape& shape,
                                                        cudaStream_t stream);
-
-// Names of the policies with a device twin.
-bool has_cuda_policy(const std::string& name);
 
 }  // namespace edgeinf::cuda_backend
