@@ -10,8 +10,6 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "engine/sampling/stop_matcher.h"
-#include "engine/tokenizer/utf8_stream.h"
 #include "engine/util/process_memory.h"
 
 namespace edgeinf {
@@ -133,15 +131,12 @@ struct Engine::Turn {
   size_t fed = 0;
   bool input_complete = true;  // false while a stream may still bring tokens
   int64_t prompt = 0, cached = 0, next_progress = 0, prefilled = 0;
-  std::unique_ptr<Sampler> sampler;
-  Utf8Stream utf8;
-  std::unique_ptr<StopMatcher> stops;
+  std::unique_ptr<DecodeStep> step;
   std::span<const float> logits;
   int generated = 0;
   bool dirty = false;  // the context has changed since the turn took it
   TokenId last = -1;  // the last sampled token, until fed
   TokenId feed = -1;  // sampled this step, to be fed in the batched pass
-  std::vector<TokenId> held_ids;
   std::deque<TokenId> recent;
 };
 
@@ -467,11 +462,10 @@ Status Engine::prepare_or_fail(Turn& t) {
     return absl::OutOfRangeError(absl::StrCat("the input has ", t.input.size(), " tokens; the session's context holds ",
                                               t.ctx->capacity() - t.ctx->n_past(), " more"));
   }
-  t.sampler = std::make_unique<Sampler>(r.gen.sampling, tokenizer_->n_vocab());
-  for (TokenId id : history) t.sampler->accept(id), t.recent.push_back(id);
-  for (TokenId id : tokens) t.sampler->accept(id), t.recent.push_back(id);
+  t.step = std::make_unique<DecodeStep>(*tokenizer_, r.gen);
+  for (TokenId id : history) t.step->accept(id), t.recent.push_back(id);
+  for (TokenId id : tokens) t.step->accept(id), t.recent.push_back(id);
   while (t.recent.size() > kRecentTokens) t.recent.pop_front();
-  t.stops = std::make_unique<StopMatcher>(r.gen.stop);
   t.next_progress = r.progress_every > 0 ? r.progress_every : 0;
   if (r.stream != nullptr) {
     t.input_complete = false;
@@ -571,7 +565,7 @@ bool Engine::pull_stream(Turn& t, Status* failed) {
       *failed = absl::InvalidArgumentError(absl::StrCat("token id ", id, " is outside the vocabulary"));
       return true;
     }
-    t.sampler->accept(id);
+    t.step->accept(id);
     t.recent.push_back(id);
   }
   while (t.recent.size() > kRecentTokens) t.recent.pop_front();
@@ -622,38 +616,29 @@ std::optional<StatusOr<TurnResult>> Engine::step_turn(Turn& t, bool* worked) {
   }
   *worked = true;
   TurnResult res;
-  auto flush = [&](bool keep_incomplete) {
-    // A character cut by max_tokens is not sent as U+FFFD: its bytes go to the final event.
-    if (keep_incomplete) res.incomplete_bytes = t.utf8.take_incomplete();
-    const std::string text = t.stops->push(t.utf8.flush()) + t.stops->flush();
-    if ((!text.empty() || !t.held_ids.empty()) && t.ev.delta) t.ev.delta(text, std::move(t.held_ids));
-    t.held_ids.clear();
+  auto send = [&](DecodeStep::Token& token) {
+    if ((!token.text.empty() || !token.ids.empty()) && t.ev.delta) t.ev.delta(token.text, std::move(token.ids));
   };
   auto end = [&](FinishReason why) {
-    if (why != FinishReason::kStopString) flush(why == FinishReason::kLength);
+    // A character cut by max_tokens is not sent as U+FFFD: its bytes go to the final event.
+    if (why != FinishReason::kStopString) {
+      DecodeStep::Token rest = t.step->flush(why == FinishReason::kLength, &res.incomplete_bytes);
+      send(rest);
+    }
     res.finish = why;
     return std::optional<StatusOr<TurnResult>>(std::move(res));
   };
-  if (t.generated >= t.req.gen.max_tokens) return end(FinishReason::kLength);
+  if (t.step->done()) return end(FinishReason::kLength);
   if (t.logits.empty()) return end(FinishReason::kLength);  // nothing was evaluated (empty input)
-  const TokenId token = t.sampler->sample(t.logits);
-  t.sampler->accept(token);
-  t.recent.push_back(token);
+  DecodeStep::Token token = t.step->next(t.logits, t.ctx->n_past() < t.ctx->capacity());
+  t.recent.push_back(token.id);
   if (t.recent.size() > kRecentTokens) t.recent.pop_front();
-  t.last = token;
-  ++t.generated;  // an end-of-generation token counts: it stays in the session's history
+  t.last = token.id;
+  t.generated = t.step->generated();  // an end-of-generation token counts: it stays in the session's history
   if (t.generated == 1) t.first_token = Clock::now();
-  if (!t.req.gen.ignore_eos && tokenizer_->is_eog(token)) return end(FinishReason::kEndOfGeneration);
-  t.held_ids.push_back(token);
-  const std::string text = t.stops->push(t.utf8.push(tokenizer_->token_to_piece(token)));
-  if (!text.empty()) {
-    if (t.ev.delta) t.ev.delta(text, std::move(t.held_ids));
-    t.held_ids.clear();
-  }
-  if (t.stops->stopped()) return end(FinishReason::kStopString);
-  if (t.generated >= t.req.gen.max_tokens) return end(FinishReason::kLength);
-  if (t.ctx->n_past() >= t.ctx->capacity()) return end(FinishReason::kContextFull);
-  t.feed = token;  // the loop feeds every decoding turn's token in one batched pass
+  if (!token.text.empty()) send(token);
+  if (token.finish) return end(*token.finish);
+  t.feed = token.id;  // the loop feeds every decoding turn's token in one batched pass
   return std::nullopt;
 }
 

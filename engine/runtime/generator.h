@@ -1,5 +1,6 @@
-// One completion: prefill a prompt (with progress), then sample and stream text until a stop
-// condition. Used by the CLI and the service alike.
+// One completion over a context the caller holds (the CLI's generate command, tests): prefill a
+// prompt (with progress), then decode and stream text until a stop condition. The service's
+// scheduler runs the same decode step (decode_step.h) one token at a time across turns.
 #pragma once
 
 #include <functional>
@@ -8,22 +9,12 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/runtime/decode_step.h"
 #include "engine/runtime/llama_context.h"
-#include "engine/sampling/sampler.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/util/status.h"
 
 namespace edgeinf {
-
-struct GenerateOptions {
-  SamplingParams sampling;
-  int max_tokens = 256;
-  std::vector<std::string> stop;  // stop strings; matched text is not emitted
-  bool ignore_eos = false;
-};
-
-enum class FinishReason { kLength, kEndOfGeneration, kStopString, kContextFull, kCancelled };
-const char* finish_reason_name(FinishReason r);
 
 struct GenerateStats {
   int prompt_tokens = 0;
