@@ -265,11 +265,11 @@ int run(int argc, char** argv) {
     spdlog::error("{}", engine.status().ToString());
     return 1;
   }
-  const edgeinf::KvPolicyOptions& kv = (*engine)->default_kv();
-  spdlog::info("device {}", (*engine)->device_label());
-  spdlog::info("model {} ({}); policy {} S={} W={} L={}; gate {}; store {}", ec.model_path,
-               (*engine)->model().gguf().fingerprint(), kv.name, kv.sink, kv.window, kv.segment,
-               (*engine)->gate() ? edgeinf::gate_kind_name((*engine)->gate()->config().kind) : "none", store_url->url);
+  const edgeinf::EngineInfo info = (*engine)->info();
+  const edgeinf::KvPolicyOptions& kv = info.default_kv;
+  spdlog::info("device {}", info.device);
+  spdlog::info("model {} ({}); policy {} S={} W={} L={}; gate {}; store {}", ec.model_path, info.model_fingerprint,
+               kv.name, kv.sink, kv.window, kv.segment, info.gate.empty() ? "none" : info.gate, store_url->url);
   spdlog::info(
       "memory budget {} MiB: {} MiB for the model, scratch, runtime and records in flight, the rest for sessions",
       ec.memory_budget_bytes >> 20, (*engine)->fixed_bytes() >> 20);

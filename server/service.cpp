@@ -202,7 +202,7 @@ grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext
   return unary<v1::TokenizeRequest, v1::TokenizeResponse>(
       ctx, "Tokenize", req, resp,
       [this](const std::string&, const v1::TokenizeRequest& r, v1::TokenizeResponse* out) -> Status {
-        for (TokenId id : engine_.tokenizer().encode(r.text(), false, r.parse_special())) out->add_ids(id);
+        for (TokenId id : engine_.tokenize(r.text(), r.parse_special())) out->add_ids(id);
         return absl::OkStatus();
       });
 }
@@ -212,21 +212,18 @@ grpc::ServerUnaryReactor* InferenceService::GetServerInfo(grpc::CallbackServerCo
   return unary<v1::GetServerInfoRequest, v1::ServerInfo>(
       ctx, "GetServerInfo", req, resp,
       [this](const std::string&, const v1::GetServerInfoRequest&, v1::ServerInfo* out) -> Status {
-        const LlamaConfig& c = engine_.model().config();
-        out->set_model_name(c.name);
-        out->set_model_fingerprint(engine_.model().gguf().fingerprint());
-        out->set_native_context(c.n_ctx_train);
-        for (const std::string& p : kv_policy_names()) out->add_policies(p);
-        fill_policy(engine_.default_kv(), out->mutable_default_policy());
-        if (const MemoryGate* g = engine_.gate()) {
-          out->set_gate(absl::StrCat(gate_kind_name(g->config().kind), " (calibration ",
-                                     g->config().calibration_hash.substr(0, 16), ")"));
-        }
+        const EngineInfo info = engine_.info();
+        out->set_model_name(info.model_name);
+        out->set_model_fingerprint(info.model_fingerprint);
+        out->set_native_context(info.native_context);
+        for (const std::string& p : info.policies) out->add_policies(p);
+        fill_policy(info.default_kv, out->mutable_default_policy());
+        if (!info.gate.empty()) out->set_gate(info.gate);
         out->set_max_message_bytes(limits_.max_message_bytes);
         out->set_max_prompt_tokens(engine_.config().max_prompt_tokens);
         out->set_max_tokens_limit(engine_.config().max_tokens_limit);
         out->set_max_sessions_per_tenant(engine_.config().max_sessions_per_tenant);
-        out->set_device(engine_.device_label());
+        out->set_device(info.device);
         return absl::OkStatus();
       });
 }

@@ -8,7 +8,6 @@
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
-#include "engine/tokenizer/chat_template.h"
 #include "engine/tokenizer/unicode.h"
 #include "server/service.h"
 
@@ -28,39 +27,26 @@ v1::FinishReason finish_of(FinishReason r) {
   return v1::FINISH_REASON_UNSPECIFIED;
 }
 
-// The tokens of a Generate request's input; fresh: it opens a conversation.
-StatusOr<std::vector<TokenId>> input_tokens(const Engine& engine, const v1::GenerateRequest& req, bool fresh) {
-  const Tokenizer& tok = engine.tokenizer();
+// A Generate request's input as the engine takes it (the engine tokenizes it).
+TurnPrompt turn_prompt(const v1::GenerateRequest& req) {
+  TurnPrompt p;
   switch (req.input_case()) {
-    case v1::GenerateRequest::kText: {
-      if (req.text().empty()) return absl::InvalidArgumentError("text is empty");
-      return tok.encode(req.text(), /*add_special=*/fresh, /*parse_special=*/false);
-    }
-    case v1::GenerateRequest::kMessages: {
-      std::vector<ChatMessage> msgs;
-      for (const v1::ChatMessage& m : req.messages().messages()) {
-        if (m.role() != "system" && m.role() != "user" && m.role() != "assistant") {
-          return absl::InvalidArgumentError(absl::StrCat("messages: unknown role '", m.role().substr(0, 32),
-                                                         "' (system, user, assistant)"));
-        }
-        msgs.push_back({m.role(), m.content()});
-      }
-      if (msgs.empty()) return absl::InvalidArgumentError("messages is empty");
-      EDGEINF_ASSIGN_OR_RETURN(ChatTemplate tmpl, detect_chat_template(tok.chat_template()));
-      // A later turn of a session: the conversation already opened (with its default system
-      // message, if the template has one), and ChatML continues on the line after the previous
-      // answer's end-of-turn token.
-      if (!fresh) tmpl.default_system.clear();
-      std::string text = render_chat(tmpl, msgs, true);
-      if (!fresh && tmpl.format == ChatFormat::kChatMl) text = "\n" + text;
-      return tok.encode(text, /*add_special=*/fresh, /*parse_special=*/true);
-    }
+    case v1::GenerateRequest::kText:
+      p.kind = TurnPrompt::Kind::kText;
+      p.text = req.text();
+      break;
+    case v1::GenerateRequest::kMessages:
+      p.kind = TurnPrompt::Kind::kMessages;
+      for (const v1::ChatMessage& m : req.messages().messages()) p.messages.push_back({m.role(), m.content()});
+      break;
     case v1::GenerateRequest::kTokenIds:
-      return std::vector<TokenId>(req.token_ids().ids().begin(), req.token_ids().ids().end());
+      p.kind = TurnPrompt::Kind::kTokenIds;
+      p.token_ids.assign(req.token_ids().ids().begin(), req.token_ids().ids().end());
+      break;
     case v1::GenerateRequest::INPUT_NOT_SET:
       break;
   }
-  return absl::InvalidArgumentError("input is missing: set text, messages or token_ids");
+  return p;
 }
 
 StatusOr<GenerateOptions> generate_options(const v1::GenerateRequest& req) {
@@ -122,9 +108,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
     if (req->progress_every_tokens() < 0) return absl::InvalidArgumentError("progress_every_tokens must be >= 0");
     t.progress_every = req->progress_every_tokens();
     t.etag = req->etag();
-    // Tokenized by the engine once it knows whether the turn opens a conversation.
-    Engine* engine = &svc_.engine();
-    t.tokens = [engine, req](bool fresh) { return input_tokens(*engine, *req, fresh); };
+    t.prompt = turn_prompt(*req);
     TurnEvents ev;
     ev.progress = [this](int64_t done, int64_t total) {
       v1::GenerateEvent e;
@@ -311,7 +295,7 @@ class IngestReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
       return absl::InvalidArgumentError(
           absl::StrCat("the document is not valid UTF-8 (within bytes ", consumed_, " to ", consumed_ + cut, ")"));
     }
-    std::vector<TokenId> tokens = svc_.engine().tokenizer().encode(piece, false, false);
+    std::vector<TokenId> tokens = svc_.engine().tokenize(piece, /*parse_special=*/false);
     consumed_ += cut;
     text_.erase(0, cut);
     if (!tokens.empty()) input_->append(std::move(tokens));

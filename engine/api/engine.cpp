@@ -255,6 +255,56 @@ EngineStats Engine::stats() {
   return s;
 }
 
+EngineInfo Engine::info() const {
+  EngineInfo i;
+  const LlamaConfig& c = model_->config();
+  i.model_name = c.name;
+  i.model_fingerprint = model_->gguf().fingerprint();
+  i.native_context = c.n_ctx_train;
+  i.policies = kv_policy_names();
+  i.default_kv = default_kv_;
+  if (gate_ != nullptr) {
+    i.gate = absl::StrCat(gate_kind_name(gate_->config().kind), " (calibration ",
+                          gate_->config().calibration_hash.substr(0, 16), ")");
+  }
+  i.device = backends_.label();
+  return i;
+}
+
+std::vector<TokenId> Engine::tokenize(std::string_view text, bool parse_special) const {
+  return tokenizer_->encode(text, /*add_special=*/false, parse_special);
+}
+
+StatusOr<std::vector<TokenId>> Engine::prompt_tokens(const TurnPrompt& p, bool fresh) const {
+  switch (p.kind) {
+    case TurnPrompt::Kind::kText:
+      if (p.text.empty()) return absl::InvalidArgumentError("text is empty");
+      return tokenizer_->encode(p.text, /*add_special=*/fresh, /*parse_special=*/false);
+    case TurnPrompt::Kind::kMessages: {
+      for (const ChatMessage& m : p.messages) {
+        if (m.role != "system" && m.role != "user" && m.role != "assistant") {
+          return absl::InvalidArgumentError(
+              absl::StrCat("messages: unknown role '", m.role.substr(0, 32), "' (system, user, assistant)"));
+        }
+      }
+      if (p.messages.empty()) return absl::InvalidArgumentError("messages is empty");
+      EDGEINF_ASSIGN_OR_RETURN(ChatTemplate tmpl, detect_chat_template(tokenizer_->chat_template()));
+      // A later turn of a session: the conversation already opened (with its default system
+      // message, if the template has one), and ChatML continues on the line after the previous
+      // answer's end-of-turn token.
+      if (!fresh) tmpl.default_system.clear();
+      std::string text = render_chat(tmpl, p.messages, true);
+      if (!fresh && tmpl.format == ChatFormat::kChatMl) text = "\n" + text;
+      return tokenizer_->encode(text, /*add_special=*/fresh, /*parse_special=*/true);
+    }
+    case TurnPrompt::Kind::kTokenIds:
+      return p.token_ids;
+    case TurnPrompt::Kind::kNone:
+      break;
+  }
+  return absl::InvalidArgumentError("input is missing: set text, messages or token_ids");
+}
+
 std::string Engine::gate_id(const KvPolicyOptions& kv) const {
   if (gate_for_policy(kv, gate_.get()) == nullptr) return "";
   const GateConfig& g = gate_->config();
@@ -435,8 +485,8 @@ Status Engine::prepare_or_fail(Turn& t) {
     history = t.lease.meta.recent;
   }
   std::vector<TokenId> tokens;
-  if (r.tokens) {
-    EDGEINF_ASSIGN_OR_RETURN(tokens, r.tokens(fresh));
+  if (r.prompt.kind != TurnPrompt::Kind::kNone || r.stream == nullptr) {
+    EDGEINF_ASSIGN_OR_RETURN(tokens, prompt_tokens(r.prompt, fresh));
   }
   if (r.stream != nullptr && fresh && tokenizer_->add_bos() && tokenizer_->bos() >= 0) {
     tokens.insert(tokens.begin(), tokenizer_->bos());

@@ -19,6 +19,7 @@
 #include "engine/runtime/generator.h"
 #include "engine/session/session_manager.h"
 #include "engine/session/session_store.h"
+#include "engine/tokenizer/chat_template.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace edgeinf {
@@ -89,14 +90,22 @@ class TurnInput {
   size_t low_ = 0;
 };
 
+// What a turn reads: plain text, chat messages or token ids. The engine tokenizes it once it knows
+// whether the turn opens a conversation (a one-off turn or an empty session: BOS and the chat
+// template's default system message) or continues one.
+struct TurnPrompt {
+  enum class Kind { kNone, kText, kMessages, kTokenIds };
+  Kind kind = Kind::kNone;  // kNone: only streamed input (TurnRequest::stream)
+  std::string text;
+  std::vector<ChatMessage> messages;  // roles system, user, assistant; rendered with the model's template
+  std::vector<TokenId> token_ids;
+};
+
 struct TurnRequest {
   std::string tenant;
   std::string session_id;  // "" = a one-off turn that keeps nothing
   std::string etag;        // "" = any; else the turn is refused (ABORTED) if the session moved on
-  // The input's tokens, made on an I/O thread once the engine knows whether the turn opens a
-  // conversation (`fresh`: a one-off turn or an empty session; it takes BOS and the chat
-  // template's system line). Errors (a bad request) end the turn with that status.
-  std::function<StatusOr<std::vector<TokenId>>(bool fresh)> tokens;
+  TurnPrompt prompt;       // a bad prompt (empty, unknown role, ...) ends the turn with InvalidArgument
   bool limit_prompt = true;           // refuse inputs over max_prompt_tokens
   std::shared_ptr<TurnInput> stream;  // more input arriving while the turn runs, or null
   GenerateOptions gen;
@@ -128,6 +137,16 @@ struct EngineStats {
   SessionManagerStats sessions;
 };
 
+// What the engine serves, for a service's description of itself.
+struct EngineInfo {
+  std::string model_name, model_fingerprint;
+  int native_context = 0;             // the model's trained context
+  std::vector<std::string> policies;  // every registered KV policy
+  KvPolicyOptions default_kv;         // the default policy and shape of new sessions
+  std::string gate;                   // the memory gate ("linear (calibration 0123...)"), "" if none
+  std::string device;                 // "cpu", or the device and its description
+};
+
 class Engine {
  public:
   // Loads the model, then opens the store (so a failed start leaves nothing behind).
@@ -135,12 +154,9 @@ class Engine {
       const EngineConfig& config, std::function<StatusOr<std::unique_ptr<SessionStore>>()> open_store);
   ~Engine();
 
-  const LlamaModel& model() const { return *model_; }
-  const Tokenizer& tokenizer() const { return *tokenizer_; }
-  const MemoryGate* gate() const { return gate_.get(); }
-  // Where the model runs: "cpu", or the device and its description. With device "auto", policies
-  // the device does not run stay on the CPU.
-  std::string device_label() const { return backends_.label(); }
+  EngineInfo info() const;
+  // The text's tokens (no BOS); parse_special: control tokens written in the text become their ids.
+  std::vector<TokenId> tokenize(std::string_view text, bool parse_special) const;
   const EngineConfig& config() const { return config_; }
   // The default policy and shape of new sessions.
   const KvPolicyOptions& default_kv() const { return default_kv_; }
@@ -201,6 +217,8 @@ class Engine {
   void io(std::function<void()> task);
   void io_loop();
   StatusOr<std::unique_ptr<LlamaContext>> new_context(const KvPolicyOptions& kv) const;
+  // A turn's prompt as tokens; fresh: the turn opens a conversation.
+  StatusOr<std::vector<TokenId>> prompt_tokens(const TurnPrompt& prompt, bool fresh) const;
   std::string gate_id(const KvPolicyOptions& kv) const;
 
   EngineConfig config_;

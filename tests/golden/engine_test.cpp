@@ -1,0 +1,131 @@
+// The engine in process, without a transport: the real model, an on-disk store in a temporary
+// directory. It renders chat messages with the model's template itself (opening a conversation on
+// a fresh session, continuing it on a later turn), refuses bad prompts with the reason, and says
+// what it serves.
+#include "engine/api/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <unistd.h>
+
+#include <future>
+
+#include "tests/must.h"
+#include "tests/test_paths.h"
+
+namespace edgeinf {
+namespace {
+
+struct Done {
+  StatusOr<TurnResult> result = absl::UnknownError("not run");
+  std::string text;
+};
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("edgeinf_engine_test_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    EngineConfig c;
+    c.model_path = testing::test_model_path();
+    c.threads = 2;
+    c.device = "cpu";
+    c.memory_budget_bytes = size_t(2) << 30;
+    const std::string store = dir_.string();
+    engine_ = testing::must(Engine::create(c, [store] { return open_dir_store(store); }), "Engine::create");
+  }
+  void TearDown() override {
+    engine_->shutdown();
+    engine_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  Done run(TurnRequest r) {
+    Done d;
+    std::promise<StatusOr<TurnResult>> p;
+    TurnEvents ev;
+    ev.delta = [&d](std::string text, std::vector<TokenId>) { d.text += text; };
+    engine_->submit(std::move(r), std::move(ev), [&p](StatusOr<TurnResult> res) { p.set_value(std::move(res)); });
+    d.result = p.get_future().get();
+    return d;
+  }
+  static TurnRequest ask(const std::string& session, std::vector<ChatMessage> messages, int max_tokens = 24) {
+    TurnRequest r;
+    r.tenant = "test";
+    r.session_id = session;
+    r.prompt.kind = TurnPrompt::Kind::kMessages;
+    r.prompt.messages = std::move(messages);
+    r.gen.sampling.temperature = 0.0f;
+    r.gen.max_tokens = max_tokens;
+    return r;
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<Engine> engine_;
+};
+
+TEST_F(EngineTest, SaysWhatItServes) {
+  const EngineInfo i = engine_->info();
+  EXPECT_FALSE(i.model_name.empty());
+  EXPECT_EQ(i.model_fingerprint.size(), 16u);
+  EXPECT_GT(i.native_context, 0);
+  EXPECT_EQ(i.policies, kv_policy_names());
+  EXPECT_EQ(i.default_kv.name, "edgeinfinite");
+  EXPECT_FALSE(i.gate.empty()) << "the shipped gate beside the model";
+  EXPECT_EQ(i.device, "cpu");
+  EXPECT_EQ(engine_->tokenize("<|im_start|>", true).size(), 1u);
+  EXPECT_GT(engine_->tokenize("<|im_start|>", false).size(), 1u);
+}
+
+TEST_F(EngineTest, RendersTheChatTemplateAndContinuesTheConversation) {
+  const Done one_off = run(ask("", {{"user", "What is the capital of France?"}}));
+  ASSERT_TRUE(one_off.result.ok()) << one_off.result.status();
+  EXPECT_EQ(one_off.text, "The capital of France is Paris.");
+  EXPECT_EQ(one_off.result->finish, FinishReason::kEndOfGeneration);
+
+  // The same question as a session's first turn gives the same answer; a second turn continues
+  // the conversation (no second system message or BOS): its prompt is shorter than a fresh one.
+  const SessionInfo s = testing::must(engine_->create_session("test", "", {}, 0, 0), "create_session");
+  const Done first = run(ask(s.id, {{"user", "What is the capital of France?"}}));
+  ASSERT_TRUE(first.result.ok()) << first.result.status();
+  EXPECT_EQ(first.text, one_off.text);
+  const Done second = run(ask(s.id, {{"user", "And of Italy?"}}));
+  ASSERT_TRUE(second.result.ok()) << second.result.status();
+  EXPECT_NE(second.text.find("Rome"), std::string::npos) << second.text;
+  const Done fresh = run(ask("", {{"user", "And of Italy?"}}));
+  ASSERT_TRUE(fresh.result.ok()) << fresh.result.status();
+  EXPECT_LT(second.result->usage.prompt_tokens, fresh.result->usage.prompt_tokens);
+  EXPECT_EQ(second.result->usage.cached_tokens,
+            first.result->usage.prompt_tokens + first.result->usage.generated_tokens);
+}
+
+TEST_F(EngineTest, BadPromptsAreRefusedWithTheReason) {
+  auto code_and_message = [&](TurnRequest r) {
+    const Done d = run(std::move(r));
+    EXPECT_FALSE(d.result.ok());
+    return std::make_pair(d.result.status().code(), std::string(d.result.status().message()));
+  };
+  EXPECT_EQ(code_and_message(ask("", {{"wizard", "hi"}})),
+            std::make_pair(absl::StatusCode::kInvalidArgument,
+                           std::string("messages: unknown role 'wizard' (system, user, assistant)")));
+  EXPECT_EQ(code_and_message(ask("", {})),
+            std::make_pair(absl::StatusCode::kInvalidArgument, std::string("messages is empty")));
+  TurnRequest none = ask("", {});
+  none.prompt.kind = TurnPrompt::Kind::kNone;
+  EXPECT_EQ(code_and_message(none), std::make_pair(absl::StatusCode::kInvalidArgument,
+                                                   std::string("input is missing: set text, messages or token_ids")));
+  TurnRequest text = ask("", {});
+  text.prompt.kind = TurnPrompt::Kind::kText;
+  EXPECT_EQ(code_and_message(text), std::make_pair(absl::StatusCode::kInvalidArgument, std::string("text is empty")));
+  TurnRequest ids = ask("", {});
+  ids.prompt.kind = TurnPrompt::Kind::kTokenIds;
+  ids.prompt.token_ids = {1, 1 << 30};
+  EXPECT_EQ(code_and_message(ids).first, absl::StatusCode::kInvalidArgument);
+  // The engine still serves.
+  EXPECT_TRUE(run(ask("", {{"user", "Hi"}}, 2)).result.ok());
+}
+
+}  // namespace
+}  // namespace edgeinf
