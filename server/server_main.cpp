@@ -5,7 +5,9 @@
 // Health: service "" answers SERVING while the process serves (liveness); service
 // "edgeinfinite.v1.Inference" answers SERVING only while the session store answers too
 // (readiness). On SIGTERM both turn NOT_SERVING, new calls get UNAVAILABLE, the calls in flight get
-// --shutdown_grace_s to finish, then the server stops.
+// --shutdown_grace_s to finish, then the server stops. After a device failure that leaves the GPU
+// unusable (a sticky CUDA error) both turn NOT_SERVING for good and turns are refused: the
+// orchestrator's liveness probe replaces the process.
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -330,9 +332,20 @@ int run(int argc, char** argv) {
     metrics.set_gauges(g);
     return s;
   };
+  bool device_failed = false;
   while (!g_stop) {
     refresh();
-    if (serving != store_up.load()) {
+    if (!device_failed) {
+      if (const edgeinf::Status h = (*engine)->health(); !h.ok()) {
+        // Out of service for good: liveness and readiness both NOT_SERVING, so the orchestrator
+        // replaces the process; turns are refused meanwhile.
+        spdlog::error("{}", std::string(h.message()));
+        health->SetServingStatus(false);
+        device_failed = true;
+        serving = false;
+      }
+    }
+    if (!device_failed && serving != store_up.load()) {
       serving = store_up;
       health->SetServingStatus(kService, serving);
     }

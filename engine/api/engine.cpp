@@ -181,7 +181,8 @@ StatusOr<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config,
   const int threads = config.threads > 0 ? config.threads : int(std::max(1u, std::thread::hardware_concurrency()));
   e->pool_ = std::make_unique<kernels::cpu::ThreadPool>(threads);
   e->io_pool_ = std::make_unique<kernels::cpu::ThreadPool>(1);
-  EDGEINF_ASSIGN_OR_RETURN(e->backends_, open_backends(config.device, *e->model_, *e->pool_));
+  EDGEINF_ASSIGN_OR_RETURN(e->backends_, config.open_backends ? config.open_backends(*e->model_, *e->pool_)
+                                                               : open_backends(config.device, *e->model_, *e->pool_));
   if (!e->backends_.for_policy(e->default_kv_.name).supports(e->default_kv_.name)) {
     return absl::InvalidArgumentError(absl::StrCat("the default policy ", e->default_kv_.name, " does not run on ",
                                                    e->backends_.label(), " (use --device cpu or auto)"));
@@ -269,6 +270,13 @@ EngineInfo Engine::info() const {
   }
   i.device = backends_.label();
   return i;
+}
+
+Status Engine::health() const {
+  const Status f = backends_.failure();
+  if (f.ok()) return f;
+  return absl::UnavailableError(absl::StrCat("this replica is out of service after a device failure (", f.message(),
+                                             "); it must be restarted"));
 }
 
 std::vector<TokenId> Engine::tokenize(std::string_view text, bool parse_special) const {
@@ -468,6 +476,7 @@ Status Engine::prepare_or_fail(Turn& t) {
   t.input.clear();  // a turn that waited for memory comes here again
   t.recent.clear();
   if (t.ev.cancelled && t.ev.cancelled()) return absl::CancelledError("the request was cancelled");
+  EDGEINF_RETURN_IF_ERROR(health());
   EDGEINF_RETURN_IF_ERROR(validate(r.gen.sampling));
   if (r.gen.max_tokens < 0 || r.gen.max_tokens > config_.max_tokens_limit) {
     return absl::InvalidArgumentError(

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/kv/kv_shape.h"
 #include "engine/kv/memory_gate.h"
 #include "engine/runtime/llama_context.h"
 #include "engine/runtime/generator.h"
@@ -42,6 +43,9 @@ struct EngineConfig {
   int max_deltas = 64;               // delta records per session before a commit writes a full one
   size_t io_bytes = size_t(256) << 20;  // session records in flight (part of the budget's fixed part)
   int admission_wait_ms = 10000;      // how long a turn waits for room in the budget before RESOURCE_EXHAUSTED
+  // Opens the backends the engine runs on; unset: open_backends(device, ...). Tests put backends
+  // of their own here.
+  std::function<StatusOr<Backends>(const LlamaModel&, kernels::cpu::ThreadPool&)> open_backends;
 };
 
 struct TurnUsage {
@@ -155,6 +159,9 @@ class Engine {
   ~Engine();
 
   EngineInfo info() const;
+  // OK while the engine can serve. After a device failure (ModelBackend::failure) it is out of
+  // service for good: turns are refused with UNAVAILABLE, and the process should be replaced.
+  Status health() const;
   // The text's tokens (no BOS); parse_special: control tokens written in the text become their ids.
   std::vector<TokenId> tokenize(std::string_view text, bool parse_special) const;
   const EngineConfig& config() const { return config_; }

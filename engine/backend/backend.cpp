@@ -30,6 +30,11 @@ ModelBackend& Backends::for_policy(const std::string& policy) const {
 
 std::string Backends::label() const { return device_label(device != nullptr ? *device : *cpu); }
 
+Status Backends::failure() const {
+  if (device != nullptr) EDGEINF_RETURN_IF_ERROR(device->failure());
+  return cpu->failure();
+}
+
 std::string device_label(const ModelBackend& backend) {
   const std::string name = backend.device();
   return name == "cpu" ? name : absl::StrCat(name, ": ", backend.describe());

@@ -45,6 +45,10 @@ class ModelBackend {
   // (a stream's logits do not depend on the batch); logits [n, n_vocab] on the host.
   virtual Status forward_each(std::span<KvPolicy* const> policies, std::span<const TokenId> tokens,
                               float* logits) = 0;
+
+  // OK while the backend can run passes; after an error that leaves the device unusable for the
+  // rest of the process (a sticky CUDA error), that error, for good. Thread-safe.
+  virtual Status failure() const { return absl::OkStatus(); }
 };
 
 // The CPU backend: kernels/cpu on the pool's threads.
@@ -70,6 +74,8 @@ struct Backends {
   ModelBackend& for_policy(const std::string& policy) const;
   // The device's label when there is one, else the CPU's (see device_label).
   std::string label() const;
+  // The first failure() of the backends (OK when they can all run).
+  Status failure() const;
 };
 
 // "cpu", or a device's name and description ("cuda: NVIDIA H100 ...").

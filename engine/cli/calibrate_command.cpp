@@ -1,5 +1,5 @@
 // `edgeinf calibrate`: trains the EdgeInfinite memory gate of a frozen GGUF model on the CPU by
-// layer-wise distillation against full attention (engine/kv/gate_calibration.h) and writes the
+// layer-wise distillation against full attention (engine/calibration/gate_calibration.h) and writes the
 // gate side file. Deterministic for a seed; progress on stderr; a per-layer report on stdout.
 #include <unistd.h>
 
@@ -15,7 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "engine/cli/args.h"
 #include "engine/cli/commands.h"
-#include "engine/kv/gate_calibration.h"
+#include "engine/calibration/gate_calibration.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/util/sha256.h"
 

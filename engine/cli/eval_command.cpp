@@ -23,6 +23,7 @@
 #include "engine/cli/args.h"
 #include "engine/cli/commands.h"
 #include "engine/cli/eval_tasks.h"
+#include "engine/kv/kv_shape.h"
 #include "engine/kv/memory_gate.h"
 #include "engine/runtime/llama_context.h"
 #include "engine/sampling/sampler.h"

@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "engine/cli/args.h"
 #include "engine/cli/commands.h"
+#include "engine/kv/kv_shape.h"
 #include "engine/kv/memory_gate.h"
 #include "engine/runtime/llama_context.h"
 #include "engine/runtime/generator.h"

@@ -61,19 +61,6 @@ class MemoryGate {
   std::vector<std::vector<float>> bias_, weight_;
 };
 
-// S, W, L and the update rule as a command line or request gives them; unset: negative or empty.
-struct KvShapeRequest {
-  int sink = -1;
-  int window = -1;
-  int segment = -1;
-  std::string update;
-};
-
-// Fills kv's sink, window, segment and update rule: given values first, else the shape the gate was
-// trained for (when there is a gate), else kv's own values. Returns a warning when a given value
-// differs from the gate's training shape ("" otherwise); InvalidArgument for an unknown update rule.
-StatusOr<std::string> resolve_kv_shape(const KvShapeRequest& given, const MemoryGate* gate, KvPolicyOptions* kv);
-
 // MODEL.gate.gguf beside MODEL.gguf.
 std::string default_gate_path(const std::string& model_path);
 // The gate for a model: `explicit_path` if given (an error if it cannot be used; "none": no gate),

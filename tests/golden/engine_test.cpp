@@ -1,7 +1,7 @@
 // The engine in process, without a transport: the real model, an on-disk store in a temporary
 // directory. It renders chat messages with the model's template itself (opening a conversation on
-// a fresh session, continuing it on a later turn), refuses bad prompts with the reason, and says
-// what it serves.
+// a fresh session, continuing it on a later turn), refuses bad prompts with the reason, says what
+// it serves, and leaves service for good after a device failure.
 #include "engine/api/engine.h"
 
 #include <gtest/gtest.h>
@@ -9,7 +9,9 @@
 #include <filesystem>
 #include <unistd.h>
 
+#include <atomic>
 #include <future>
+#include <mutex>
 
 #include "tests/must.h"
 #include "tests/test_paths.h"
@@ -24,7 +26,10 @@ struct Done {
 
 class EngineTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { start({}); }
+  // (Re)starts the engine on a fresh store; `open_backends` as in EngineConfig.
+  void start(std::function<StatusOr<Backends>(const LlamaModel&, kernels::cpu::ThreadPool&)> open_backends) {
+    stop();
     dir_ = std::filesystem::temp_directory_path() / ("edgeinf_engine_test_" + std::to_string(::getpid()));
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
@@ -33,14 +38,17 @@ class EngineTest : public ::testing::Test {
     c.threads = 2;
     c.device = "cpu";
     c.memory_budget_bytes = size_t(2) << 30;
+    c.open_backends = std::move(open_backends);
     const std::string store = dir_.string();
     engine_ = testing::must(Engine::create(c, [store] { return open_dir_store(store); }), "Engine::create");
   }
-  void TearDown() override {
+  void stop() {
+    if (engine_ == nullptr) return;
     engine_->shutdown();
     engine_.reset();
     std::filesystem::remove_all(dir_);
   }
+  void TearDown() override { stop(); }
 
   Done run(TurnRequest r) {
     Done d;
@@ -125,6 +133,78 @@ TEST_F(EngineTest, BadPromptsAreRefusedWithTheReason) {
   EXPECT_EQ(code_and_message(ids).first, absl::StatusCode::kInvalidArgument);
   // The engine still serves.
   EXPECT_TRUE(run(ask("", {{"user", "Hi"}}, 2)).result.ok());
+}
+
+// A device that runs on the CPU until told to fail, then fails for good, as a sticky CUDA error does.
+class FailingDevice final : public ModelBackend {
+ public:
+  explicit FailingDevice(std::unique_ptr<ModelBackend> cpu) : cpu_(std::move(cpu)) {}
+  std::atomic<bool> fail_next{false};
+
+  const char* device() const override { return "test-device"; }
+  std::string describe() const override { return "the CPU, failing on demand"; }
+  const LlamaModel& model() const override { return cpu_->model(); }
+  bool supports(const std::string& policy) const override { return cpu_->supports(policy); }
+  StatusOr<std::unique_ptr<KvPolicy>> make_policy(const KvPolicyOptions& o) override { return cpu_->make_policy(o); }
+  Status forward(std::span<const TokenId> tokens, KvPolicy& policy, bool all_logits, float* logits) override {
+    EDGEINF_RETURN_IF_ERROR(check());
+    return cpu_->forward(tokens, policy, all_logits, logits);
+  }
+  Status forward_each(std::span<KvPolicy* const> policies, std::span<const TokenId> tokens, float* logits) override {
+    EDGEINF_RETURN_IF_ERROR(check());
+    return cpu_->forward_each(policies, tokens, logits);
+  }
+  Status failure() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return failure_;
+  }
+
+ private:
+  Status check() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (fail_next && failure_.ok()) failure_ = absl::InternalError("the test device failed");
+    return failure_;
+  }
+  std::unique_ptr<ModelBackend> cpu_;
+  mutable std::mutex mu_;
+  Status failure_;
+};
+
+TEST_F(EngineTest, ADeviceFailureTakesTheEngineOutOfServiceForGood) {
+  FailingDevice* device = nullptr;
+  start([&device](const LlamaModel& model, kernels::cpu::ThreadPool& pool) -> StatusOr<Backends> {
+    Backends b;
+    b.requested = "cuda";
+    b.cpu = make_cpu_backend(model, pool);
+    auto d = std::make_unique<FailingDevice>(make_cpu_backend(model, pool));
+    device = d.get();
+    b.device = std::move(d);
+    return b;
+  });
+  ASSERT_NE(device, nullptr);
+  EXPECT_EQ(engine_->info().device, "test-device: the CPU, failing on demand");
+  const SessionInfo s = testing::must(engine_->create_session("test", "", {}, 0, 0), "create_session");
+  const Done ok = run(ask(s.id, {{"user", "What is the capital of France?"}}));
+  ASSERT_TRUE(ok.result.ok()) << ok.result.status();
+  EXPECT_TRUE(engine_->health().ok());
+
+  device->fail_next = true;
+  const Done failed = run(ask(s.id, {{"user", "And of Italy?"}}));
+  ASSERT_FALSE(failed.result.ok());
+  EXPECT_EQ(failed.result.status().code(), absl::StatusCode::kInternal) << failed.result.status();
+  const Status h = engine_->health();
+  EXPECT_EQ(h.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(h.message().find("out of service after a device failure (the test device failed)"), std::string::npos)
+      << h.message();
+  // Every later turn is refused with that reason, one-off or on a session; the session keeps its
+  // last committed state (the failed turn committed nothing).
+  for (const std::string& session : {std::string(), s.id}) {
+    const Done refused = run(ask(session, {{"user", "Hello"}}));
+    ASSERT_FALSE(refused.result.ok());
+    EXPECT_EQ(refused.result.status().code(), absl::StatusCode::kUnavailable) << refused.result.status();
+  }
+  const SessionInfo after = testing::must(engine_->get_session("test", s.id), "get_session");
+  EXPECT_EQ(after.total_tokens, ok.result->session_tokens);
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // Gate calibration on a tiny random-weight model (the golden_reference test writes it): sample
 // counts, the invariants of each sample, determinism for a seed across thread counts, the
 // recorded configuration, and clear errors for unusable settings.
-#include "engine/kv/gate_calibration.h"
+#include "engine/calibration/gate_calibration.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // The gate trainer: its loss against a direct computation, its gradient against finite differences,
 // recovery of a known optimal gate (scalar and linear), and determinism across thread counts.
-#include "engine/kv/gate_trainer.h"
+#include "engine/calibration/gate_trainer.h"
 
 #include <gtest/gtest.h>
 

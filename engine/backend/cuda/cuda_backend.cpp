@@ -271,8 +271,24 @@ class CudaBackend final : public ModelBackend {
     }
     // The device state of these contexts is no longer known: start them afresh.
     for (CudaPolicy* p : policies) p->reset();
-    return cuda_status(e, "the CUDA forward pass");
+    const Status st = cuda_status(e, "the CUDA forward pass");
+    // Out of memory leaves the device usable. Any other error that a fresh synchronisation still
+    // reports is sticky: every later call on this device would fail with it.
+    (void)cudaGetLastError();
+    if (e != cudaErrorMemoryAllocation && cudaStreamSynchronize(stream_) != cudaSuccess) {
+      std::lock_guard<std::mutex> lock(failure_mu_);
+      if (failure_.ok()) failure_ = st;
+    }
+    return st;
   }
+
+ public:
+  Status failure() const override {
+    std::lock_guard<std::mutex> lock(failure_mu_);
+    return failure_;
+  }
+
+ private:
 
   // The pass's steps on this device (engine/backend/llama_pass.h).
   struct Ops {
@@ -354,6 +370,8 @@ class CudaBackend final : public ModelBackend {
   std::vector<DeviceLayer> layers_;
   size_t w_scratch_floats_ = 0;
   std::mutex mu_;  // one forward pass at a time: the activations are shared
+  mutable std::mutex failure_mu_;
+  Status failure_;  // a sticky device error, once one happened
   Activations act_{};
   int64_t act_tokens_ = 0;
   float* w_scratch_ = nullptr;

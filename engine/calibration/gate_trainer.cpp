@@ -1,6 +1,6 @@
 // Layer-wise gate fitting: the closed-form quadratic loss of gate_trainer.h, its gradient through
 // the sigmoid (and the linear gate), and full-batch Adam with validation-based selection.
-#include "engine/kv/gate_trainer.h"
+#include "engine/calibration/gate_trainer.h"
 
 #include <cmath>
 

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/kv/gate_trainer.h"
+#include "engine/calibration/gate_trainer.h"
 #include "engine/kv/memory_gate.h"
 #include "engine/runtime/llama_context.h"
 

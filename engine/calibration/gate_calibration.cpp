@@ -1,6 +1,6 @@
 // Distillation samples from a teacher-forced run (full attention beside EdgeInfinite's parts), and
 // the per-layer fit that turns them into a gate.
-#include "engine/kv/gate_calibration.h"
+#include "engine/calibration/gate_calibration.h"
 
 #include <algorithm>
 #include <chrono>

@@ -1,0 +1,26 @@
+// The shape of a sink/window policy (S, W, L and the memory update rule) as a user gives it, and
+// its resolution against the gate's training shape and the defaults.
+#pragma once
+
+#include <string>
+
+#include "engine/kv/kv_policy.h"
+#include "engine/kv/memory_gate.h"
+#include "engine/util/status.h"
+
+namespace edgeinf {
+
+// S, W, L and the update rule as a command line or request gives them; unset: negative or empty.
+struct KvShapeRequest {
+  int sink = -1;
+  int window = -1;
+  int segment = -1;
+  std::string update;
+};
+
+// Fills kv's sink, window, segment and update rule: given values first, else the shape the gate was
+// trained for (when there is a gate), else kv's own values. Returns a warning when a given value
+// differs from the gate's training shape ("" otherwise); InvalidArgument for an unknown update rule.
+StatusOr<std::string> resolve_kv_shape(const KvShapeRequest& given, const MemoryGate* gate, KvPolicyOptions* kv);
+
+}  // namespace edgeinf
