@@ -209,10 +209,11 @@ int chat(const Options& o, v1::Inference::Stub& stub) {
   }
   for (std::thread& t : threads) t.join();
   const double wall = secs(Clock::now() - t0);
-  std::printf("chat: %d clients x %d turns, max %d tokens; %lld errors, %lld retried after the server's hint; %.1f s; "
-              "%.1f generated tokens/s\n",
-              o.clients, o.turns, o.max_tokens, static_cast<long long>(errors), static_cast<long long>(retries), wall,
-              double(generated) / wall);
+  std::printf(
+      "chat: %d clients x %d turns, max %d tokens; %lld errors, %lld retried after the server's hint; %.1f s; "
+      "%.1f generated tokens/s\n",
+      o.clients, o.turns, o.max_tokens, static_cast<long long>(errors), static_cast<long long>(retries), wall,
+      double(generated) / wall);
   std::printf("%-22s %6s %9s %9s %9s %9s\n", "seconds", "n", "p50", "p90", "p99", "max");
   print_row("time to first token", ttft);
   print_row("inter-token latency", itl);

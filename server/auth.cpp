@@ -23,8 +23,7 @@ StatusOr<Auth> Auth::load(const std::string& path) {
     if (t.empty() || t[0] == '#') continue;
     std::vector<std::string> parts = absl::StrSplit(t, absl::ByAnyChar(" \t"), absl::SkipEmpty());
     if (parts.size() != 2 || parts[0].size() != 64) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ":", n, ": expected 'SHA256-HEX-OF-TOKEN TENANT'"));
+      return absl::InvalidArgumentError(absl::StrCat(path, ":", n, ": expected 'SHA256-HEX-OF-TOKEN TENANT'"));
     }
     a.tenants_[absl::AsciiStrToLower(parts[0])] = parts[1];
   }

@@ -28,10 +28,11 @@ namespace v1 = edgeinfinite::v1;
 namespace {
 
 const char* code_name(grpc::StatusCode c) {
-  static const char* kNames[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-                                 "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-                                 "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-                                 "UNAUTHENTICATED"};
+  static const char* kNames[] = {
+      "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+      "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+      "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+      "DATA_LOSS", "UNAUTHENTICATED"};
   const int i = int(c);
   return i >= 0 && i < 17 ? kNames[i] : "UNKNOWN";
 }
@@ -74,8 +75,8 @@ void print_session(const v1::Session& s) {
     return;
   }
   std::printf("%s policy=%s S=%d W=%d L=%d tokens=%lld exact=%lld compressed=%lld dropped=%lld state=%.1fMiB etag=%s\n",
-              s.name().c_str(), s.policy().name().c_str(), s.policy().sink(), s.policy().window(),
-              s.policy().segment(), static_cast<long long>(s.total_tokens()), static_cast<long long>(s.exact_tokens()),
+              s.name().c_str(), s.policy().name().c_str(), s.policy().sink(), s.policy().window(), s.policy().segment(),
+              static_cast<long long>(s.total_tokens()), static_cast<long long>(s.exact_tokens()),
               static_cast<long long>(s.compressed_tokens()), static_cast<long long>(s.dropped_tokens()),
               double(s.state_bytes()) / (1 << 20), s.etag().c_str());
 }
@@ -250,7 +251,8 @@ int sessions(const Client& c, const std::vector<std::string>& a) {
     std::ofstream out(a[2], std::ios::binary);
     v1::SnapshotChunk chunk;
     size_t n = 0;
-    while (reader->Read(&chunk)) out.write(chunk.data().data(), std::streamsize(chunk.data().size())), n += chunk.data().size();
+    while (reader->Read(&chunk))
+      out.write(chunk.data().data(), std::streamsize(chunk.data().size())), n += chunk.data().size();
     grpc::Status st = reader->Finish();
     if (!st.ok()) return fail(st);
     std::printf("exported %s to %s (%zu bytes)\n", a[1].c_str(), a[2].c_str(), n);

@@ -10,7 +10,10 @@ prometheus::Histogram::BucketBoundaries latency_buckets() {
 }  // namespace
 
 Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
-  requests_ = &prometheus::BuildCounter().Name("edgeinf_requests_total").Help("RPCs by method and status code").Register(*registry_);
+  requests_ = &prometheus::BuildCounter()
+                   .Name("edgeinf_requests_total")
+                   .Help("RPCs by method and status code")
+                   .Register(*registry_);
   duration_ = &prometheus::BuildHistogram()
                    .Name("edgeinf_request_duration_seconds")
                    .Help("Time from an RPC's arrival to its status")
@@ -24,11 +27,13 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                   .Name("edgeinf_inter_token_latency_seconds")
                   .Help("Time between consecutive tokens of a stream")
                   .Register(*registry_);
-  itl_ = &itl.Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1});
+  itl_ =
+      &itl.Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1});
   tokens_ = &prometheus::BuildCounter()
                  .Name("edgeinf_tokens_total")
-                 .Help("Tokens by kind: prompt, cached (history reused from a session), generated, compressed, "
-                       "ingested (uploaded with Ingest)")
+                 .Help(
+                     "Tokens by kind: prompt, cached (history reused from a session), generated, compressed, "
+                     "ingested (uploaded with Ingest)")
                  .Register(*registry_);
   store_latency_ = &prometheus::BuildHistogram()
                         .Name("edgeinf_session_store_duration_seconds")

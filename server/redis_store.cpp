@@ -125,7 +125,8 @@ class RedisStore final : public SessionStore {
         chain.push_back(std::move(rec));
       }
     }
-    std::sort(chain.begin(), chain.end(), [](const StoredRecord& a, const StoredRecord& b) { return a.version < b.version; });
+    std::sort(chain.begin(), chain.end(),
+              [](const StoredRecord& a, const StoredRecord& b) { return a.version < b.version; });
     for (size_t i = 0; i < chain.size(); ++i) {
       if (chain[i].version != chain.back().version - (chain.size() - 1 - i)) {
         return absl::DataLossError(absl::StrCat("session store: a version of '", key, "' is missing"));
@@ -139,7 +140,8 @@ class RedisStore final : public SessionStore {
 
   StatusOr<std::optional<StoredRecord>> read_head(const std::string& key) override {
     EDGEINF_ASSIGN_OR_RETURN(Reply r, command({"HMGET", kPrefix + key, "v", "h"}));
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) return absl::UnavailableError("redis HMGET: unexpected reply");
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+      return absl::UnavailableError("redis HMGET: unexpected reply");
     if (r->element[0]->type == REDIS_REPLY_NIL) return std::optional<StoredRecord>();
     StoredRecord head;
     if (!absl::SimpleAtoi(absl::string_view(r->element[0]->str, r->element[0]->len), &head.version) ||
@@ -162,7 +164,8 @@ class RedisStore final : public SessionStore {
       if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) return absl::UnavailableError("redis SCAN: bad reply");
       cursor.assign(r->element[0]->str, r->element[0]->len);
       const redisReply* arr = r->element[1];
-      for (size_t i = 0; i < arr->elements; ++i) keys.emplace_back(arr->element[i]->str + skip, arr->element[i]->len - skip);
+      for (size_t i = 0; i < arr->elements; ++i)
+        keys.emplace_back(arr->element[i]->str + skip, arr->element[i]->len - skip);
     } while (cursor != "0");
     std::sort(keys.begin(), keys.end());
     keys.erase(std::unique(keys.begin(), keys.end()), keys.end());

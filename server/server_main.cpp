@@ -81,11 +81,33 @@ namespace {
 std::atomic<bool> g_stop{false};
 void on_signal(int) { g_stop = true; }
 
-constexpr const char* kFlagNames[] = {
-    "listen", "metrics_listen", "model", "gate", "store", "store_timeout_ms", "threads", "device", "policy", "sink",
-    "window", "segment", "auth_tokens", "tls_cert", "tls_key", "max_message_bytes", "max_prompt_tokens",
-    "max_tokens_limit", "max_sessions_per_tenant", "memory_budget_mb", "hot_mb", "admission_wait_ms", "io_threads", "rpc_threads",
-    "max_deltas", "io_memory_mb", "shutdown_grace_s"};
+constexpr const char* kFlagNames[] = {"listen",
+                                      "metrics_listen",
+                                      "model",
+                                      "gate",
+                                      "store",
+                                      "store_timeout_ms",
+                                      "threads",
+                                      "device",
+                                      "policy",
+                                      "sink",
+                                      "window",
+                                      "segment",
+                                      "auth_tokens",
+                                      "tls_cert",
+                                      "tls_key",
+                                      "max_message_bytes",
+                                      "max_prompt_tokens",
+                                      "max_tokens_limit",
+                                      "max_sessions_per_tenant",
+                                      "memory_budget_mb",
+                                      "hot_mb",
+                                      "admission_wait_ms",
+                                      "io_threads",
+                                      "rpc_threads",
+                                      "max_deltas",
+                                      "io_memory_mb",
+                                      "shutdown_grace_s"};
 
 // EDGEINF_<NAME> environment variables become flags unless the command line sets them.
 std::vector<std::string> args_with_environment(int argc, char** argv) {
@@ -100,7 +122,8 @@ std::vector<std::string> args_with_environment(int argc, char** argv) {
 
 edgeinf::StatusOr<std::string> read_file(const std::string& flag, const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read --", flag, " '", path, "': ", std::strerror(errno)));
+  if (!in)
+    return absl::InvalidArgumentError(absl::StrCat("cannot read --", flag, " '", path, "': ", std::strerror(errno)));
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
@@ -135,14 +158,13 @@ edgeinf::Status load_tls(grpc::SslServerCredentialsOptions* ssl) {
     const bool swapped = key_as_cert != nullptr || cert_as_key != nullptr;
     X509_free(key_as_cert);
     EVP_PKEY_free(cert_as_key);
-    st = absl::InvalidArgumentError(absl::StrCat(
-        x == nullptr ? absl::StrCat("--tls_cert '", cert_path, "' holds no PEM certificate")
-                     : absl::StrCat("--tls_key '", key_path, "' holds no PEM private key"),
-        swapped ? " (are --tls_cert and --tls_key swapped?)" : ""));
-  } else if (X509_check_private_key(x, k) != 1) {
     st = absl::InvalidArgumentError(
-        absl::StrCat("the key in --tls_key '", key_path, "' does not match the certificate in --tls_cert '", cert_path,
-                     "'"));
+        absl::StrCat(x == nullptr ? absl::StrCat("--tls_cert '", cert_path, "' holds no PEM certificate")
+                                  : absl::StrCat("--tls_key '", key_path, "' holds no PEM private key"),
+                     swapped ? " (are --tls_cert and --tls_key swapped?)" : ""));
+  } else if (X509_check_private_key(x, k) != 1) {
+    st = absl::InvalidArgumentError(absl::StrCat("the key in --tls_key '", key_path,
+                                                 "' does not match the certificate in --tls_cert '", cert_path, "'"));
   }
   X509_free(x);
   EVP_PKEY_free(k);
@@ -259,7 +281,7 @@ int run(int argc, char** argv) {
     EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<edgeinf::SessionStore> store,
                              edgeinf::server::open_session_store(*store_url, absl::GetFlag(FLAGS_store_timeout_ms)));
     auto m = std::make_unique<edgeinf::server::MonitoredStore>(std::move(store), metrics,
-                                                                [&store_up](bool up) { store_up = up; });
+                                                               [&store_up](bool up) { store_up = up; });
     monitored = m.get();
     return std::unique_ptr<edgeinf::SessionStore>(std::move(m));
   });

@@ -46,8 +46,8 @@ void fill_policy(const KvPolicyOptions& kv, v1::PolicyConfig* p) {
 StatusOr<std::string> session_id_of(const std::string& name) {
   constexpr std::string_view kPrefix = "sessions/";
   if (name.compare(0, kPrefix.size(), kPrefix) != 0 || name.size() == kPrefix.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("session name ", quoted_name(name),
-                                                   " is not of the form sessions/{id}"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("session name ", quoted_name(name), " is not of the form sessions/{id}"));
   }
   return name.substr(kPrefix.size());
 }
@@ -133,8 +133,8 @@ grpc::ServerReadReactor<grpc::ByteBuffer>* InferenceService::ImportSession(grpc:
   return make_import_reactor(*this, ctx, resp);
 }
 
-grpc::ServerUnaryReactor* InferenceService::CreateSession(grpc::CallbackServerContext* ctx,
-                                                          const grpc::ByteBuffer* req, grpc::ByteBuffer* resp) {
+grpc::ServerUnaryReactor* InferenceService::CreateSession(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
+                                                          grpc::ByteBuffer* resp) {
   return unary<v1::CreateSessionRequest, v1::Session>(
       ctx, "CreateSession", req, resp,
       [this](const std::string& tenant, const v1::CreateSessionRequest& r, v1::Session* out) -> Status {
@@ -165,8 +165,8 @@ grpc::ServerUnaryReactor* InferenceService::GetSession(grpc::CallbackServerConte
       });
 }
 
-grpc::ServerUnaryReactor* InferenceService::ListSessions(grpc::CallbackServerContext* ctx,
-                                                         const grpc::ByteBuffer* req, grpc::ByteBuffer* resp) {
+grpc::ServerUnaryReactor* InferenceService::ListSessions(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
+                                                         grpc::ByteBuffer* resp) {
   return unary<v1::ListSessionsRequest, v1::ListSessionsResponse>(
       ctx, "ListSessions", req, resp,
       [this](const std::string& tenant, const v1::ListSessionsRequest& r, v1::ListSessionsResponse* out) -> Status {
@@ -187,8 +187,8 @@ grpc::ServerUnaryReactor* InferenceService::ListSessions(grpc::CallbackServerCon
       });
 }
 
-grpc::ServerUnaryReactor* InferenceService::DeleteSession(grpc::CallbackServerContext* ctx,
-                                                          const grpc::ByteBuffer* req, grpc::ByteBuffer* resp) {
+grpc::ServerUnaryReactor* InferenceService::DeleteSession(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
+                                                          grpc::ByteBuffer* resp) {
   return unary<v1::DeleteSessionRequest, v1::DeleteSessionResponse>(
       ctx, "DeleteSession", req, resp,
       [this](const std::string& tenant, const v1::DeleteSessionRequest& r, v1::DeleteSessionResponse*) -> Status {
@@ -207,8 +207,8 @@ grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext
       });
 }
 
-grpc::ServerUnaryReactor* InferenceService::GetServerInfo(grpc::CallbackServerContext* ctx,
-                                                          const grpc::ByteBuffer* req, grpc::ByteBuffer* resp) {
+grpc::ServerUnaryReactor* InferenceService::GetServerInfo(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
+                                                          grpc::ByteBuffer* resp) {
   return unary<v1::GetServerInfoRequest, v1::ServerInfo>(
       ctx, "GetServerInfo", req, resp,
       [this](const std::string&, const v1::GetServerInfoRequest&, v1::ServerInfo* out) -> Status {

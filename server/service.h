@@ -98,8 +98,7 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* make_generate_reactor(InferenceServi
                                                                   const grpc::ByteBuffer& req);
 grpc::ServerReadReactor<grpc::ByteBuffer>* make_ingest_reactor(InferenceService& svc, grpc::CallbackServerContext* ctx,
                                                                grpc::ByteBuffer* resp);
-grpc::ServerWriteReactor<grpc::ByteBuffer>* make_export_reactor(InferenceService& svc,
-                                                                grpc::CallbackServerContext* ctx,
+grpc::ServerWriteReactor<grpc::ByteBuffer>* make_export_reactor(InferenceService& svc, grpc::CallbackServerContext* ctx,
                                                                 const grpc::ByteBuffer& req);
 grpc::ServerReadReactor<grpc::ByteBuffer>* make_import_reactor(InferenceService& svc, grpc::CallbackServerContext* ctx,
                                                                grpc::ByteBuffer* resp);

@@ -43,8 +43,7 @@ TurnPrompt turn_prompt(const v1::GenerateRequest& req) {
       p.kind = TurnPrompt::Kind::kTokenIds;
       p.token_ids.assign(req.token_ids().ids().begin(), req.token_ids().ids().end());
       break;
-    case v1::GenerateRequest::INPUT_NOT_SET:
-      break;
+    case v1::GenerateRequest::INPUT_NOT_SET: break;
   }
   return p;
 }
@@ -256,7 +255,7 @@ class IngestReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
   void OnDone() override { delete this; }
 
  private:
-  static constexpr size_t kCut = 64 << 10;                // text gathered before it is tokenized
+  static constexpr size_t kCut = 64 << 10;                   // text gathered before it is tokenized
   static constexpr size_t kHigh = 32 << 10, kLow = 8 << 10;  // tokens waiting: stop reading / read on
 
   void submit(const std::string& id) {
@@ -478,8 +477,7 @@ grpc::ServerReadReactor<grpc::ByteBuffer>* make_ingest_reactor(InferenceService&
   return new IngestReactor(svc, ctx, resp);
 }
 
-grpc::ServerWriteReactor<grpc::ByteBuffer>* make_export_reactor(InferenceService& svc,
-                                                                grpc::CallbackServerContext* ctx,
+grpc::ServerWriteReactor<grpc::ByteBuffer>* make_export_reactor(InferenceService& svc, grpc::CallbackServerContext* ctx,
                                                                 const grpc::ByteBuffer& req) {
   return new ExportReactor(svc, ctx, req);
 }

@@ -4,14 +4,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <map>
 #include <mutex>
-#include <utility>
-#include <cstdint>
 #include <random>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace edgeinf::testing {
@@ -52,8 +52,9 @@ inline constexpr double kTop1Agreement = 1.0;
 inline constexpr double kTop1TieMargin = 1e-3;
 inline constexpr double logit_range_fraction(bool tiny, size_t n_tokens) {
   if (tiny) return kLogitRangeFractionTiny;
-  return n_tokens <= 256 ? kLogitRangeFractionShort : n_tokens <= 2048 ? kLogitRangeFractionLong
-                                                                          : kLogitRangeFractionLonger;
+  return n_tokens <= 256    ? kLogitRangeFractionShort
+         : n_tokens <= 2048 ? kLogitRangeFractionLong
+                            : kLogitRangeFractionLonger;
 }
 // StreamingLLM and EdgeInfinite vs their Python reference (policy_ref.py), teacher-forced past
 // several folds, same measure, ~10x the measured error: tiny models 1.35e-6 (Q4_K, scalar gate,

@@ -16,7 +16,9 @@ namespace edgeinf {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double seconds_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+double seconds_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
 
 // What the process needs besides contexts beyond what is resident at start: the weights (mapped,
 // resident once read), the scheduler's scratch for a segment, batched-decode logits for up to 64
@@ -26,7 +28,8 @@ size_t fixed_process_bytes(const LlamaModel& model, const std::string& model_pat
   std::error_code ec;
   const size_t weights = size_t(std::filesystem::file_size(model_path, ec));
   const size_t per_token = size_t(2 * c.n_embd + 3 * int64_t(c.n_head) * c.head_dim +
-                                  2 * int64_t(c.n_kv_head) * c.head_dim + 2 * int64_t(c.n_ff)) * sizeof(float);
+                                  2 * int64_t(c.n_kv_head) * c.head_dim + 2 * int64_t(c.n_ff)) *
+                           sizeof(float);
   const size_t scratch = size_t(std::max(segment, 256)) * per_token + 64 * size_t(c.n_vocab) * sizeof(float);
   constexpr size_t kRuntime = size_t(64) << 20;
   return resident_bytes() + (ec ? 0 : weights) + scratch + kRuntime;
@@ -123,7 +126,7 @@ struct Engine::Turn {
   std::function<void(StatusOr<TurnResult>)> done;
   Clock::time_point arrival = Clock::now(), prefill_start, first_token, decode_start;
   bool decoding = false;
-  SessionLease lease;  // a session turn's session, held until it ends
+  SessionLease lease;                 // a session turn's session, held until it ends
   std::unique_ptr<LlamaContext> own;  // a one-off turn's context
   LlamaContext* ctx = nullptr;
   std::string policy;
@@ -135,8 +138,8 @@ struct Engine::Turn {
   std::span<const float> logits;
   int generated = 0;
   bool dirty = false;  // the context has changed since the turn took it
-  TokenId last = -1;  // the last sampled token, until fed
-  TokenId feed = -1;  // sampled this step, to be fed in the batched pass
+  TokenId last = -1;   // the last sampled token, until fed
+  TokenId feed = -1;   // sampled this step, to be fed in the batched pass
   std::deque<TokenId> recent;
 };
 
@@ -165,8 +168,8 @@ StatusOr<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config,
   EDGEINF_ASSIGN_OR_RETURN(e->model_, LlamaModel::load(config.model_path));
   EDGEINF_ASSIGN_OR_RETURN(e->tokenizer_, Tokenizer::from_gguf(e->model_->gguf()));
   const AttentionShape shape = AttentionShape::of(*e->model_);
-  EDGEINF_ASSIGN_OR_RETURN(e->gate_, load_default_gate(config.model_path, config.gate_path, shape,
-                                                       e->model_->gguf().fingerprint()));
+  EDGEINF_ASSIGN_OR_RETURN(
+      e->gate_, load_default_gate(config.model_path, config.gate_path, shape, e->model_->gguf().fingerprint()));
   e->default_kv_.name = config.default_policy;
   EDGEINF_ASSIGN_OR_RETURN(std::string warning, resolve_kv_shape(config.shape, e->gate_.get(), &e->default_kv_));
   (void)warning;  // the server logs the shape it runs with
@@ -182,18 +185,17 @@ StatusOr<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config,
   e->pool_ = std::make_unique<kernels::cpu::ThreadPool>(threads);
   e->io_pool_ = std::make_unique<kernels::cpu::ThreadPool>(1);
   EDGEINF_ASSIGN_OR_RETURN(e->backends_, config.open_backends ? config.open_backends(*e->model_, *e->pool_)
-                                                               : open_backends(config.device, *e->model_, *e->pool_));
+                                                              : open_backends(config.device, *e->model_, *e->pool_));
   if (!e->backends_.for_policy(e->default_kv_.name).supports(e->default_kv_.name)) {
     return absl::InvalidArgumentError(absl::StrCat("the default policy ", e->default_kv_.name, " does not run on ",
                                                    e->backends_.label(), " (use --device cpu or auto)"));
   }
   e->fixed_bytes_ = fixed_process_bytes(*e->model_, config.model_path, e->default_kv_.segment) + config.io_bytes;
   if (e->fixed_bytes_ + one_off_bound > config.memory_budget_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the memory budget of ", config.memory_budget_bytes >> 20,
-        " MiB is too small: the model, runtime and I/O allowance need ",
-        e->fixed_bytes_ >> 20, " MiB and one session of the default policy up to ", one_off_bound >> 20,
-        " MiB more"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the memory budget of ", config.memory_budget_bytes >> 20,
+                     " MiB is too small: the model, runtime and I/O allowance need ", e->fixed_bytes_ >> 20,
+                     " MiB and one session of the default policy up to ", one_off_bound >> 20, " MiB more"));
   }
   EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<SessionStore> store, open_store());
   SessionManagerConfig sc;
@@ -275,8 +277,8 @@ EngineInfo Engine::info() const {
 Status Engine::health() const {
   const Status f = backends_.failure();
   if (f.ok()) return f;
-  return absl::UnavailableError(absl::StrCat("this replica is out of service after a device failure (", f.message(),
-                                             "); it must be restarted"));
+  return absl::UnavailableError(
+      absl::StrCat("this replica is out of service after a device failure (", f.message(), "); it must be restarted"));
 }
 
 std::vector<TokenId> Engine::tokenize(std::string_view text, bool parse_special) const {
@@ -305,10 +307,8 @@ StatusOr<std::vector<TokenId>> Engine::prompt_tokens(const TurnPrompt& p, bool f
       if (!fresh && tmpl.format == ChatFormat::kChatMl) text = "\n" + text;
       return tokenizer_->encode(text, /*add_special=*/fresh, /*parse_special=*/true);
     }
-    case TurnPrompt::Kind::kTokenIds:
-      return p.token_ids;
-    case TurnPrompt::Kind::kNone:
-      break;
+    case TurnPrompt::Kind::kTokenIds: return p.token_ids;
+    case TurnPrompt::Kind::kNone: break;
   }
   return absl::InvalidArgumentError("input is missing: set text, messages or token_ids");
 }
@@ -615,8 +615,8 @@ bool Engine::pull_stream(Turn& t, Status* failed) {
     return true;
   }
   if (t.ctx->capacity() - t.ctx->n_past() - int64_t(t.input.size() - t.fed) < int64_t(in.tokens.size())) {
-    *failed = absl::OutOfRangeError(absl::StrCat("the document does not fit the session's context of ",
-                                                 t.ctx->capacity(), " tokens"));
+    *failed = absl::OutOfRangeError(
+        absl::StrCat("the document does not fit the session's context of ", t.ctx->capacity(), " tokens"));
     return true;
   }
   for (TokenId id : in.tokens) {
@@ -635,7 +635,8 @@ bool Engine::pull_stream(Turn& t, Status* failed) {
 }
 
 std::optional<StatusOr<TurnResult>> Engine::step_turn(Turn& t, bool* worked) {
-  if (t.ev.cancelled && t.ev.cancelled()) return StatusOr<TurnResult>(absl::CancelledError("the request was cancelled"));
+  if (t.ev.cancelled && t.ev.cancelled())
+    return StatusOr<TurnResult>(absl::CancelledError("the request was cancelled"));
   if (!t.decoding) {
     if (t.fed == t.input.size()) {  // a stream's turn that has prefilled all that arrived
       Status failed;

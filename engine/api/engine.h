@@ -16,8 +16,8 @@
 
 #include "engine/kv/kv_shape.h"
 #include "engine/kv/memory_gate.h"
-#include "engine/runtime/llama_context.h"
 #include "engine/runtime/generator.h"
+#include "engine/runtime/llama_context.h"
 #include "engine/session/session_manager.h"
 #include "engine/session/session_store.h"
 #include "engine/tokenizer/chat_template.h"
@@ -27,22 +27,22 @@ namespace edgeinf {
 
 struct EngineConfig {
   std::string model_path;
-  std::string gate_path;             // "" = MODEL.gate.gguf if present; "none" = no gate
-  int threads = 0;                   // 0 = every core
-  std::string device = "auto";       // cpu, cuda, or auto (cuda when a device can be used)
+  std::string gate_path;        // "" = MODEL.gate.gguf if present; "none" = no gate
+  int threads = 0;              // 0 = every core
+  std::string device = "auto";  // cpu, cuda, or auto (cuda when a device can be used)
   std::string default_policy = "edgeinfinite";
-  KvShapeRequest shape;              // S, W, L, update: unset = the gate's, else the engine defaults
-  int64_t max_prompt_tokens = 1 << 20;    // per turn that asks for the limit (Generate; not Ingest)
-  int max_tokens_limit = 4096;            // cap on a request's max_tokens
+  KvShapeRequest shape;                 // S, W, L, update: unset = the gate's, else the engine defaults
+  int64_t max_prompt_tokens = 1 << 20;  // per turn that asks for the limit (Generate; not Ingest)
+  int max_tokens_limit = 4096;          // cap on a request's max_tokens
   int max_sessions_per_tenant = 1000;
   // The process's memory: model, scratch and every context in memory (admission counts each busy
   // context at its bound, each idle one at what it holds); idle contexts beyond hot_bytes go.
   size_t memory_budget_bytes = size_t(4) << 30;
   size_t hot_bytes = size_t(1) << 30;
-  int io_threads = 4;                // session loads and commits in parallel
-  int max_deltas = 64;               // delta records per session before a commit writes a full one
+  int io_threads = 4;                   // session loads and commits in parallel
+  int max_deltas = 64;                  // delta records per session before a commit writes a full one
   size_t io_bytes = size_t(256) << 20;  // session records in flight (part of the budget's fixed part)
-  int admission_wait_ms = 10000;      // how long a turn waits for room in the budget before RESOURCE_EXHAUSTED
+  int admission_wait_ms = 10000;        // how long a turn waits for room in the budget before RESOURCE_EXHAUSTED
   // Opens the backends the engine runs on; unset: open_backends(device, ...). Tests put backends
   // of their own here.
   std::function<StatusOr<Backends>(const LlamaModel&, kernels::cpu::ThreadPool&)> open_backends;
@@ -81,9 +81,9 @@ class TurnInput {
     bool closed = false;
     Status aborted;
   };
-  Taken take(size_t max);          // the engine: up to max tokens, and whether the input ended
+  Taken take(size_t max);                   // the engine: up to max tokens, and whether the input ended
   void attach(std::function<void()> wake);  // the engine: called whenever input arrives
-  void detach();                   // the engine: the turn ended
+  void detach();                            // the engine: the turn ended
 
   mutable std::mutex mu_;
   std::vector<TokenId> tokens_;
@@ -107,9 +107,9 @@ struct TurnPrompt {
 
 struct TurnRequest {
   std::string tenant;
-  std::string session_id;  // "" = a one-off turn that keeps nothing
-  std::string etag;        // "" = any; else the turn is refused (ABORTED) if the session moved on
-  TurnPrompt prompt;       // a bad prompt (empty, unknown role, ...) ends the turn with InvalidArgument
+  std::string session_id;             // "" = a one-off turn that keeps nothing
+  std::string etag;                   // "" = any; else the turn is refused (ABORTED) if the session moved on
+  TurnPrompt prompt;                  // a bad prompt (empty, unknown role, ...) ends the turn with InvalidArgument
   bool limit_prompt = true;           // refuse inputs over max_prompt_tokens
   std::shared_ptr<TurnInput> stream;  // more input arriving while the turn runs, or null
   GenerateOptions gen;
@@ -154,8 +154,8 @@ struct EngineInfo {
 class Engine {
  public:
   // Loads the model, then opens the store (so a failed start leaves nothing behind).
-  static StatusOr<std::unique_ptr<Engine>> create(
-      const EngineConfig& config, std::function<StatusOr<std::unique_ptr<SessionStore>>()> open_store);
+  static StatusOr<std::unique_ptr<Engine>> create(const EngineConfig& config,
+                                                  std::function<StatusOr<std::unique_ptr<SessionStore>>()> open_store);
   ~Engine();
 
   EngineInfo info() const;

@@ -43,8 +43,7 @@ class ModelBackend {
 
   // One token for each of several policies in one pass, each row with the single-token arithmetic
   // (a stream's logits do not depend on the batch); logits [n, n_vocab] on the host.
-  virtual Status forward_each(std::span<KvPolicy* const> policies, std::span<const TokenId> tokens,
-                              float* logits) = 0;
+  virtual Status forward_each(std::span<KvPolicy* const> policies, std::span<const TokenId> tokens, float* logits) = 0;
 
   // OK while the backend can run passes; after an error that leaves the device unusable for the
   // rest of the process (a sticky CUDA error), that error, for good. Thread-safe.

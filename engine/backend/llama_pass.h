@@ -35,10 +35,10 @@ struct PassBuffers {
 template <typename Ops>
 typename Ops::Error run_llama_pass(Ops& ops, const LlamaConfig& c, const PassBuffers& b, int64_t n, int64_t first) {
   using Matmul = typename Ops::Matmul;
-#define EDGEINF_PASS_STEP(expr)                  \
-  do {                                           \
-    const typename Ops::Error e_ = (expr);       \
-    if (!Ops::ok(e_)) return e_;                 \
+#define EDGEINF_PASS_STEP(expr)            \
+  do {                                     \
+    const typename Ops::Error e_ = (expr); \
+    if (!Ops::ok(e_)) return e_;           \
   } while (0)
   EDGEINF_PASS_STEP(ops.embed(n));
   const int64_t n_residual = n * c.n_embd;

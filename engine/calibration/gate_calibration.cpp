@@ -212,8 +212,8 @@ StatusOr<CalibrationSamples> collect_gate_samples(const LlamaModel& model, std::
   }
   const int64_t n_windows = int64_t(tokens.size()) / context;
   if (n_windows < o.sequences) {
-    return absl::InvalidArgumentError(absl::StrCat("the calibration text has ", tokens.size(), " tokens; ",
-                                                   o.sequences, " sequences of ", context, " need ",
+    return absl::InvalidArgumentError(absl::StrCat("the calibration text has ", tokens.size(), " tokens; ", o.sequences,
+                                                   " sequences of ", context, " need ",
                                                    int64_t(o.sequences) * context));
   }
   KvPolicyOptions full_opt;
@@ -231,11 +231,10 @@ StatusOr<CalibrationSamples> collect_gate_samples(const LlamaModel& model, std::
 
   SampleRecorder recorder(model, shape, g.kind == GateKind::kLinear);
   const std::unique_ptr<ModelBackend> cpu = make_cpu_backend(model, pool);
-  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaContext> ctx,
-                           LlamaContext::create(*cpu,
-                                                std::make_unique<DistillPolicy>(shape, std::move(full),
-                                                                                std::move(edge), recorder),
-                                                g.segment));
+  EDGEINF_ASSIGN_OR_RETURN(
+      std::unique_ptr<LlamaContext> ctx,
+      LlamaContext::create(*cpu, std::make_unique<DistillPolicy>(shape, std::move(full), std::move(edge), recorder),
+                           g.segment));
   Rng rng(o.seed);
   std::vector<int64_t> order(static_cast<size_t>(n_windows));
   for (int64_t i = 0; i < n_windows; ++i) order[size_t(i)] = i;
@@ -282,8 +281,8 @@ StatusOr<std::unique_ptr<MemoryGate>> calibrate_gate(const LlamaModel& model, st
     CalibrationLayerReport& lr = rep.layers[size_t(il)];
     lr.n_train = train.size();
     lr.n_val = val.size();
-    lr.fit = fit_gate_layer(train, val.size() > 0 ? &val : nullptr, g.kind, gate->bias(il), gate->weight(il), o.fit,
-                            pool);
+    lr.fit =
+        fit_gate_layer(train, val.size() > 0 ? &val : nullptr, g.kind, gate->bias(il), gate->weight(il), o.fit, pool);
     rep.mean_val += lr.fit.val / shape.n_layer;
     rep.mean_val_scalar += lr.fit.val_scalar / shape.n_layer;
     train = GateSamples();

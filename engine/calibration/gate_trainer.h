@@ -42,11 +42,11 @@ double gate_loss(const GateSamples& s, GateKind kind, const float* bias, const f
                  float* grad_weight, kernels::cpu::ThreadPool& pool);
 
 struct GateFitOptions {
-  int steps = 300;          // full-batch Adam steps per stage
-  float lr = 0.05f;         // Adam step of the bias; the linear weights' step is lr / mean |x|_1
+  int steps = 300;             // full-batch Adam steps per stage
+  float lr = 0.05f;            // Adam step of the bias; the linear weights' step is lr / mean |x|_1
   float weight_decay = 1e-3f;  // L2 penalty on the linear weights (relative-loss units)
-  float init_bias = -3.0f;  // starting logit of the scalar stage (g ~ 0.05)
-  int eval_every = 10;      // validation checks, keeping the best parameters seen
+  float init_bias = -3.0f;     // starting logit of the scalar stage (g ~ 0.05)
+  int eval_every = 10;         // validation checks, keeping the best parameters seen
 };
 
 // The bias of a gate that stays shut (sigmoid(-30) ~ 1e-13).
@@ -62,7 +62,6 @@ struct GateFitReport {
 // validation set the parameters with the lowest validation loss are returned, or a closed gate
 // (kClosedGateBias) when none beats it on the validation set.
 GateFitReport fit_gate_layer(const GateSamples& train, const GateSamples* val, GateKind kind, std::vector<float>& bias,
-                             std::vector<float>& weight, const GateFitOptions& options,
-                             kernels::cpu::ThreadPool& pool);
+                             std::vector<float>& weight, const GateFitOptions& options, kernels::cpu::ThreadPool& pool);
 
 }  // namespace edgeinf

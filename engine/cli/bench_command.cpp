@@ -89,7 +89,8 @@ Status run(int argc, char** argv) {
     }
     const double t = median(times);
     std::printf("%-10s %-12d %10.3f %12.1f\n", "prefill", n, t, n / t);
-    json.push_back(absl::StrCat("{\"test\":\"prefill\",\"tokens\":", n, ",\"seconds\":", t, ",\"tok_per_s\":", n / t, "}"));
+    json.push_back(
+        absl::StrCat("{\"test\":\"prefill\",\"tokens\":", n, ",\"seconds\":", t, ",\"tok_per_s\":", n / t, "}"));
   }
   {
     const std::vector<TokenId> context = bench_tokens(0, depth, n_vocab);
@@ -107,9 +108,8 @@ Status run(int argc, char** argv) {
     json.push_back(absl::StrCat("{\"test\":\"decode\",\"tokens\":", n_decode, ",\"depth\":", depth, ",\"seconds\":", t,
                                 ",\"tok_per_s\":", n_decode / t, "}"));
   }
-  std::printf("JSON {\"engine\":\"edgeinf\",\"device\":\"%s\",\"threads\":%d,\"results\":[%s]}\n",
-              backend.device(), threads,
-              absl::StrJoin(json, ",").c_str());
+  std::printf("JSON {\"engine\":\"edgeinf\",\"device\":\"%s\",\"threads\":%d,\"results\":[%s]}\n", backend.device(),
+              threads, absl::StrJoin(json, ",").c_str());
   return absl::OkStatus();
 }
 

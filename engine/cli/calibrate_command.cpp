@@ -13,9 +13,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "engine/calibration/gate_calibration.h"
 #include "engine/cli/args.h"
 #include "engine/cli/commands.h"
-#include "engine/calibration/gate_calibration.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/util/sha256.h"
 
@@ -81,8 +81,7 @@ Status run(int argc, char** argv) {
   p.option("", "--context", "N", "tokens per calibration sequence (default min(8192, trained context))",
            &a.cal.context);
   p.option("", "--sequences", "N", "calibration sequences, held-out ones included (default 6)", &a.cal.sequences);
-  p.option("", "--val-sequences", "N", "sequences held out for validation (default 1)",
-           &a.cal.validation_sequences);
+  p.option("", "--val-sequences", "N", "sequences held out for validation (default 1)", &a.cal.validation_sequences);
   p.option("", "--samples", "N", "tokens sampled per sequence (default 1024)", &a.cal.samples_per_sequence);
   p.option("", "--steps", "N", "optimizer steps per stage (default 300)", &a.cal.fit.steps);
   p.option("", "--weight-decay", "X", "L2 penalty of the linear gate's weights (default 0.001)",
@@ -115,9 +114,9 @@ Status run(int argc, char** argv) {
   std::fprintf(stderr,
                "calibrate: %zu tokens of text (sha256 %s); %s gate, S=%d W=%d L=%d, %s update; %d sequences "
                "(%d held out), %d samples each; seed %llu; %d threads\n",
-               tokens.size(), text_hash.c_str(), a.kind.c_str(), a.cal.gate.sink, a.cal.gate.window,
-               a.cal.gate.segment, a.update.c_str(), a.cal.sequences, a.cal.validation_sequences,
-               a.cal.samples_per_sequence, static_cast<unsigned long long>(a.cal.seed), a.threads);
+               tokens.size(), text_hash.c_str(), a.kind.c_str(), a.cal.gate.sink, a.cal.gate.window, a.cal.gate.segment,
+               a.update.c_str(), a.cal.sequences, a.cal.validation_sequences, a.cal.samples_per_sequence,
+               static_cast<unsigned long long>(a.cal.seed), a.threads);
 
   kernels::cpu::ThreadPool pool(a.threads);
   CalibrationReport rep;
@@ -136,8 +135,8 @@ Status run(int argc, char** argv) {
     std::printf("%5zu %6lld %5lld   %15.4f  %8.4f  %38s%.3f\n", il, static_cast<long long>(l.n_train),
                 static_cast<long long>(l.n_val), l.fit.val_scalar, l.fit.val, "", mean_g);
   }
-  std::printf("mean relative validation loss: scalar %.4f, %s %.4f; collect %.0f s, fit %.0f s\n",
-              rep.mean_val_scalar, a.kind.c_str(), rep.mean_val, rep.collect_s, rep.fit_s);
+  std::printf("mean relative validation loss: scalar %.4f, %s %.4f; collect %.0f s, fit %.0f s\n", rep.mean_val_scalar,
+              a.kind.c_str(), rep.mean_val, rep.collect_s, rep.fit_s);
   std::printf("wrote %s (%zu parameters)\n", a.out.c_str(), gate->n_params());
   return absl::OkStatus();
 }

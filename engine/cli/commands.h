@@ -11,5 +11,4 @@ int run_calibrate(int argc, char** argv);
 // The model path used when -m is not given: $EDGEINF_MODEL, else the bundled model under models/.
 const char* default_model_path();
 
-
 }  // namespace edgeinf::cli

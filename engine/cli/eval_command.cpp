@@ -73,7 +73,8 @@ StatusOr<std::vector<T>> parse_list(const std::string& flag, const std::string& 
       out.emplace_back(part);
     } else {
       double v = 0;
-      if (!absl::SimpleAtod(part, &v)) return absl::InvalidArgumentError(absl::StrCat(flag, ": bad number '", std::string(part), "'"));
+      if (!absl::SimpleAtod(part, &v))
+        return absl::InvalidArgumentError(absl::StrCat(flag, ": bad number '", std::string(part), "'"));
       out.push_back(T(v));
     }
   }
@@ -178,8 +179,8 @@ std::string json_escape(const std::string& s) {
 }
 
 // Forks, runs, and collects the child's result and its peak RSS.
-Result run_forked(const LlamaModel& model, const Tokenizer& tok, const std::vector<TokenId>& prose,
-                  const EvalArgs& a, const MemoryGate* gate, const Run& run) {
+Result run_forked(const LlamaModel& model, const Tokenizer& tok, const std::vector<TokenId>& prose, const EvalArgs& a,
+                  const MemoryGate* gate, const Run& run) {
   int fds[2];
   Result r;
   if (pipe(fds) != 0) {
@@ -250,8 +251,8 @@ Status write_plot(const std::string& png, const std::vector<std::pair<Run, Resul
   auto plot = [&](size_t first_column) {
     std::string cmd = "plot ";
     for (size_t i = 0; i < policies.size(); ++i) {
-      absl::StrAppend(&cmd, i == 0 ? absl::StrCat("'", dat, "'") : std::string(", ''"), " using 1:",
-                      first_column + i, " with linespoints title '", policies[i], "'");
+      absl::StrAppend(&cmd, i == 0 ? absl::StrCat("'", dat, "'") : std::string(", ''"), " using 1:", first_column + i,
+                      " with linespoints title '", policies[i], "'");
     }
     return cmd + "\n";
   };
@@ -318,11 +319,13 @@ Status run(int argc, char** argv) {
   ss << in.rdbuf();
   const std::vector<TokenId> prose = tok->encode(ss.str(), false, false);
   std::unique_ptr<MemoryGate> gate;
-  EDGEINF_ASSIGN_OR_RETURN(gate, load_default_gate(a.model, a.gate, AttentionShape::of(*model), model->gguf().fingerprint()));
+  EDGEINF_ASSIGN_OR_RETURN(gate,
+                           load_default_gate(a.model, a.gate, AttentionShape::of(*model), model->gguf().fingerprint()));
   EDGEINF_ASSIGN_OR_RETURN(const std::string shape_warning, resolve_kv_shape(shape, gate.get(), &a.kv));
   if (!shape_warning.empty()) std::fprintf(stderr, "warning: %s\n", shape_warning.c_str());
   a.kv.budget = a.kv.sink + a.kv.window;  // equal exact-KV budget for every bounded policy
-  std::string gate_name = gate ? absl::StrCat(gate_kind_name(gate->config().kind), " (trained)") : "none (memory unused)";
+  std::string gate_name =
+      gate ? absl::StrCat(gate_kind_name(gate->config().kind), " (trained)") : "none (memory unused)";
   if (!gate && a.fixed_gate > 0 && a.fixed_gate < 1) {
     GateConfig gc;
     gc.sink = a.kv.sink;
@@ -342,7 +345,8 @@ Status run(int argc, char** argv) {
       if (task == "ppl" && int64_t(prose.size()) <= len + 1) {
         return absl::InvalidArgumentError(absl::StrCat("the text has only ", prose.size(), " tokens"));
       }
-      const std::vector<double> task_depths = task == "ppl" || task == "multineedle" ? std::vector<double>{0.0} : depths;
+      const std::vector<double> task_depths =
+          task == "ppl" || task == "multineedle" ? std::vector<double>{0.0} : depths;
       for (double depth : task_depths) {
         for (int seed = 1; seed <= a.seeds; ++seed) {
           for (const std::string& pol : policies) runs.push_back({task, pol, len, depth, uint64_t(seed)});
@@ -374,19 +378,19 @@ Status run(int argc, char** argv) {
 
   if (!a.json.empty()) {
     std::ofstream j(a.json);
-    j << "{\"model\":\"" << json_escape(a.model) << "\",\"text\":\"" << json_escape(a.text) << "\",\"sink\":" << a.kv.sink
-      << ",\"window\":" << a.kv.window << ",\"segment\":" << a.kv.segment << ",\"budget\":" << a.kv.budget
-      << ",\"gate\":\"" << json_escape(gate_name) << "\",\"update\":\"" << memory_update_name(a.kv.update)
-      << "\",\"runs\":[";
+    j << "{\"model\":\"" << json_escape(a.model) << "\",\"text\":\"" << json_escape(a.text)
+      << "\",\"sink\":" << a.kv.sink << ",\"window\":" << a.kv.window << ",\"segment\":" << a.kv.segment
+      << ",\"budget\":" << a.kv.budget << ",\"gate\":\"" << json_escape(gate_name) << "\",\"update\":\""
+      << memory_update_name(a.kv.update) << "\",\"runs\":[";
     for (size_t i = 0; i < rows.size(); ++i) {
       const auto& [run, res] = rows[i];
-      j << (i ? "," : "") << "{\"task\":\"" << run.task << "\",\"policy\":\"" << run.policy << "\",\"length\":" << run.length
-        << ",\"depth\":" << run.depth << ",\"seed\":" << run.seed << ",\"score\":"
-        << (std::isnan(res.score) ? std::string("null") : absl::StrCat(res.score)) << ",\"ttft_s\":" << res.ttft_s
-        << ",\"prefill_tok_s\":" << res.prefill_tok_s << ",\"state_mb\":" << res.state_mb
-        << ",\"peak_rss_mb\":" << res.peak_rss_mb << ",\"beyond_native_window\":"
-        << (run.length > model->config().n_ctx_train ? "true" : "false") << ",\"answer\":\"" << json_escape(res.answer)
-        << "\",\"error\":\"" << json_escape(res.error) << "\"}";
+      j << (i ? "," : "") << "{\"task\":\"" << run.task << "\",\"policy\":\"" << run.policy
+        << "\",\"length\":" << run.length << ",\"depth\":" << run.depth << ",\"seed\":" << run.seed
+        << ",\"score\":" << (std::isnan(res.score) ? std::string("null") : absl::StrCat(res.score))
+        << ",\"ttft_s\":" << res.ttft_s << ",\"prefill_tok_s\":" << res.prefill_tok_s
+        << ",\"state_mb\":" << res.state_mb << ",\"peak_rss_mb\":" << res.peak_rss_mb
+        << ",\"beyond_native_window\":" << (run.length > model->config().n_ctx_train ? "true" : "false")
+        << ",\"answer\":\"" << json_escape(res.answer) << "\",\"error\":\"" << json_escape(res.error) << "\"}";
     }
     j << "]}\n";
   }

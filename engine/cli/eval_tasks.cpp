@@ -39,19 +39,20 @@ std::vector<TokenId> splice(const std::vector<TokenId>& head, const std::vector<
 RetrievalPrompt passkey_prompt(const Tokenizer& tok, int64_t length, double depth, uint64_t seed) {
   std::mt19937_64 rng(seed);
   const std::string key = std::to_string(10000 + rng() % 90000);
-  const std::vector<TokenId> head = encode(tok,
-      "There is an important piece of information hidden inside a lot of irrelevant text. Find it and "
-      "memorize it. I will quiz you about the important information there.\n");
+  const std::vector<TokenId> head =
+      encode(tok,
+             "There is an important piece of information hidden inside a lot of irrelevant text. Find it and "
+             "memorize it. I will quiz you about the important information there.\n");
   const std::vector<TokenId> filler =
       encode(tok, " The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.");
-  const std::vector<TokenId> needle = encode(tok, absl::StrCat(" The pass key is ", key, ". Remember it. ", key,
-                                                               " is the pass key."));
+  const std::vector<TokenId> needle =
+      encode(tok, absl::StrCat(" The pass key is ", key, ". Remember it. ", key, " is the pass key."));
   const std::vector<TokenId> tail = encode(tok, "\nWhat is the pass key? The pass key is");
   return {splice(head, filler, {{depth, needle}}, tail, length), {key}};
 }
 
-RetrievalPrompt needle_prompt(const Tokenizer& tok, const std::vector<TokenId>& haystack, int64_t length,
-                              double depth, int n_needles, uint64_t seed) {
+RetrievalPrompt needle_prompt(const Tokenizer& tok, const std::vector<TokenId>& haystack, int64_t length, double depth,
+                              int n_needles, uint64_t seed) {
   std::mt19937_64 rng(seed);
   RetrievalPrompt p;
   std::vector<std::pair<double, std::vector<TokenId>>> inserts;
@@ -65,9 +66,10 @@ RetrievalPrompt needle_prompt(const Tokenizer& tok, const std::vector<TokenId>& 
     p.answers.push_back(number);
   }
   std::sort(inserts.begin(), inserts.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  const std::vector<TokenId> head = encode(tok,
-      "Some special magic numbers are hidden inside the following text. Remember them; you will be asked about "
-      "them.\n");
+  const std::vector<TokenId> head =
+      encode(tok,
+             "Some special magic numbers are hidden inside the following text. Remember them; you will be asked about "
+             "them.\n");
   std::string question = "\nWhat is the special magic number for " + cities[0];
   for (size_t i = 1; i < cities.size(); ++i) question += (i + 1 == cities.size() ? " and " : ", ") + cities[i];
   question += n_needles == 1 ? "? The special magic number for " + cities[0] + " is"

@@ -21,8 +21,8 @@ RetrievalPrompt passkey_prompt(const Tokenizer& tok, int64_t length, double dept
 
 // `length` tokens of prose from `haystack` (starting at a seeded offset) with `n_needles`
 // "special magic number" sentences; one needle goes at `depth`, further ones spread evenly.
-RetrievalPrompt needle_prompt(const Tokenizer& tok, const std::vector<TokenId>& haystack, int64_t length,
-                              double depth, int n_needles, uint64_t seed);
+RetrievalPrompt needle_prompt(const Tokenizer& tok, const std::vector<TokenId>& haystack, int64_t length, double depth,
+                              int n_needles, uint64_t seed);
 
 // Fraction of answers found in `generated`.
 double retrieval_score(const RetrievalPrompt& p, const std::string& generated);

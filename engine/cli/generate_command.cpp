@@ -14,8 +14,8 @@
 #include "engine/cli/commands.h"
 #include "engine/kv/kv_shape.h"
 #include "engine/kv/memory_gate.h"
-#include "engine/runtime/llama_context.h"
 #include "engine/runtime/generator.h"
+#include "engine/runtime/llama_context.h"
 #include "engine/tokenizer/chat_template.h"
 #include "engine/tokenizer/tokenizer.h"
 
@@ -72,8 +72,7 @@ Status run(int argc, char** argv) {
   p.option("", "--top-k", "K", "top-k, 0 = off (default 40)", &a.gen.sampling.top_k);
   p.option("", "--top-p", "P", "top-p, 1 = off (default 0.95)", &a.gen.sampling.top_p);
   p.option("", "--min-p", "P", "min-p, 0 = off (default 0.05)", &a.gen.sampling.min_p);
-  p.option("", "--repeat-penalty", "R", "repetition penalty, 1 = off (default 1)",
-           &a.gen.sampling.repeat_penalty);
+  p.option("", "--repeat-penalty", "R", "repetition penalty, 1 = off (default 1)", &a.gen.sampling.repeat_penalty);
   p.option("", "--repeat-last-n", "N", "tokens the penalty looks back over (default 64)",
            &a.gen.sampling.repeat_last_n);
   p.option("-s", "--seed", "N", "random seed (default: random, printed at the end)", &a.gen.sampling.seed);
@@ -123,7 +122,8 @@ Status run(int argc, char** argv) {
   std::unique_ptr<MemoryGate> gate;
   const KvPolicyTraits* traits = find_kv_policy(a.kv.name);  // unknown: refused with the list below
   if (traits != nullptr && traits->compresses) {
-    EDGEINF_ASSIGN_OR_RETURN(gate, load_default_gate(a.model, a.gate, AttentionShape::of(*model), model->gguf().fingerprint()));
+    EDGEINF_ASSIGN_OR_RETURN(
+        gate, load_default_gate(a.model, a.gate, AttentionShape::of(*model), model->gguf().fingerprint()));
     if (gate) {
       a.kv.gate = gate.get();
     } else {
@@ -142,7 +142,8 @@ Status run(int argc, char** argv) {
   LlamaContext& ctx = *context;
   if (ctx.capacity() <= int64_t(prompt.size())) {
     return absl::OutOfRangeError(absl::StrCat("the prompt has ", prompt.size(), " tokens; the context size is ",
-                                              ctx.capacity(), " (raise it with --ctx-size, or use --policy edgeinfinite)"));
+                                              ctx.capacity(),
+                                              " (raise it with --ctx-size, or use --policy edgeinfinite)"));
   }
 
   const bool show_progress = a.progress && isatty(STDERR_FILENO);
@@ -156,9 +157,9 @@ Status run(int argc, char** argv) {
   EDGEINF_ASSIGN_OR_RETURN(GenerateStats stats, generate(ctx, *tokenizer, prompt, a.gen, cb));
   std::string policy_detail;
   if (traits != nullptr && traits->compresses) {
-    policy_detail = absl::StrCat(" (S=", a.kv.sink, " W=", a.kv.window, " L=", a.kv.segment, ", ",
-                                 memory_update_name(a.kv.update), " update, ",
-                                 gate ? absl::StrCat(gate_kind_name(gate->config().kind), " gate") : "no gate", ")");
+    policy_detail =
+        absl::StrCat(" (S=", a.kv.sink, " W=", a.kv.window, " L=", a.kv.segment, ", ", memory_update_name(a.kv.update),
+                     " update, ", gate ? absl::StrCat(gate_kind_name(gate->config().kind), " gate") : "no gate", ")");
   }
   std::fputs("\n", stdout);
   std::fflush(stdout);
@@ -169,9 +170,8 @@ Status run(int argc, char** argv) {
                stats.prefill_seconds > 0 ? stats.prompt_tokens / stats.prefill_seconds : 0.0, stats.generated_tokens,
                stats.decode_seconds, stats.decode_seconds > 0 ? stats.generated_tokens / stats.decode_seconds : 0.0,
                finish_reason_name(stats.finish), static_cast<unsigned long long>(a.gen.sampling.seed),
-               device_label(ctx.backend()).c_str(), a.threads,
-               ctx.policy().name(), policy_detail.c_str(), double(ctx.state_bytes()) / (1 << 20),
-               double(model->weight_bytes()) / (1 << 20));
+               device_label(ctx.backend()).c_str(), a.threads, ctx.policy().name(), policy_detail.c_str(),
+               double(ctx.state_bytes()) / (1 << 20), double(model->weight_bytes()) / (1 << 20));
   return absl::OkStatus();
 }
 

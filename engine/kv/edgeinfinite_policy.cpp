@@ -28,7 +28,7 @@ void EdgeInfinitePolicy::fold(int layer, kernels::cpu::ThreadPool& pool) {
   cache_.evict(layer, k_leave_.data(), v_leave_.data(), pool);
   if (n_leaving == 0) return;
   kernels::cpu::memory_compress(memory_compress_params(s_, m_[size_t(layer)].data(), z_[size_t(layer)].data(),
-                                                      k_leave_.data(), v_leave_.data(), n_leaving, delta_),
+                                                       k_leave_.data(), v_leave_.data(), n_leaving, delta_),
                                 pool);
 }
 
@@ -66,9 +66,7 @@ void EdgeInfinitePolicy::reset() {
 
 size_t EdgeInfinitePolicy::state_bytes() const { return cache_.bytes() + layers_bytes(m_) + layers_bytes(z_); }
 
-size_t EdgeInfinitePolicy::max_state_bytes() const {
-  return cache_.max_bytes() + layers_bytes(m_) + layers_bytes(z_);
-}
+size_t EdgeInfinitePolicy::max_state_bytes() const { return cache_.max_bytes() + layers_bytes(m_) + layers_bytes(z_); }
 
 void EdgeInfinitePolicy::save_memory(ByteWriter& w) const {
   for (size_t il = 0; il < m_.size(); ++il) {

@@ -77,8 +77,8 @@ class FullPolicy final : public KvPolicy {
       int64_t marked = 0;
       EDGEINF_RETURN_IF_ERROR(r.get(&marked));
       if (marked != c_.n_seen) {
-        return absl::FailedPreconditionError(absl::StrCat(r.what(), ": the changes apply to a state of ", marked,
-                                                          " tokens; this one has ", c_.n_seen));
+        return absl::FailedPreconditionError(
+            absl::StrCat(r.what(), ": the changes apply to a state of ", marked, " tokens; this one has ", c_.n_seen));
       }
       FullKvCounters now{c_.capacity};
       EDGEINF_RETURN_IF_ERROR(now.restore(r));

@@ -10,8 +10,8 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/model/llama_model.h"
 #include "absl/strings/str_cat.h"
+#include "engine/model/llama_model.h"
 #include "engine/util/bytes.h"
 #include "engine/util/status.h"
 #include "kernels/cpu/thread_pool.h"
@@ -24,13 +24,13 @@ enum class MemoryUpdate { kLinear, kDelta };
 
 struct KvPolicyOptions {
   std::string name = "full";
-  int n_ctx = 0;       // full: KV capacity in tokens (0 = the model's training context)
-  int sink = 4;        // S: first tokens kept exactly (streaming, edgeinfinite)
-  int window = 1024;   // W: recent tokens kept exactly (the window holds W..W+L)
-  int segment = 512;   // L: prefill segment and fold size
-  int budget = 0;      // snapkv, pyramidkv: KV entries per head (0 = sink + window)
-  int obs_window = 8;  // snapkv, pyramidkv: observation window (last queries that vote)
-  int pool_kernel = 7; // snapkv, pyramidkv: 1-D max-pool kernel over the votes
+  int n_ctx = 0;        // full: KV capacity in tokens (0 = the model's training context)
+  int sink = 4;         // S: first tokens kept exactly (streaming, edgeinfinite)
+  int window = 1024;    // W: recent tokens kept exactly (the window holds W..W+L)
+  int segment = 512;    // L: prefill segment and fold size
+  int budget = 0;       // snapkv, pyramidkv: KV entries per head (0 = sink + window)
+  int obs_window = 8;   // snapkv, pyramidkv: observation window (last queries that vote)
+  int pool_kernel = 7;  // snapkv, pyramidkv: 1-D max-pool kernel over the votes
   float pyramid_beta = 20.0f;
   MemoryUpdate update = MemoryUpdate::kDelta;
   const MemoryGate* gate = nullptr;  // edgeinfinite: nullptr = gate 0 (StreamingLLM behaviour)

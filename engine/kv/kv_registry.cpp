@@ -15,7 +15,8 @@ std::unique_ptr<KvPolicy> make_pyramidkv_policy(const KvPolicyOptions& o, const 
 
 namespace {
 
-//                              name            make                      sink_window selects everything compresses device
+// clang-format off
+//  name             make                      sink_window selects everything compresses device
 constexpr KvPolicyTraits kPolicies[] = {
     {"full",         make_full_policy,         false, false, true,  false, true},
     {"streaming",    make_streaming_policy,    true,  false, false, false, true},
@@ -23,6 +24,7 @@ constexpr KvPolicyTraits kPolicies[] = {
     {"snapkv",       make_snapkv_policy,       false, true,  false, false, false},
     {"pyramidkv",    make_pyramidkv_policy,    false, true,  false, false, false},
 };
+// clang-format on
 
 }  // namespace
 
@@ -63,8 +65,8 @@ Status validate_kv_options(const KvPolicyOptions& o, const AttentionShape& s) {
     const int64_t budget = o.budget > 0 ? o.budget : int64_t(o.sink) + o.window;
     if (o.obs_window <= 0 || o.pool_kernel <= 0 || o.segment <= 0 || budget <= 2 * int64_t(o.obs_window) ||
         !(o.pyramid_beta > 1)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          o.name, " needs budget > 2 x observation window, a positive pool kernel and segment, beta > 1"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(o.name, " needs budget > 2 x observation window, a positive pool kernel and segment, beta > 1"));
     }
   }
   if (entry->sink_window) {
@@ -73,8 +75,9 @@ Status validate_kv_options(const KvPolicyOptions& o, const AttentionShape& s) {
     }
     // Positions inside the cache run up to S + W + L: keep them within the trained context.
     if (int64_t(o.sink) + o.window + o.segment > s.n_ctx_train) {
-      return absl::InvalidArgumentError(absl::StrCat("sink + window + segment = ", int64_t(o.sink) + o.window + o.segment,
-                                                     " exceeds the model's trained context of ", s.n_ctx_train));
+      return absl::InvalidArgumentError(
+          absl::StrCat("sink + window + segment = ", int64_t(o.sink) + o.window + o.segment,
+                       " exceeds the model's trained context of ", s.n_ctx_train));
     }
   }
   return absl::OkStatus();

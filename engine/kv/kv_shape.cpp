@@ -12,7 +12,8 @@ StatusOr<std::string> resolve_kv_shape(const KvShapeRequest& given, const Memory
     if (want >= 0) {
       *dst = want;
       if (g != nullptr && want != trained) {
-        absl::StrAppend(&warning, warning.empty() ? "" : "; ", name, " ", want, " (the gate was trained with ", trained, ")");
+        absl::StrAppend(&warning, warning.empty() ? "" : "; ", name, " ", want, " (the gate was trained with ", trained,
+                        ")");
       }
     } else if (g != nullptr) {
       *dst = trained;

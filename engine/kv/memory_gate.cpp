@@ -92,7 +92,8 @@ Status MemoryGate::save(const std::string& path) const {
   for (int il = 0; il < n_layer(); ++il) {
     const std::string b = absl::StrCat("blk.", il, ".mem_gate.");
     w.tensor_f32(b + "bias", {shape_.n_head}, bias_[size_t(il)]);
-    if (config_.kind == GateKind::kLinear) w.tensor_f32(b + "weight", {2 * shape_.q_dim(), shape_.n_head}, weight_[size_t(il)]);
+    if (config_.kind == GateKind::kLinear)
+      w.tensor_f32(b + "weight", {2 * shape_.q_dim(), shape_.n_head}, weight_[size_t(il)]);
   }
   return w.write_file(path);
 }

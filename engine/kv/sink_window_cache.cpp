@@ -191,7 +191,8 @@ Status SinkWindowCache::apply_delta(ByteReader& r, kernels::cpu::ThreadPool& poo
     }
     uint32_t n_evictions = 0;
     EDGEINF_RETURN_IF_ERROR(r.get(&n_evictions));
-    if (n_evictions > r.remaining() / sizeof(int64_t)) return absl::DataLossError(absl::StrCat(r.what(), ": truncated"));
+    if (n_evictions > r.remaining() / sizeof(int64_t))
+      return absl::DataLossError(absl::StrCat(r.what(), ": truncated"));
     std::vector<int64_t> evictions(n_evictions);
     EDGEINF_RETURN_IF_ERROR(r.get_array(evictions.data(), evictions.size()));
     // Replay the evictions on the entries that were there: each drops only marked entries.

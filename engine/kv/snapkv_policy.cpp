@@ -14,7 +14,11 @@ namespace edgeinf {
 
 SelectionPolicy::SelectionPolicy(const char* name, const AttentionShape& s, const KvPolicyOptions& o,
                                  std::vector<int64_t> layer_budgets)
-    : name_(name), s_(s), segment_(o.segment), obs_window_(o.obs_window), pool_kernel_(o.pool_kernel),
+    : name_(name),
+      s_(s),
+      segment_(o.segment),
+      obs_window_(o.obs_window),
+      pool_kernel_(o.pool_kernel),
       budget_(std::move(layer_budgets)) {
   const int64_t hd = s.head_dim;
   for (int il = 0; il < s.n_layer; ++il) {
@@ -141,7 +145,8 @@ void SelectionPolicy::select(int il, kernels::cpu::ThreadPool& pool) {
     const int64_t r = pool_kernel_ / 2;
     for (int64_t j = 0; j < n_prefix; ++j) {
       float m = -INFINITY;
-      for (int64_t x = std::max<int64_t>(0, j - r); x <= std::min(n_prefix - 1, j + r); ++x) m = std::max(m, votes[size_t(x)]);
+      for (int64_t x = std::max<int64_t>(0, j - r); x <= std::min(n_prefix - 1, j + r); ++x)
+        m = std::max(m, votes[size_t(x)]);
       pooled[size_t(j)] = m;
     }
     std::vector<int64_t> order(static_cast<size_t>(n_prefix));

@@ -13,7 +13,8 @@ namespace edgeinf {
 class SelectionPolicy : public KvPolicy {
  public:
   // layer_budgets: KV entries per head kept after a selection, one per layer (each > obs_window).
-  SelectionPolicy(const char* name, const AttentionShape& s, const KvPolicyOptions& o, std::vector<int64_t> layer_budgets);
+  SelectionPolicy(const char* name, const AttentionShape& s, const KvPolicyOptions& o,
+                  std::vector<int64_t> layer_budgets);
 
   const char* name() const override { return name_; }
   int64_t max_batch() const override { return segment_; }

@@ -46,8 +46,8 @@ class Reader {
     uint64_t n = 0;
     EDGEINF_RETURN_IF_ERROR(read(&n, what));
     if (n > kMaxStringBytes) {
-      return absl::InvalidArgumentError(absl::StrCat("GGUF: ", what, " string length ", n, " at offset ",
-                                                     pos_ - 8, " is absurd"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("GGUF: ", what, " string length ", n, " at offset ", pos_ - 8, " is absurd"));
     }
     if (remaining() < n) return truncated(what);
     out->assign(reinterpret_cast<const char*>(bytes_.data() + pos_), size_t(n));
@@ -56,9 +56,8 @@ class Reader {
   }
 
   Status truncated(const char* what) const {
-    return absl::InvalidArgumentError(
-        absl::StrCat("GGUF: file truncated while reading ", what, " at offset ", pos_, " (file is ",
-                     bytes_.size(), " bytes)"));
+    return absl::InvalidArgumentError(absl::StrCat("GGUF: file truncated while reading ", what, " at offset ", pos_,
+                                                   " (file is ", bytes_.size(), " bytes)"));
   }
 
  private:
@@ -140,11 +139,12 @@ Status read_array(Reader& r, GgufValue* v, const char* what, int depth) {
   }
   v->elem_type = GgufType(et);
   // Every element takes at least one byte (a string at least 8), so n cannot exceed what is left.
-  const size_t min_elem = v->elem_type == GgufType::kString ? 8 : v->elem_type == GgufType::kArray ? 12
-                                                                                                     : scalar_size(v->elem_type);
+  const size_t min_elem = v->elem_type == GgufType::kString  ? 8
+                          : v->elem_type == GgufType::kArray ? 12
+                                                             : scalar_size(v->elem_type);
   if (n > r.remaining() / min_elem) {
-    return absl::InvalidArgumentError(absl::StrCat("GGUF: ", what, " array of ", n, " elements at offset ",
-                                                   r.pos(), " overruns the file"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("GGUF: ", what, " array of ", n, " elements at offset ", r.pos(), " overruns the file"));
   }
   GgufValue elem;
   switch (v->elem_type) {
@@ -213,13 +213,9 @@ const char* gguf_type_name(GgufType type) {
   return "unknown";
 }
 
-bool GgufValue::is_integer() const {
-  return !is_float() && type != GgufType::kString && type != GgufType::kArray;
-}
+bool GgufValue::is_integer() const { return !is_float() && type != GgufType::kString && type != GgufType::kArray; }
 
-size_t GgufValue::array_size() const {
-  return ints.size() + floats.size() + strings.size() + items.size();
-}
+size_t GgufValue::array_size() const { return ints.size() + floats.size() + strings.size() + items.size(); }
 
 StatusOr<std::unique_ptr<GgufFile>> GgufFile::open(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -277,7 +273,8 @@ Status GgufFile::parse_all() {
   uint64_t n_tensors = 0, n_kv = 0;
   EDGEINF_RETURN_IF_ERROR(r.read(&n_tensors, "tensor count"));
   EDGEINF_RETURN_IF_ERROR(r.read(&n_kv, "metadata count"));
-  if (n_tensors > kMaxTensorCount) return absl::InvalidArgumentError(absl::StrCat("GGUF: absurd tensor count ", n_tensors));
+  if (n_tensors > kMaxTensorCount)
+    return absl::InvalidArgumentError(absl::StrCat("GGUF: absurd tensor count ", n_tensors));
   if (n_kv > kMaxKvCount) return absl::InvalidArgumentError(absl::StrCat("GGUF: absurd metadata count ", n_kv));
 
   absl::flat_hash_set<std::string> keys;
@@ -312,26 +309,28 @@ Status GgufFile::parse_all() {
     EDGEINF_RETURN_IF_ERROR(r.read_string(&info.name, "tensor name"));
     EDGEINF_RETURN_IF_ERROR(r.read(&info.n_dims, "tensor dimension count"));
     if (info.n_dims == 0 || info.n_dims > kMaxDims) {
-      return absl::InvalidArgumentError(absl::StrCat("GGUF: tensor '", info.name, "' has ", info.n_dims, " dimensions"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("GGUF: tensor '", info.name, "' has ", info.n_dims, " dimensions"));
     }
     for (uint32_t d = 0; d < info.n_dims; ++d) {
       EDGEINF_RETURN_IF_ERROR(r.read(&info.ne[d], "tensor shape"));
       if (info.ne[d] <= 0 || info.ne[d] > (int64_t(1) << 40)) {
-        return absl::InvalidArgumentError(absl::StrCat("GGUF: tensor '", info.name, "' has dimension ", d, " = ", info.ne[d]));
+        return absl::InvalidArgumentError(
+            absl::StrCat("GGUF: tensor '", info.name, "' has dimension ", d, " = ", info.ne[d]));
       }
     }
     EDGEINF_RETURN_IF_ERROR(r.read(&info.type, "tensor type"));
     EDGEINF_RETURN_IF_ERROR(r.read(&info.offset, "tensor offset"));
     const kernels::WeightTypeTraits* tr = kernels::weight_type_traits(info.type);
     if (tr == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("GGUF: tensor '", info.name, "' has unsupported type id ", info.type,
-                       " (supported: F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q6_K)"));
+      return absl::InvalidArgumentError(absl::StrCat("GGUF: tensor '", info.name, "' has unsupported type id ",
+                                                     info.type,
+                                                     " (supported: F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q6_K)"));
     }
     if (info.ne[0] % tr->block_elems != 0) {
       return absl::InvalidArgumentError(absl::StrCat("GGUF: tensor '", info.name, "' row of ", info.ne[0],
-                                                     " elements is not a multiple of the ", tr->name,
-                                                     " block size ", tr->block_elems));
+                                                     " elements is not a multiple of the ", tr->name, " block size ",
+                                                     tr->block_elems));
     }
     // Element and byte counts with overflow checks: a hostile shape must not wrap around.
     uint64_t elems = 1;
@@ -344,8 +343,8 @@ Status GgufFile::parse_all() {
     }
     info.n_bytes = bytes;
     if (info.offset % alignment_ != 0) {
-      return absl::InvalidArgumentError(absl::StrCat("GGUF: tensor '", info.name, "' offset ", info.offset,
-                                                     " is not aligned to ", alignment_));
+      return absl::InvalidArgumentError(
+          absl::StrCat("GGUF: tensor '", info.name, "' offset ", info.offset, " is not aligned to ", alignment_));
     }
     if (!names.insert(info.name).second) {
       return absl::InvalidArgumentError(absl::StrCat("GGUF: duplicate tensor name '", info.name, "'"));

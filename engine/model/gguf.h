@@ -93,7 +93,7 @@ class GgufFile {
 
   // Typed getters: NotFound when absent, InvalidArgument when the type does not fit.
   StatusOr<std::string> get_string(std::string_view key) const;
-  StatusOr<int64_t> get_int(std::string_view key) const;  // any integer type
+  StatusOr<int64_t> get_int(std::string_view key) const;   // any integer type
   StatusOr<double> get_float(std::string_view key) const;  // floats or integers
   StatusOr<bool> get_bool(std::string_view key) const;
   StatusOr<const std::vector<std::string>*> get_string_array(std::string_view key) const;

@@ -15,13 +15,34 @@ class GgufWriter {
  public:
   explicit GgufWriter(uint32_t version = 3) : version_(version) {}
 
-  void kv_u32(const std::string& key, uint32_t v) { kv_header(key, 4); put(v); }
-  void kv_i32(const std::string& key, int32_t v) { kv_header(key, 5); put(v); }
-  void kv_f32(const std::string& key, float v) { kv_header(key, 6); put(v); }
-  void kv_bool(const std::string& key, bool v) { kv_header(key, 7); put(uint8_t(v)); }
-  void kv_str(const std::string& key, const std::string& v) { kv_header(key, 8); put_str(v); }
-  void kv_u64(const std::string& key, uint64_t v) { kv_header(key, 10); put(v); }
-  void kv_f64(const std::string& key, double v) { kv_header(key, 12); put(v); }
+  void kv_u32(const std::string& key, uint32_t v) {
+    kv_header(key, 4);
+    put(v);
+  }
+  void kv_i32(const std::string& key, int32_t v) {
+    kv_header(key, 5);
+    put(v);
+  }
+  void kv_f32(const std::string& key, float v) {
+    kv_header(key, 6);
+    put(v);
+  }
+  void kv_bool(const std::string& key, bool v) {
+    kv_header(key, 7);
+    put(uint8_t(v));
+  }
+  void kv_str(const std::string& key, const std::string& v) {
+    kv_header(key, 8);
+    put_str(v);
+  }
+  void kv_u64(const std::string& key, uint64_t v) {
+    kv_header(key, 10);
+    put(v);
+  }
+  void kv_f64(const std::string& key, double v) {
+    kv_header(key, 12);
+    put(v);
+  }
   void kv_str_array(const std::string& key, const std::vector<std::string>& v);
   void kv_f32_array(const std::string& key, const std::vector<float>& v);
   void kv_i32_array(const std::string& key, const std::vector<int32_t>& v);

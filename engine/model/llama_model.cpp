@@ -54,7 +54,8 @@ StatusOr<const float*> LlamaModel::vector(const std::string& name, int64_t n, bo
     return absl::InvalidArgumentError(absl::StrCat("missing tensor '", name, "'"));
   }
   if (t->n_elements() != n) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' has ", t->n_elements(), " elements, expected ", n));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor '", name, "' has ", t->n_elements(), " elements, expected ", n));
   }
   weight_bytes_ += t->n_bytes;
   const auto type = kernels::WeightType(t->type);
@@ -73,8 +74,8 @@ Status LlamaModel::init() {
   bool supported = false;
   for (const char* a : kSupportedArchs) supported |= c.arch == a;
   if (!supported) {
-    return absl::UnimplementedError(absl::StrCat("model architecture '", c.arch, "' is not supported (supported: ",
-                                                 absl::StrJoin(kSupportedArchs, ", "), ")"));
+    return absl::UnimplementedError(absl::StrCat(
+        "model architecture '", c.arch, "' is not supported (supported: ", absl::StrJoin(kSupportedArchs, ", "), ")"));
   }
   c.name = gguf_->get_string_or("general.name", c.arch);
   const std::string p = c.arch + ".";
@@ -99,14 +100,17 @@ Status LlamaModel::init() {
                                                    c.n_kv_head, " KV heads, ", c.n_layer, " layers"));
   }
   c.head_dim = c.n_embd / c.n_head;
-  if (gguf_->find(p + "attention.key_length") != nullptr) EDGEINF_RETURN_IF_ERROR(get_dim("attention.key_length", &c.head_dim));
+  if (gguf_->find(p + "attention.key_length") != nullptr)
+    EDGEINF_RETURN_IF_ERROR(get_dim("attention.key_length", &c.head_dim));
   if (gguf_->get_int_or(p + "attention.value_length", c.head_dim) != c.head_dim) {
     return absl::UnimplementedError("models whose value head size differs from the key head size are not supported");
   }
   c.n_rot = c.head_dim;
-  if (gguf_->find(p + "rope.dimension_count") != nullptr) EDGEINF_RETURN_IF_ERROR(get_dim("rope.dimension_count", &c.n_rot));
+  if (gguf_->find(p + "rope.dimension_count") != nullptr)
+    EDGEINF_RETURN_IF_ERROR(get_dim("rope.dimension_count", &c.n_rot));
   if (c.n_rot > c.head_dim || c.n_rot % 2 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("rope.dimension_count ", c.n_rot, " does not fit head size ", c.head_dim));
+    return absl::InvalidArgumentError(
+        absl::StrCat("rope.dimension_count ", c.n_rot, " does not fit head size ", c.head_dim));
   }
   c.n_ctx_train = int(gguf_->get_int_or(p + "context_length", 4096));
   c.rms_eps = float(gguf_->get_float_or(p + "attention.layer_norm_rms_epsilon", 1e-5));

@@ -7,7 +7,8 @@
 
 namespace edgeinf {
 
-StatusOr<std::unique_ptr<LlamaContext>> LlamaContext::create(ModelBackend& backend, const LlamaContextOptions& options) {
+StatusOr<std::unique_ptr<LlamaContext>> LlamaContext::create(ModelBackend& backend,
+                                                             const LlamaContextOptions& options) {
   if (options.n_batch <= 0) return absl::InvalidArgumentError("batch size must be positive");
   // The backend refuses a policy it does not run, saying so.
   EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<KvPolicy> policy, backend.make_policy(options.kv));
@@ -62,7 +63,8 @@ StatusOr<std::span<const float>> LlamaContext::eval(std::span<const TokenId> tok
 StatusOr<std::span<const float>> LlamaContext::eval_all_logits(std::span<const TokenId> tokens) {
   EDGEINF_RETURN_IF_ERROR(check_tokens(tokens));
   if (tokens.size() > size_t(n_batch_)) {
-    return absl::InvalidArgumentError(absl::StrCat("at most ", n_batch_, " tokens per call when all logits are wanted"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("at most ", n_batch_, " tokens per call when all logits are wanted"));
   }
   EDGEINF_RETURN_IF_ERROR(forward_batch(tokens, true));
   return std::span<const float>(logits_.data(), tokens.size() * size_t(model_.config().n_vocab));
@@ -75,7 +77,7 @@ Status LlamaContext::forward_batch(std::span<const TokenId> tokens, bool all_log
 }
 
 StatusOr<std::vector<std::span<const float>>> LlamaContext::eval_each(std::span<LlamaContext* const> contexts,
-                                                                       std::span<const TokenId> tokens) {
+                                                                      std::span<const TokenId> tokens) {
   if (contexts.empty() || contexts.size() != tokens.size()) {
     return absl::InvalidArgumentError("eval_each needs one token per context");
   }

@@ -28,7 +28,7 @@ class LlamaContext {
   // The same over a policy the caller made for that backend (gate calibration wraps the policies
   // it compares).
   static StatusOr<std::unique_ptr<LlamaContext>> create(ModelBackend& backend, std::unique_ptr<KvPolicy> policy,
-                                                         int n_batch);
+                                                        int n_batch);
 
   // Appends tokens; returns logits of the last one ([n_vocab]). OutOfRange when a bounded-capacity
   // policy is full, InvalidArgument on a bad token id; the state is unchanged on error.

@@ -21,8 +21,7 @@ Status validate(const SamplingParams& p) {
   return absl::OkStatus();
 }
 
-Sampler::Sampler(const SamplingParams& params, int n_vocab)
-    : params_(params), n_vocab_(n_vocab), rng_(params.seed) {
+Sampler::Sampler(const SamplingParams& params, int n_vocab) : params_(params), n_vocab_(n_vocab), rng_(params.seed) {
   candidates_.reserve(size_t(n_vocab));
 }
 

@@ -33,7 +33,7 @@ namespace {
 constexpr char kMagic[8] = {'E', 'D', 'G', 'E', 'I', 'N', 'F', 'R'};
 constexpr size_t kFileHeader = 24;
 constexpr size_t kHeadBytes = 64 << 10;  // read_head: enough for a record's header and metadata
-constexpr int kReadAttempts = 4;          // a compaction may remove files under a reader
+constexpr int kReadAttempts = 4;         // a compaction may remove files under a reader
 
 Status errno_error(const std::string& what, const std::string& path, int e = errno) {
   return absl::UnavailableError(absl::StrCat("session store: ", what, " '", path, "': ", std::strerror(e)));
@@ -158,8 +158,7 @@ class DirStore final : public SessionStore {
       }
       if (::stat(file_of(dir, req.version - 1).c_str(), &st) != 0) {
         if (errno != ENOENT) return errno_error("cannot open", file_of(dir, req.version - 1));
-        return absl::AbortedError(
-            absl::StrCat("session store: the session is no longer at version ", req.version - 1));
+        return absl::AbortedError(absl::StrCat("session store: the session is no longer at version ", req.version - 1));
       }
     }
     const std::string tmp = absl::StrCat(dir, "/.tmp.", ::getpid(), ".", counter_.fetch_add(1));
@@ -197,8 +196,8 @@ class DirStore final : public SessionStore {
       for (size_t i = versions->size(); i-- > 0 && !full;) {
         const uint64_t v = (*versions)[i];
         if (!chain.empty() && v != chain.back().version - 1) {
-          return absl::DataLossError(absl::StrCat("session store: version ", chain.back().version - 1, " of '", key,
-                                                  "' is missing"));
+          return absl::DataLossError(
+              absl::StrCat("session store: version ", chain.back().version - 1, " of '", key, "' is missing"));
         }
         EDGEINF_ASSIGN_OR_RETURN(std::optional<std::string> bytes, read_file(file_of(dir, v), SIZE_MAX));
         if (!bytes) {
@@ -213,8 +212,8 @@ class DirStore final : public SessionStore {
         return absl::UnavailableError(absl::StrCat("session store: '", key, "' keeps changing under the reader"));
       }
       if (!full) {
-        return absl::DataLossError(absl::StrCat("session store: '", key, "' has no full record before version ",
-                                                chain.back().version));
+        return absl::DataLossError(
+            absl::StrCat("session store: '", key, "' has no full record before version ", chain.back().version));
       }
       std::reverse(chain.begin(), chain.end());
       return std::optional<std::vector<StoredRecord>>(std::move(chain));

@@ -158,8 +158,8 @@ StatusOr<SessionMeta> SessionManager::read_owned_head(const std::string& key, co
   // Another tenant's session is NotFound, never an error that would confirm it exists.
   if (m.tenant != tenant || m.id != id) return session_not_found(id);
   if (m.version != head->version) {
-    return damaged(key, absl::DataLossError(absl::StrCat("version ", head->version, " holds the metadata of version ",
-                                                         m.version)));
+    return damaged(key, absl::DataLossError(
+                            absl::StrCat("version ", head->version, " holds the metadata of version ", m.version)));
   }
   *kv = view->header.kv;
   *version = head->version;
@@ -183,8 +183,8 @@ StatusOr<std::vector<StoredRecord>> SessionManager::read_chain(const std::string
     if (Status st = decode_meta(view->session_meta, &m); !st.ok()) return damaged(key, st);
     if (m.tenant != tenant || m.id != id) return session_not_found(id);
     if (m.version != rec.version) {
-      return damaged(key, absl::DataLossError(absl::StrCat("version ", rec.version, " holds the metadata of version ",
-                                                           m.version)));
+      return damaged(key, absl::DataLossError(
+                              absl::StrCat("version ", rec.version, " holds the metadata of version ", m.version)));
     }
   }
   return std::move(*records);
@@ -326,8 +326,8 @@ StatusOr<SessionInfo> SessionManager::create(const std::string& tenant, const Kv
   if (config_.fixed_bytes + policy->max_state_bytes() > config_.memory_budget_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(
         "a session of this shape can hold ", policy->max_state_bytes() >> 20, " MiB of state, more than the server's ",
-        "memory budget leaves (", (config_.memory_budget_bytes - std::min(config_.memory_budget_bytes,
-                                                                          config_.fixed_bytes)) >> 20, " MiB)"));
+        "memory budget leaves (",
+        (config_.memory_budget_bytes - std::min(config_.memory_budget_bytes, config_.fixed_bytes)) >> 20, " MiB)"));
   }
   EDGEINF_ASSIGN_OR_RETURN(std::vector<std::string> keys, store_->list(session_key(tenant, "")));
   if (int64_t(keys.size()) >= config_.max_sessions_per_tenant) {

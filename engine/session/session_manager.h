@@ -4,9 +4,9 @@
 // call them from I/O threads, never from the scheduler's.
 #pragma once
 
-#include <cstdint>
 #include <atomic>
 #include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <list>
 #include <map>
@@ -66,7 +66,7 @@ class IoMemory {
     IoMemory* owner_ = nullptr;
     size_t bytes_ = 0;
   };
-  Hold reserve(size_t bytes);               // waits for room
+  Hold reserve(size_t bytes);                     // waits for room
   std::optional<Hold> try_reserve(size_t bytes);  // nullopt when there is no room now
   size_t limit() const { return limit_; }
   size_t in_use();
@@ -106,8 +106,8 @@ struct TurnCommit {
 };
 
 struct SessionManagerStats {
-  int64_t hot_sessions = 0;     // sessions with a context in memory
-  int64_t charged_bytes = 0;    // what the contexts in memory are counted as (busy: their bound)
+  int64_t hot_sessions = 0;   // sessions with a context in memory
+  int64_t charged_bytes = 0;  // what the contexts in memory are counted as (busy: their bound)
   int64_t full_commits = 0, delta_commits = 0;
   int64_t full_bytes = 0, delta_bytes = 0;  // record bytes written by commits, by kind
 };

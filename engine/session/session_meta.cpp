@@ -72,7 +72,8 @@ std::string etag_of(uint64_t version) { return absl::StrCat(absl::Hex(version));
 std::string quoted_name(std::string_view name) {
   constexpr size_t kMax = 64;
   std::string out = "'";
-  for (char c : name.substr(0, kMax)) out += (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) ? '?' : c;
+  for (char c : name.substr(0, kMax))
+    out += (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) ? '?' : c;
   out += name.size() > kMax ? absl::StrCat("...' (", name.size(), " bytes)") : "'";
   return out;
 }

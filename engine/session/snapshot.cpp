@@ -50,8 +50,8 @@ Status read_header(ByteReader& r, SnapshotHeader* h) {
 // then the checksums. write_state returns false to abandon the record: then the result is empty
 // (a record never is).
 template <typename WriteState>
-StatusOr<std::string> assemble(const SnapshotHeader& header, std::string_view session_meta,
-                                              uint32_t state_id, size_t state_estimate, WriteState&& write_state) {
+StatusOr<std::string> assemble(const SnapshotHeader& header, std::string_view session_meta, uint32_t state_id,
+                               size_t state_estimate, WriteState&& write_state) {
   constexpr size_t kTable = 8 + 4 + 4 + 3 * (4 + 8 + 4);
   std::string out;
   out.reserve(kTable + 1024 + session_meta.size() + state_estimate);  // no regrowth (and copy) on the way
@@ -86,11 +86,10 @@ StatusOr<std::string> assemble(const SnapshotHeader& header, std::string_view se
 
 StatusOr<std::string> write_snapshot(const SnapshotHeader& header, std::string_view session_meta,
                                      const KvPolicy& policy) {
-  return assemble(header, session_meta, kPolicy, policy.state_bytes() + 4096,
-                  [&](ByteWriter& w) -> StatusOr<bool> {
-                    EDGEINF_RETURN_IF_ERROR(policy.save(w));
-                    return true;
-                  });
+  return assemble(header, session_meta, kPolicy, policy.state_bytes() + 4096, [&](ByteWriter& w) -> StatusOr<bool> {
+    EDGEINF_RETURN_IF_ERROR(policy.save(w));
+    return true;
+  });
 }
 
 std::optional<std::string> write_snapshot_delta(const SnapshotHeader& header, std::string_view session_meta,
@@ -113,8 +112,8 @@ StatusOr<SnapshotView> parse(std::string_view bytes, bool head_only) {
   uint32_t version = 0, n_sections = 0;
   EDGEINF_RETURN_IF_ERROR(r.get(&version));
   if (version != kSnapshotVersion) {
-    return absl::FailedPreconditionError(absl::StrCat("session snapshot: format version ", version,
-                                                      ", this server reads version ", kSnapshotVersion));
+    return absl::FailedPreconditionError(
+        absl::StrCat("session snapshot: format version ", version, ", this server reads version ", kSnapshotVersion));
   }
   EDGEINF_RETURN_IF_ERROR(r.get(&n_sections));
   if (n_sections == 0 || n_sections > kMaxSections) {

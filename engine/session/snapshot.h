@@ -28,8 +28,8 @@ inline constexpr uint32_t kSnapshotVersion = 1;
 // What must match for a snapshot's state to be usable.
 struct SnapshotHeader {
   std::string model_fingerprint;
-  KvPolicyOptions kv;    // name and shape (the gate pointer is not stored)
-  std::string gate_id;   // "" when the policy reads no gate
+  KvPolicyOptions kv;   // name and shape (the gate pointer is not stored)
+  std::string gate_id;  // "" when the policy reads no gate
 };
 
 // Serialises header, session metadata and the policy's whole state: a full snapshot.

@@ -54,9 +54,7 @@ class BpeModel final : public TokenizerModel {
     TokenId left_id;
     TokenId right_id;
     TokenId result;
-    bool operator>(const Candidate& other) const {
-      return rank != other.rank ? rank > other.rank : left > other.left;
-    }
+    bool operator>(const Candidate& other) const { return rank != other.rank ? rank > other.rank : left > other.left; }
   };
   // Scratch space reused across the words of one encode() call.
   struct Workspace {
@@ -67,8 +65,7 @@ class BpeModel final : public TokenizerModel {
   static constexpr TokenId kDead = -2;
 
   static uint64_t pair_key(TokenId left, TokenId right) {
-    return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) |
-           static_cast<uint32_t>(right);
+    return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);
   }
   void push_candidate(Workspace& ws, int left) const;
   void encode_word(std::string_view word, Workspace& ws, std::vector<TokenId>& out) const;
@@ -99,8 +96,7 @@ Status BpeModel::init() {
     // The separator is the first space after the first character (a part is never empty).
     const size_t split = merge.find(' ', 1);
     if (split == std::string::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tokenizer.ggml.merges[", rank, "] '", merge, "' has no space"));
+      return absl::InvalidArgumentError(absl::StrCat("tokenizer.ggml.merges[", rank, "] '", merge, "' has no space"));
     }
     const std::string_view left = std::string_view(merge).substr(0, split);
     const std::string_view right = std::string_view(merge).substr(split + 1);
@@ -116,8 +112,7 @@ Status BpeModel::init() {
   return absl::OkStatus();
 }
 
-void BpeModel::encode(std::string_view text, bool /*after_special*/,
-                      std::vector<TokenId>& out) const {
+void BpeModel::encode(std::string_view text, bool /*after_special*/, std::vector<TokenId>& out) const {
   std::vector<TextSpan> words;
   pretokenizer_.split(text, words);
   Workspace ws;
@@ -199,8 +194,7 @@ std::string BpeModel::piece(TokenId id) const {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<TokenizerModel>> make_bpe_model(const TokenizerVocab& vocab,
-                                                         const TokenIndex& index) {
+StatusOr<std::unique_ptr<TokenizerModel>> make_bpe_model(const TokenizerVocab& vocab, const TokenIndex& index) {
   EDGEINF_ASSIGN_OR_RETURN(Pretokenizer pretokenizer, Pretokenizer::from_name(vocab.pre));
   auto model = std::make_unique<BpeModel>(vocab, index, std::move(pretokenizer));
   EDGEINF_RETURN_IF_ERROR(model->init());

@@ -35,19 +35,12 @@ bool unescape_jinja(std::string_view text, std::string& out) {
     }
     if (++i == text.size()) return false;
     switch (text[i]) {
-      case 'n':
-        out.push_back('\n');
-        break;
-      case 't':
-        out.push_back('\t');
-        break;
+      case 'n': out.push_back('\n'); break;
+      case 't': out.push_back('\t'); break;
       case '\'':
       case '"':
-      case '\\':
-        out.push_back(text[i]);
-        break;
-      default:
-        return false;
+      case '\\': out.push_back(text[i]); break;
+      default: return false;
     }
   }
   return true;
@@ -106,8 +99,7 @@ void render_llama2(ChatFormat format, std::span<const ChatMessage> messages, std
   bool inside_turn = true;
   out += "[INST] ";
   for (const ChatMessage& message : messages) {
-    const std::string_view content =
-        strip ? trim(message.content) : std::string_view(message.content);
+    const std::string_view content = strip ? trim(message.content) : std::string_view(message.content);
     if (!inside_turn) {
       inside_turn = true;
       out += bos_inside_history ? "<s>[INST] " : "[INST] ";
@@ -143,8 +135,7 @@ void render_mistral(ChatFormat format, std::span<const ChatMessage> messages, st
     } else if (message.role == "user") {
       append(out, message.content, leading, "[/INST]");
     } else {
-      const std::string_view content =
-          trim_assistant ? trim(message.content) : std::string_view(message.content);
+      const std::string_view content = trim_assistant ? trim(message.content) : std::string_view(message.content);
       append(out, trailing, content, "</s>");
       inside_turn = false;
     }
@@ -168,8 +159,7 @@ StatusOr<ChatTemplate> detect_chat_template(std::string_view tmpl) {
   if (contains(tmpl, "[INST]")) {
     if (contains(tmpl, "[SYSTEM_PROMPT]")) {
       result.format = ChatFormat::kMistralV7;
-    } else if (contains(tmpl, "' [INST] ' + system_message") ||
-               contains(tmpl, "[AVAILABLE_TOOLS]")) {
+    } else if (contains(tmpl, "' [INST] ' + system_message") || contains(tmpl, "[AVAILABLE_TOOLS]")) {
       // Official Mistral templates: v1 puts a space before [INST], v3-tekken quotes "[INST]".
       if (contains(tmpl, " [INST]")) {
         result.format = ChatFormat::kMistralV1;
@@ -200,8 +190,7 @@ StatusOr<ChatTemplate> detect_chat_template(std::string_view tmpl) {
   return absl::InvalidArgumentError(message);
 }
 
-std::string render_chat(const ChatTemplate& tmpl, std::span<const ChatMessage> messages,
-                        bool add_generation_prompt) {
+std::string render_chat(const ChatTemplate& tmpl, std::span<const ChatMessage> messages, bool add_generation_prompt) {
   std::string out;
   switch (tmpl.format) {
     case ChatFormat::kChatMl:
@@ -215,22 +204,17 @@ std::string render_chat(const ChatTemplate& tmpl, std::span<const ChatMessage> m
       break;
     case ChatFormat::kLlama3:
       for (const ChatMessage& message : messages) {
-        append(out, "<|start_header_id|>", message.role, "<|end_header_id|>\n\n",
-               trim(message.content), "<|eot_id|>");
+        append(out, "<|start_header_id|>", message.role, "<|end_header_id|>\n\n", trim(message.content), "<|eot_id|>");
       }
       if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
       break;
     case ChatFormat::kLlama2:
     case ChatFormat::kLlama2Sys:
     case ChatFormat::kLlama2SysBos:
-    case ChatFormat::kLlama2SysStrip:
-      render_llama2(tmpl.format, messages, out);
-      break;
+    case ChatFormat::kLlama2SysStrip: render_llama2(tmpl.format, messages, out); break;
     case ChatFormat::kMistralV1:
     case ChatFormat::kMistralV3:
-    case ChatFormat::kMistralV3Tekken:
-      render_mistral(tmpl.format, messages, out);
-      break;
+    case ChatFormat::kMistralV3Tekken: render_mistral(tmpl.format, messages, out); break;
     case ChatFormat::kMistralV7:
       for (const ChatMessage& message : messages) {
         if (message.role == "system") {
@@ -246,8 +230,7 @@ std::string render_chat(const ChatTemplate& tmpl, std::span<const ChatMessage> m
   return out;
 }
 
-StatusOr<std::string> apply_chat_template(std::string_view tmpl,
-                                          std::span<const ChatMessage> messages,
+StatusOr<std::string> apply_chat_template(std::string_view tmpl, std::span<const ChatMessage> messages,
                                           bool add_generation_prompt) {
   EDGEINF_ASSIGN_OR_RETURN(const ChatTemplate detected, detect_chat_template(tmpl));
   return render_chat(detected, messages, add_generation_prompt);

@@ -44,12 +44,10 @@ StatusOr<ChatTemplate> detect_chat_template(std::string_view tmpl);
 // Renders a recognised template. add_generation_prompt appends the header of an assistant turn
 // (formats whose user turn already ends in the assistant cue, Llama-2 and Mistral, add nothing).
 // No BOS text is written: the tokenizer adds BOS when the vocabulary asks for it.
-std::string render_chat(const ChatTemplate& tmpl, std::span<const ChatMessage> messages,
-                        bool add_generation_prompt);
+std::string render_chat(const ChatTemplate& tmpl, std::span<const ChatMessage> messages, bool add_generation_prompt);
 
 // detect_chat_template + render_chat.
-StatusOr<std::string> apply_chat_template(std::string_view tmpl,
-                                          std::span<const ChatMessage> messages,
+StatusOr<std::string> apply_chat_template(std::string_view tmpl, std::span<const ChatMessage> messages,
                                           bool add_generation_prompt);
 
 }  // namespace edgeinf

@@ -52,8 +52,7 @@ class Cursor {
   bool space(size_t i) const { return i < end_ && (text_.flags[i] & unicode::kWhitespace); }
   // [^\s\p{L}\p{N}]
   bool other(size_t i) const {
-    return i < end_ &&
-           !(text_.flags[i] & (unicode::kWhitespace | unicode::kLetter | unicode::kNumber));
+    return i < end_ && !(text_.flags[i] & (unicode::kWhitespace | unicode::kLetter | unicode::kNumber));
   }
   bool newline(size_t i) const { return cp(i) == '\r' || cp(i) == '\n'; }
   size_t end() const { return end_; }
@@ -100,9 +99,7 @@ uint32_t fold_contraction_letter(uint32_t cp) {
 // Length after i of a contraction ('s 't 're 've 'm 'll 'd) starting at i, or 0.
 size_t match_contraction(const Cursor& c, size_t i, bool case_insensitive) {
   if (c.cp(i) != '\'') return 0;
-  const auto at = [&](size_t k) {
-    return case_insensitive ? fold_contraction_letter(c.cp(k)) : c.cp(k);
-  };
+  const auto at = [&](size_t k) { return case_insensitive ? fold_contraction_letter(c.cp(k)) : c.cp(k); };
   const uint32_t c1 = at(i + 1);
   if (c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd') return 2;
   const uint32_t c2 = at(i + 2);
@@ -176,18 +173,10 @@ void split_regex(const DecodedText& text, Piece piece, Pass pass, std::vector<Pi
   while (i < piece.end) {
     size_t next = 0;
     switch (pass) {
-      case Pass::kGpt2:
-        next = match_gpt2(cursor, i);
-        break;
-      case Pass::kLlama3:
-        next = match_llama3(cursor, i, 3);
-        break;
-      case Pass::kQwen2:
-        next = match_llama3(cursor, i, 1);
-        break;
-      case Pass::kIndividualDigits:
-        next = piece.end;
-        break;
+      case Pass::kGpt2: next = match_gpt2(cursor, i); break;
+      case Pass::kLlama3: next = match_llama3(cursor, i, 3); break;
+      case Pass::kQwen2: next = match_llama3(cursor, i, 1); break;
+      case Pass::kIndividualDigits: next = piece.end; break;
     }
     out.push_back({i, next});
     i = next;
@@ -213,8 +202,7 @@ StatusOr<Pretokenizer> Pretokenizer::from_name(std::string_view name) {
   for (const char* alias : {"qwen2", "deepseek-r1-qwen"}) {
     if (key == alias) return Pretokenizer(key, {Pass::kQwen2}, false);
   }
-  return absl::InvalidArgumentError("unsupported pre-tokenizer '" + std::string(name) +
-                                    "' (tokenizer.ggml.pre)");
+  return absl::InvalidArgumentError("unsupported pre-tokenizer '" + std::string(name) + "' (tokenizer.ggml.pre)");
 }
 
 void Pretokenizer::split(std::string_view text, std::vector<TextSpan>& words) const {

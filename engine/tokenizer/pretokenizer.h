@@ -40,10 +40,10 @@ class Pretokenizer {
   // One pass of a pre-tokenizer: each pass splits every piece the previous pass produced.
   enum class Pass : uint8_t {
     kIndividualDigits,  // every \p{N} codepoint becomes its own piece
-    kGpt2,    // 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-    kLlama3,  // (?i:'s|..|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|
-              //   \s*[\r\n]+|\s+(?!\S)|\s+
-    kQwen2,   // kLlama3 with \p{N} instead of \p{N}{1,3}
+    kGpt2,              // 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+    kLlama3,            // (?i:'s|..|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|
+                        //   \s*[\r\n]+|\s+(?!\S)|\s+
+    kQwen2,             // kLlama3 with \p{N} instead of \p{N}{1,3}
   };
 
  private:

@@ -53,13 +53,11 @@ class SpmModel final : public TokenizerModel {
     int left;
     int right;
     size_t size;
-    bool operator<(const Bigram& other) const {
-      return score != other.score ? score < other.score : left > other.left;
-    }
+    bool operator<(const Bigram& other) const { return score != other.score ? score < other.score : left > other.left; }
   };
 
-  void try_add_bigram(const std::string& text, const std::vector<Symbol>& symbols, int left,
-                      int right, std::priority_queue<Bigram>& queue) const;
+  void try_add_bigram(const std::string& text, const std::vector<Symbol>& symbols, int left, int right,
+                      std::priority_queue<Bigram>& queue) const;
 
   const TokenizerVocab& vocab_;
   const TokenIndex& index_;
@@ -69,8 +67,8 @@ class SpmModel final : public TokenizerModel {
 Status SpmModel::init() {
   if (vocab_.scores.size() != vocab_.tokens.size()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("SentencePiece vocabulary needs one tokenizer.ggml.scores entry per token: ",
-                     vocab_.scores.size(), " scores for ", vocab_.tokens.size(), " tokens"));
+        absl::StrCat("SentencePiece vocabulary needs one tokenizer.ggml.scores entry per token: ", vocab_.scores.size(),
+                     " scores for ", vocab_.tokens.size(), " tokens"));
   }
   for (int b = 0; b < 256; ++b) {
     char name[8];
@@ -81,8 +79,8 @@ Status SpmModel::init() {
   return absl::OkStatus();
 }
 
-void SpmModel::try_add_bigram(const std::string& text, const std::vector<Symbol>& symbols, int left,
-                              int right, std::priority_queue<Bigram>& queue) const {
+void SpmModel::try_add_bigram(const std::string& text, const std::vector<Symbol>& symbols, int left, int right,
+                              std::priority_queue<Bigram>& queue) const {
   if (left < 0 || right < 0) return;
   const size_t begin = symbols[left].begin;
   const size_t size = symbols[left].size + symbols[right].size;
@@ -108,8 +106,8 @@ void SpmModel::encode(std::string_view text, bool after_special, std::vector<Tok
   for (size_t pos = 0; pos < escaped.size();) {
     // A malformed lead byte, or a sequence cut short by the end, makes a shorter symbol; it then
     // falls back to byte tokens.
-    const size_t length = std::min<size_t>(std::max(unicode::utf8_sequence_length(escaped[pos]), 1),
-                                           escaped.size() - pos);
+    const size_t length =
+        std::min<size_t>(std::max(unicode::utf8_sequence_length(escaped[pos]), 1), escaped.size() - pos);
     const int index = static_cast<int>(symbols.size());
     symbols.push_back({pos, length, index - 1, -1});
     if (index > 0) symbols[index - 1].next = index;
@@ -158,8 +156,7 @@ std::string SpmModel::piece(TokenId id) const {
   const std::string& text = vocab_.tokens[id];
   const bool is_byte = !vocab_.token_types.empty() && vocab_.token_types[id] == 6;
   if (is_byte) {
-    if (const int byte = parse_byte_token(text); byte >= 0)
-      return std::string(1, static_cast<char>(byte));
+    if (const int byte = parse_byte_token(text); byte >= 0) return std::string(1, static_cast<char>(byte));
   }
   std::string bytes;
   bytes.reserve(text.size());
@@ -176,8 +173,7 @@ std::string SpmModel::piece(TokenId id) const {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<TokenizerModel>> make_spm_model(const TokenizerVocab& vocab,
-                                                         const TokenIndex& index) {
+StatusOr<std::unique_ptr<TokenizerModel>> make_spm_model(const TokenizerVocab& vocab, const TokenIndex& index) {
   auto model = std::make_unique<SpmModel>(vocab, index);
   EDGEINF_RETURN_IF_ERROR(model->init());
   return std::unique_ptr<TokenizerModel>(std::move(model));

@@ -14,13 +14,11 @@ namespace {
 
 // Control tokens that end a turn in common chat formats; they count as end of generation.
 constexpr std::string_view kEogTexts[] = {
-    "<|im_end|>", "<|eot_id|>",    "<|end_of_text|>", "<|endoftext|>",
-    "<|eom_id|>", "<end_of_turn>", "<|end|>",
+    "<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>", "<|eom_id|>", "<end_of_turn>", "<|end|>",
 };
 
 bool is_special_attr(TokenAttr attr) {
-  return attr == TokenAttr::kControl || attr == TokenAttr::kUserDefined ||
-         attr == TokenAttr::kUnknown;
+  return attr == TokenAttr::kControl || attr == TokenAttr::kUserDefined || attr == TokenAttr::kUnknown;
 }
 
 // Reads an optional special-token id; values outside the vocabulary are an error.
@@ -28,8 +26,8 @@ Status read_token_id(const GgufFile& gguf, std::string_view key, size_t n_vocab,
   if (gguf.find(key) == nullptr) return absl::OkStatus();
   EDGEINF_ASSIGN_OR_RETURN(const int64_t value, gguf.get_int(key));
   if (value < 0 || static_cast<uint64_t>(value) >= n_vocab) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        std::string(key), " = ", value, " is outside the vocabulary of ", n_vocab, " tokens"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(std::string(key), " = ", value, " is outside the vocabulary of ", n_vocab, " tokens"));
   }
   id = static_cast<TokenId>(value);
   return absl::OkStatus();
@@ -44,29 +42,24 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::from_gguf(const GgufFile& gguf) 
   TokenizerVocab vocab;
   EDGEINF_ASSIGN_OR_RETURN(vocab.model, gguf.get_string("tokenizer.ggml.model"));
   vocab.pre = gguf.get_string_or("tokenizer.ggml.pre", "default");
-  EDGEINF_ASSIGN_OR_RETURN(const std::vector<std::string>* tokens,
-                           gguf.get_string_array("tokenizer.ggml.tokens"));
+  EDGEINF_ASSIGN_OR_RETURN(const std::vector<std::string>* tokens, gguf.get_string_array("tokenizer.ggml.tokens"));
   vocab.tokens = *tokens;
   if (gguf.find("tokenizer.ggml.scores") != nullptr) {
-    EDGEINF_ASSIGN_OR_RETURN(const std::vector<double>* scores,
-                             gguf.get_float_array("tokenizer.ggml.scores"));
+    EDGEINF_ASSIGN_OR_RETURN(const std::vector<double>* scores, gguf.get_float_array("tokenizer.ggml.scores"));
     vocab.scores.assign(scores->begin(), scores->end());
   }
   if (gguf.find("tokenizer.ggml.token_type") != nullptr) {
-    EDGEINF_ASSIGN_OR_RETURN(const std::vector<int64_t>* types,
-                             gguf.get_int_array("tokenizer.ggml.token_type"));
+    EDGEINF_ASSIGN_OR_RETURN(const std::vector<int64_t>* types, gguf.get_int_array("tokenizer.ggml.token_type"));
     vocab.token_types.assign(types->begin(), types->end());
   }
   if (gguf.find("tokenizer.ggml.merges") != nullptr) {
-    EDGEINF_ASSIGN_OR_RETURN(const std::vector<std::string>* merges,
-                             gguf.get_string_array("tokenizer.ggml.merges"));
+    EDGEINF_ASSIGN_OR_RETURN(const std::vector<std::string>* merges, gguf.get_string_array("tokenizer.ggml.merges"));
     vocab.merges = *merges;
   }
   const size_t n_vocab = vocab.tokens.size();
   EDGEINF_RETURN_IF_ERROR(read_token_id(gguf, "tokenizer.ggml.bos_token_id", n_vocab, vocab.bos));
   EDGEINF_RETURN_IF_ERROR(read_token_id(gguf, "tokenizer.ggml.eos_token_id", n_vocab, vocab.eos));
-  EDGEINF_RETURN_IF_ERROR(
-      read_token_id(gguf, "tokenizer.ggml.unknown_token_id", n_vocab, vocab.unk));
+  EDGEINF_RETURN_IF_ERROR(read_token_id(gguf, "tokenizer.ggml.unknown_token_id", n_vocab, vocab.unk));
   EDGEINF_RETURN_IF_ERROR(read_token_id(gguf, "tokenizer.ggml.eot_token_id", n_vocab, vocab.eot));
   // Some converters write a padding id just past the vocabulary; padding is never encoded, so an
   // out-of-range value is dropped rather than rejected.
@@ -95,23 +88,19 @@ Status Tokenizer::init() {
   }
   if (n_vocab == 0) return absl::InvalidArgumentError("tokenizer.ggml.tokens is empty");
   if (!vocab_.scores.empty() && vocab_.scores.size() != n_vocab) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tokenizer.ggml.scores has ", vocab_.scores.size(), " entries for ", n_vocab, " tokens"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tokenizer.ggml.scores has ", vocab_.scores.size(), " entries for ", n_vocab, " tokens"));
   }
   if (!vocab_.token_types.empty() && vocab_.token_types.size() != n_vocab) {
-    return absl::InvalidArgumentError(absl::StrCat("tokenizer.ggml.token_type has ",
-                                                   vocab_.token_types.size(), " entries for ",
-                                                   n_vocab, " tokens"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tokenizer.ggml.token_type has ", vocab_.token_types.size(), " entries for ", n_vocab, " tokens"));
   }
-  const std::pair<const char*, TokenId> special_ids[] = {{"bos", vocab_.bos},
-                                                         {"eos", vocab_.eos},
-                                                         {"unk", vocab_.unk},
-                                                         {"pad", vocab_.pad},
-                                                         {"eot", vocab_.eot}};
+  const std::pair<const char*, TokenId> special_ids[] = {
+      {"bos", vocab_.bos}, {"eos", vocab_.eos}, {"unk", vocab_.unk}, {"pad", vocab_.pad}, {"eot", vocab_.eot}};
   for (const auto& [name, id] : special_ids) {
     if (id < -1 || id >= static_cast<TokenId>(n_vocab)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          name, " token id ", id, " is outside the vocabulary of ", n_vocab, " tokens"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, " token id ", id, " is outside the vocabulary of ", n_vocab, " tokens"));
     }
   }
 
@@ -123,9 +112,9 @@ Status Tokenizer::init() {
           absl::StrCat("tokenizer.ggml.token_type[", id, "] = ", type, " is not in 0..6"));
     }
     // GGUF: 0 undefined, 1 normal, 2 unknown, 3 control, 4 user defined, 5 unused, 6 byte.
-    constexpr TokenAttr kByType[] = {
-        TokenAttr::kNormal,      TokenAttr::kNormal, TokenAttr::kUnknown, TokenAttr::kControl,
-        TokenAttr::kUserDefined, TokenAttr::kUnused, TokenAttr::kByte};
+    constexpr TokenAttr kByType[] = {TokenAttr::kNormal,  TokenAttr::kNormal,      TokenAttr::kUnknown,
+                                     TokenAttr::kControl, TokenAttr::kUserDefined, TokenAttr::kUnused,
+                                     TokenAttr::kByte};
     attrs_[id] = kByType[type];
   }
 
@@ -137,13 +126,11 @@ Status Tokenizer::init() {
   specials_by_byte_.assign(256, {});
   for (size_t id = 0; id < n_vocab; ++id) {
     if (!is_special_attr(attrs_[id]) || vocab_.tokens[id].empty()) continue;
-    specials_by_byte_[static_cast<uint8_t>(vocab_.tokens[id][0])].push_back(
-        static_cast<TokenId>(id));
+    specials_by_byte_[static_cast<uint8_t>(vocab_.tokens[id][0])].push_back(static_cast<TokenId>(id));
   }
   for (std::vector<TokenId>& bucket : specials_by_byte_) {
-    std::stable_sort(bucket.begin(), bucket.end(), [&](TokenId a, TokenId b) {
-      return vocab_.tokens[a].size() > vocab_.tokens[b].size();
-    });
+    std::stable_sort(bucket.begin(), bucket.end(),
+                     [&](TokenId a, TokenId b) { return vocab_.tokens[a].size() > vocab_.tokens[b].size(); });
   }
 
   for (TokenId id : {vocab_.eos, vocab_.eot}) {
@@ -167,8 +154,7 @@ Status Tokenizer::init() {
 
   pieces_.resize(n_vocab);
   for (size_t id = 0; id < n_vocab; ++id) {
-    pieces_[id] =
-        is_special_attr(attrs_[id]) ? vocab_.tokens[id] : model_->piece(static_cast<TokenId>(id));
+    pieces_[id] = is_special_attr(attrs_[id]) ? vocab_.tokens[id] : model_->piece(static_cast<TokenId>(id));
   }
   return absl::OkStatus();
 }
@@ -181,8 +167,7 @@ TokenId Tokenizer::match_special(std::string_view text, size_t pos, bool parse_s
   return -1;
 }
 
-void Tokenizer::encode_text(std::string_view text, bool parse_special,
-                            std::vector<TokenId>& out) const {
+void Tokenizer::encode_text(std::string_view text, bool parse_special, std::vector<TokenId>& out) const {
   bool after_special = true;
   size_t fragment_begin = 0;
   for (size_t pos = 0; pos < text.size();) {
@@ -204,8 +189,7 @@ void Tokenizer::encode_text(std::string_view text, bool parse_special,
   }
 }
 
-std::vector<TokenId> Tokenizer::encode(std::string_view text, bool add_special,
-                                       bool parse_special) const {
+std::vector<TokenId> Tokenizer::encode(std::string_view text, bool add_special, bool parse_special) const {
   std::vector<TokenId> out;
   out.reserve(text.size() / 3 + 2);
   if (add_special && vocab_.add_bos && vocab_.bos >= 0) out.push_back(vocab_.bos);

@@ -14,8 +14,7 @@ const std::array<uint16_t, 128>& ascii_flags() {
     for (uint32_t cp = 0; cp < 128; ++cp) {
       const CodepointRange* end = kCodepointRanges + kNumCodepointRanges;
       const CodepointRange* it = std::upper_bound(
-          kCodepointRanges, end, cp,
-          [](uint32_t value, const CodepointRange& range) { return value < range.first; });
+          kCodepointRanges, end, cp, [](uint32_t value, const CodepointRange& range) { return value < range.first; });
       if (it != kCodepointRanges && (it - 1)->last >= cp) flags[cp] = (it - 1)->flags;
     }
     return flags;
@@ -30,9 +29,7 @@ struct SequenceShape {
   int length = 0;
   uint8_t lower = 0x80;
   uint8_t upper = 0xBF;
-  bool accepts(int k, uint8_t byte) const {
-    return k == 1 ? (byte >= lower && byte <= upper) : (byte & 0xC0) == 0x80;
-  }
+  bool accepts(int k, uint8_t byte) const { return k == 1 ? (byte >= lower && byte <= upper) : (byte & 0xC0) == 0x80; }
 };
 
 SequenceShape sequence_shape(uint8_t lead) {
@@ -60,8 +57,7 @@ uint16_t codepoint_flags(uint32_t cp) {
   if (cp > kMaxCodepoint) return 0;
   const CodepointRange* end = kCodepointRanges + kNumCodepointRanges;
   const CodepointRange* it = std::upper_bound(
-      kCodepointRanges, end, cp,
-      [](uint32_t value, const CodepointRange& range) { return value < range.first; });
+      kCodepointRanges, end, cp, [](uint32_t value, const CodepointRange& range) { return value < range.first; });
   if (it == kCodepointRanges) return 0;
   --it;
   return cp <= it->last ? it->flags : 0;

@@ -14,10 +14,10 @@ using StatusOr = absl::StatusOr<T>;
 }  // namespace edgeinf
 
 // Returns the status from the enclosing function when it is not OK.
-#define EDGEINF_RETURN_IF_ERROR(expr)        \
-  do {                                       \
-    ::absl::Status status_ = (expr);         \
-    if (!status_.ok()) return status_;       \
+#define EDGEINF_RETURN_IF_ERROR(expr)  \
+  do {                                 \
+    ::absl::Status status_ = (expr);   \
+    if (!status_.ok()) return status_; \
   } while (0)
 
 #define EDGEINF_CONCAT_INNER_(a, b) a##b

@@ -41,7 +41,10 @@ EDGEINF_HD float q6_k_value(const BlockQ6_K& b, int j) {
   const uint8_t* ql = b.ql + 64 * half;
   const uint8_t* qh = b.qh + 32 * half;
   const int8_t* sc = b.scales + 8 * half;
-  const int low = run == 0 ? (ql[l] & 0x0f) : run == 1 ? (ql[l + 32] & 0x0f) : run == 2 ? (ql[l] >> 4) : (ql[l + 32] >> 4);
+  const int low = run == 0   ? (ql[l] & 0x0f)
+                  : run == 1 ? (ql[l + 32] & 0x0f)
+                  : run == 2 ? (ql[l] >> 4)
+                             : (ql[l + 32] >> 4);
   const int high = (qh[l] >> (2 * run)) & 3;
   const int q = (low | (high << 4)) - 32;
   return fp16_to_float(b.d) * float(sc[l / 16 + 2 * run]) * float(q);

@@ -47,8 +47,8 @@ struct RopeParams {
   int head_dim = 0;
   int n_rot = 0;  // rotated dimensions (<= head_dim)
   float freq_base = 10000.0f;
-  float freq_scale = 1.0f;               // 1 / linear scaling factor
-  const float* freq_factors = nullptr;   // [n_rot / 2] divisors, or nullptr
+  float freq_scale = 1.0f;              // 1 / linear scaling factor
+  const float* freq_factors = nullptr;  // [n_rot / 2] divisors, or nullptr
   bool neox = false;
 };
 
@@ -141,7 +141,7 @@ struct GateLinearParams {
   const float* bias = nullptr;  // [n_head]
   const float* a_mem = nullptr;
   const float* a_local = nullptr;
-  int64_t stride = 0;  // row stride of a_mem and a_local
+  int64_t stride = 0;     // row stride of a_mem and a_local
   float* gate = nullptr;  // [n_tok, n_head]
   int64_t n_tok = 0;
   int n_head = 0;

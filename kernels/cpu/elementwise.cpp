@@ -45,9 +45,8 @@ void rope_forward(const RopeParams& p, ThreadPool& pool) {
 
 void swiglu_forward(const SwigluParams& p, ThreadPool& pool) {
   const VecOps& v = vec_ops();
-  pool.run(p.n_tok, [&](int64_t t) {
-    v.swiglu(p.gate + t * p.stride, p.up + t * p.stride, p.out + t * p.stride, p.n_ff);
-  });
+  pool.run(p.n_tok,
+           [&](int64_t t) { v.swiglu(p.gate + t * p.stride, p.up + t * p.stride, p.out + t * p.stride, p.n_ff); });
 }
 
 }  // namespace edgeinf::kernels::cpu

@@ -62,9 +62,8 @@ void matmul_forward(const MatmulParams& p, ThreadPool& pool) {
   const VecOps& v = vec_ops();
   if (p.n_tok <= kMaxGemvTokens || p.per_token) {
     const int64_t rows = gemv_rows_per_task(p, pool);
-    pool.run((p.n_out + rows - 1) / rows, [&](int64_t task) {
-      gemv_rows(p, v, task * rows, std::min(p.n_out, (task + 1) * rows));
-    });
+    pool.run((p.n_out + rows - 1) / rows,
+             [&](int64_t task) { gemv_rows(p, v, task * rows, std::min(p.n_out, (task + 1) * rows)); });
     return;
   }
   const int64_t n_panels = (p.n_out + kPanelRows - 1) / kPanelRows;

@@ -24,7 +24,8 @@ class ThreadPool {
   // all calls have returned. Not reentrant: fn must not call run() on the same pool.
   template <typename Fn>
   void run(int64_t n_tasks, Fn&& fn) {
-    run_impl(n_tasks, [](void* ctx, int64_t task) { (*static_cast<Fn*>(ctx))(task); }, &fn);
+    run_impl(
+        n_tasks, [](void* ctx, int64_t task) { (*static_cast<Fn*>(ctx))(task); }, &fn);
   }
 
  private:

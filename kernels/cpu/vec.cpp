@@ -30,7 +30,7 @@ bool has_avx2_fma_f16c() {
 }  // namespace
 
 const VecOps& vec_ops() {
-  static const VecOps& ops = [] () -> const VecOps& {
+  static const VecOps& ops = []() -> const VecOps& {
     const char* force = std::getenv("EDGEINF_CPU");
     if (force != nullptr && std::strcmp(force, "generic") == 0) return vec_ops_generic();
     return has_avx2_fma_f16c() ? vec_ops_avx2() : vec_ops_generic();

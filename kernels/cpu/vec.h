@@ -20,8 +20,8 @@ struct VecOps {
   // Dot product of one encoded weight row with n float activations, decoding in registers.
   float (*dot_row)(WeightType type, const void* w, const float* x, int64_t n);
   // y[t * y_stride + r] = dot(x[t], w[r]) for t < n_tok, r < n_rows; row r of w starts at w + r * w_stride.
-  void (*gemm_panel)(const float* x, int64_t x_stride, int64_t n_tok, const float* w, int64_t w_stride,
-                     int64_t n_rows, int64_t n_in, float* y, int64_t y_stride);
+  void (*gemm_panel)(const float* x, int64_t x_stride, int64_t n_tok, const float* w, int64_t w_stride, int64_t n_rows,
+                     int64_t n_in, float* y, int64_t y_stride);
   // out[d] = sum_j p[j] * v[j * v_stride + d] for d < n (attention's weighted sum of value rows).
   void (*weighted_sum)(const float* p, int64_t n_rows, const float* v, int64_t v_stride, float* out, int64_t n);
   // out[i] = silu(gate[i]) * up[i]

@@ -120,9 +120,7 @@ inline void unpack_nibbles(const uint8_t* qs, __m256 out[4]) {
 
 void dequantize_row(WeightType type, const void* src, float* dst, int64_t n) {
   switch (type) {
-    case WeightType::kF32:
-      std::memcpy(dst, src, size_t(n) * sizeof(float));
-      return;
+    case WeightType::kF32: std::memcpy(dst, src, size_t(n) * sizeof(float)); return;
     case WeightType::kF16: {
       const auto* h = static_cast<const uint16_t*>(src);
       int64_t i = 0;
@@ -176,9 +174,7 @@ void dequantize_row(WeightType type, const void* src, float* dst, int64_t n) {
       return;
     }
     case WeightType::kQ4_K:
-    case WeightType::kQ6_K:
-      reference::dequantize_row(type, src, dst, n);
-      return;
+    case WeightType::kQ6_K: reference::dequantize_row(type, src, dst, n); return;
   }
 }
 
@@ -233,8 +229,7 @@ float dot_row(WeightType type, const void* w, const float* x, int64_t n) {
       }
       return hsum(acc);
     }
-    case WeightType::kF32:
-      return dot(static_cast<const float*>(w), x, n);
+    case WeightType::kF32: return dot(static_cast<const float*>(w), x, n);
     default: {
       thread_local std::vector<float> row;
       row.resize(size_t(n));
@@ -245,8 +240,8 @@ float dot_row(WeightType type, const void* w, const float* x, int64_t n) {
 }
 
 // Two tokens against four weight rows: eight accumulators stay in registers.
-inline void kernel_2x4(const float* x0, const float* x1, const float* w, int64_t w_stride, int64_t n_in,
-                       int64_t n_vec, float* y0, float* y1) {
+inline void kernel_2x4(const float* x0, const float* x1, const float* w, int64_t w_stride, int64_t n_in, int64_t n_vec,
+                       float* y0, float* y1) {
   const float* w0 = w;
   const float* w1 = w + w_stride;
   const float* w2 = w + 2 * w_stride;
@@ -323,7 +318,8 @@ void weighted_sum(const float* p, int64_t n_rows, const float* v, int64_t v_stri
   }
   for (; d + 8 <= n; d += 8) {
     __m256 a = _mm256_setzero_ps();
-    for (int64_t j = 0; j < n_rows; ++j) a = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + j * v_stride + d), a);
+    for (int64_t j = 0; j < n_rows; ++j)
+      a = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + j * v_stride + d), a);
     _mm256_storeu_ps(out + d, a);
   }
   for (; d < n; ++d) {

@@ -45,7 +45,7 @@ void swiglu(const float* gate, const float* up, float* out, int64_t n) {
 }  // namespace
 
 const VecOps& vec_ops_generic() {
-  static const VecOps ops{"generic", dot,        axpy,         exp_sum,     reference::dequantize_row,
+  static const VecOps ops{"generic",          dot,        axpy,         exp_sum, reference::dequantize_row,
                           reference::dot_row, gemm_panel, weighted_sum, swiglu};
   return ops;
 }

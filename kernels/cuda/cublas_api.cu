@@ -27,9 +27,11 @@ bool bind(void* lib, const char* name, F* out, std::string* why) {
 Loaded load() {
   Loaded l;
   // The library of the cuBLAS major version we were built against, by soname, then the toolkit's.
-  const char* names[] = {"libcublas.so." EDGEINF_STR(CUBLAS_VER_MAJOR), "libcublas.so",
+  const char* names[] = {
+      "libcublas.so." EDGEINF_STR(CUBLAS_VER_MAJOR),
+      "libcublas.so",
 #ifdef EDGEINF_CUDA_LIBRARY_DIR
-                         EDGEINF_CUDA_LIBRARY_DIR "/libcublas.so." EDGEINF_STR(CUBLAS_VER_MAJOR),
+      EDGEINF_CUDA_LIBRARY_DIR "/libcublas.so." EDGEINF_STR(CUBLAS_VER_MAJOR),
 #endif
   };
   void* lib = nullptr;

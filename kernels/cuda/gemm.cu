@@ -28,7 +28,7 @@ cudaError_t dequantize_matrix(const MatmulParams& p, float* w_f32, cudaStream_t 
   if (total <= 0) return cudaSuccess;
   constexpr int kThreads = 256;
   dequantize_kernel<<<unsigned((total + kThreads - 1) / kThreads), kThreads, 0, stream>>>(p.w, p.w_type, p.w_row_bytes,
-                                                                                         p.n_in, p.n_out, w_f32);
+                                                                                          p.n_in, p.n_out, w_f32);
   return cudaGetLastError();
 }
 

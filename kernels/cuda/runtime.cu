@@ -25,7 +25,7 @@ namespace {
 // FP32 lanes per SM by compute capability (CUDA C++ Programming Guide, arithmetic throughput).
 int fp32_lanes_per_sm(int major, int minor) {
   if (major == 8 && minor == 0) return 64;  // A100
-  if (major >= 8) return 128;              // sm_86/89 (Ampere/Ada consumer), sm_90 (Hopper), newer
+  if (major >= 8) return 128;               // sm_86/89 (Ampere/Ada consumer), sm_90 (Hopper), newer
   return 64;
 }
 
@@ -41,7 +41,8 @@ DevicePeak device_peak() {
   cudaDeviceGetAttribute(&sm_clock_khz, cudaDevAttrClockRate, 0);
   peak.name = p.name;
   peak.bandwidth = 2.0 * double(mem_clock_khz) * 1e3 * double(bus_bits) / 8.0;
-  peak.fp32_flops = double(p.multiProcessorCount) * fp32_lanes_per_sm(p.major, p.minor) * 2.0 * double(sm_clock_khz) * 1e3;
+  peak.fp32_flops =
+      double(p.multiProcessorCount) * fp32_lanes_per_sm(p.major, p.minor) * 2.0 * double(sm_clock_khz) * 1e3;
   return peak;
 }
 

@@ -93,7 +93,10 @@ void quant_q4_0(const float* x, BlockQ4_0* b, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, x += kQK) {
     float amax = 0, maxv = 0;
     for (int j = 0; j < kQK; ++j) {
-      if (std::fabs(x[j]) > amax) { amax = std::fabs(x[j]); maxv = x[j]; }
+      if (std::fabs(x[j]) > amax) {
+        amax = std::fabs(x[j]);
+        maxv = x[j];
+      }
     }
     const float d = maxv / -8.0f;
     const float id = d != 0 ? 1.0f / d : 0.0f;

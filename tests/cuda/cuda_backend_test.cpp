@@ -17,10 +17,10 @@
 #include "engine/model/gguf_writer.h"
 #include "engine/runtime/llama_context.h"
 #include "kernels/reference/dequantize.h"
+#include "tests/cpu_backends.h"
 #include "tests/must.h"
 #include "tests/test_paths.h"
 #include "tests/tolerances.h"
-#include "tests/cpu_backends.h"
 
 namespace edgeinf {
 namespace {
@@ -62,7 +62,8 @@ std::vector<uint8_t> random_model(const ModelSpec& s, uint32_t seed) {
     const std::vector<float> f = normal(size_t(n_in * n_out), rng, 0.0f, stddev);
     const int64_t rb = int64_t(kernels::row_bytes(type, n_in));
     std::vector<uint8_t> data(size_t(rb * n_out));
-    for (int64_t r = 0; r < n_out; ++r) kernels::reference::quantize_row(type, f.data() + r * n_in, data.data() + r * rb, n_in);
+    for (int64_t r = 0; r < n_out; ++r)
+      kernels::reference::quantize_row(type, f.data() + r * n_in, data.data() + r * rb, n_in);
     w.tensor(name, {n_in, n_out}, uint32_t(type), std::move(data));
   };
   auto vec = [&](const std::string& name, int64_t n, float mean, float stddev) {
@@ -118,8 +119,8 @@ std::vector<TokenId> random_tokens(size_t n, int n_vocab, uint32_t seed) {
 }
 
 // The CUDA backend of a model, or a skip with the reason.
-#define OPEN_CUDA_OR_SKIP(backend, model)                                                          \
-  auto backend##_or = make_cuda_backend(model);                                                    \
+#define OPEN_CUDA_OR_SKIP(backend, model)                                                         \
+  auto backend##_or = make_cuda_backend(model);                                                   \
   if (!backend##_or.ok()) GTEST_SKIP() << "no CUDA backend: " << backend##_or.status().message(); \
   std::unique_ptr<ModelBackend> backend = std::move(*backend##_or)
 

@@ -25,10 +25,10 @@ using testing::kCudaElementwiseTol;
 using testing::kCudaGemmTol;
 using testing::kCudaReductionTol;
 
-#define SKIP_WITHOUT_DEVICE()                                                      \
-  do {                                                                             \
-    std::string why;                                                               \
-    if (!cuda::device_available(&why)) GTEST_SKIP() << "no CUDA device: " << why;  \
+#define SKIP_WITHOUT_DEVICE()                                                     \
+  do {                                                                            \
+    std::string why;                                                              \
+    if (!cuda::device_available(&why)) GTEST_SKIP() << "no CUDA device: " << why; \
   } while (0)
 
 using testing::random_floats;
@@ -119,9 +119,9 @@ TEST(CudaKernels, SegmentAttentionWithOnlineSoftmax) {
     const auto k = random_floats(size_t(c.n_kv * c.n_kv_head * c.head_dim), 8);
     const auto v = random_floats(size_t(c.n_kv * c.n_kv_head * c.head_dim), 9);
     std::vector<float> want(size_t(c.n_tok * q_stride));
-    AttentionParams p{q.data(), q_stride, k.data(), v.data(), kv_stride, kv_head_stride, want.data(), q_stride,
-                      c.n_tok, c.n_kv, c.n_kv - c.n_tok, c.n_head, c.n_kv_head, c.head_dim,
-                      1.0f / std::sqrt(float(c.head_dim))};
+    AttentionParams p{q.data(),         q_stride,    k.data(),    v.data(),   kv_stride,
+                      kv_head_stride,   want.data(), q_stride,    c.n_tok,    c.n_kv,
+                      c.n_kv - c.n_tok, c.n_head,    c.n_kv_head, c.head_dim, 1.0f / std::sqrt(float(c.head_dim))};
     reference::attention_forward(p);
     DeviceBuffer<float> dq(q), dk(k), dv(v), dout(std::vector<float>(want.size()));
     p.q = dq.ptr;
@@ -141,9 +141,10 @@ TEST(CudaKernels, MemoryReadFusedWithGateBlend) {
   const int64_t q_dim = int64_t(n_head) * head_dim;
   // A memory built by the reference compressor, so M and z are realistic.
   std::vector<float> m(size_t(n_kv_head) * head_dim * head_dim, 0.0f), z(size_t(n_kv_head) * head_dim, 0.0f);
-  const auto kk = random_floats(size_t(200 * n_kv_head * head_dim), 10), vv = random_floats(size_t(200 * n_kv_head * head_dim), 11);
-  reference::memory_compress({m.data(), z.data(), kk.data(), vv.data(), int64_t(n_kv_head) * head_dim, 200, n_kv_head,
-                              head_dim, true});
+  const auto kk = random_floats(size_t(200 * n_kv_head * head_dim), 10),
+             vv = random_floats(size_t(200 * n_kv_head * head_dim), 11);
+  reference::memory_compress(
+      {m.data(), z.data(), kk.data(), vv.data(), int64_t(n_kv_head) * head_dim, 200, n_kv_head, head_dim, true});
   const auto q = random_floats(size_t(n_tok * q_dim), 12), local = random_floats(size_t(n_tok * q_dim), 13);
   auto gate = random_floats(size_t(n_tok * n_head), 14);
   for (float& g : gate) g = 1.0f / (1.0f + std::exp(-g));
@@ -152,9 +153,9 @@ TEST(CudaKernels, MemoryReadFusedWithGateBlend) {
   reference::memory_decompress({m.data(), z.data(), q.data(), q_dim, a_mem.data(), n_tok, n_head, n_kv_head, head_dim});
   reference::gate_blend_forward({gate.data(), a_mem.data(), local.data(), want.data(), q_dim, n_tok, n_head, head_dim});
   DeviceBuffer<float> dm(m), dz(z), dq(q), dg(gate), dl(local), dout(std::vector<float>(want.size()));
-  ASSERT_EQ(cuda::memory_read_blend({dm.ptr, dz.ptr, dq.ptr, q_dim, dg.ptr, dl.ptr, dout.ptr, q_dim, n_tok, n_head,
-                                     n_kv_head, head_dim},
-                                    nullptr),
+  ASSERT_EQ(cuda::memory_read_blend(
+                {dm.ptr, dz.ptr, dq.ptr, q_dim, dg.ptr, dl.ptr, dout.ptr, q_dim, n_tok, n_head, n_kv_head, head_dim},
+                nullptr),
             cudaSuccess);
   const std::vector<float> got = dout.host();
   expect_close(got, want, kCudaReductionTol, "memory read + gate");
@@ -165,9 +166,10 @@ TEST(CudaKernels, MemoryReadFusedWithGateBlend) {
 void realistic_memory(int n_kv_head, int head_dim, std::vector<float>* m, std::vector<float>* z) {
   m->assign(size_t(n_kv_head) * head_dim * head_dim, 0.0f);
   z->assign(size_t(n_kv_head) * head_dim, 0.0f);
-  const auto kk = random_floats(size_t(200 * n_kv_head * head_dim), 30), vv = random_floats(size_t(200 * n_kv_head * head_dim), 31);
-  reference::memory_compress({m->data(), z->data(), kk.data(), vv.data(), int64_t(n_kv_head) * head_dim, 200, n_kv_head,
-                              head_dim, true});
+  const auto kk = random_floats(size_t(200 * n_kv_head * head_dim), 30),
+             vv = random_floats(size_t(200 * n_kv_head * head_dim), 31);
+  reference::memory_compress(
+      {m->data(), z->data(), kk.data(), vv.data(), int64_t(n_kv_head) * head_dim, 200, n_kv_head, head_dim, true});
 }
 
 TEST(CudaKernels, MemoryDecompressAlone) {
@@ -181,9 +183,9 @@ TEST(CudaKernels, MemoryDecompressAlone) {
   std::vector<float> want(size_t(n_tok * q_dim));
   reference::memory_decompress({m.data(), z.data(), q.data(), q_dim, want.data(), n_tok, n_head, n_kv_head, head_dim});
   DeviceBuffer<float> dm(m), dz(z), dq(q), dout(std::vector<float>(want.size()));
-  ASSERT_EQ(cuda::memory_decompress({dm.ptr, dz.ptr, dq.ptr, q_dim, dout.ptr, n_tok, n_head, n_kv_head, head_dim},
-                                    nullptr),
-            cudaSuccess);
+  ASSERT_EQ(
+      cuda::memory_decompress({dm.ptr, dz.ptr, dq.ptr, q_dim, dout.ptr, n_tok, n_head, n_kv_head, head_dim}, nullptr),
+      cudaSuccess);
   expect_close(dout.host(), want, kCudaReductionTol, "memory read");
 }
 
@@ -195,18 +197,20 @@ TEST(CudaKernels, LinearGateAndBlend) {
   const auto w = random_floats(size_t(n_head * 2 * q_dim), 33, 0.05f), bias = random_floats(size_t(n_head), 34);
   const auto a_mem = random_floats(size_t(n_tok * stride), 35), a_local = random_floats(size_t(n_tok * stride), 36);
   std::vector<float> g(size_t(n_tok * n_head)), blended = a_local;
-  reference::gate_linear_forward({w.data(), bias.data(), a_mem.data(), a_local.data(), stride, g.data(), n_tok, n_head,
-                                  head_dim});
-  reference::gate_blend_forward({g.data(), a_mem.data(), a_local.data(), blended.data(), stride, n_tok, n_head, head_dim});
+  reference::gate_linear_forward(
+      {w.data(), bias.data(), a_mem.data(), a_local.data(), stride, g.data(), n_tok, n_head, head_dim});
+  reference::gate_blend_forward(
+      {g.data(), a_mem.data(), a_local.data(), blended.data(), stride, n_tok, n_head, head_dim});
   DeviceBuffer<float> dw(w), db(bias), dmem(a_mem), dloc(a_local), dg(std::vector<float>(g.size()));
-  ASSERT_EQ(cuda::gate_linear_forward({dw.ptr, db.ptr, dmem.ptr, dloc.ptr, stride, dg.ptr, n_tok, n_head, head_dim},
-                                      nullptr),
-            cudaSuccess);
+  ASSERT_EQ(
+      cuda::gate_linear_forward({dw.ptr, db.ptr, dmem.ptr, dloc.ptr, stride, dg.ptr, n_tok, n_head, head_dim}, nullptr),
+      cudaSuccess);
   expect_close(dg.host(), g, kCudaElementwiseTol, "gate values");
   // The blend in place over a_local, from the reference gate values.
   DeviceBuffer<float> dgate(g);
-  ASSERT_EQ(cuda::gate_blend_forward({dgate.ptr, dmem.ptr, dloc.ptr, dloc.ptr, stride, n_tok, n_head, head_dim}, nullptr),
-            cudaSuccess);
+  ASSERT_EQ(
+      cuda::gate_blend_forward({dgate.ptr, dmem.ptr, dloc.ptr, dloc.ptr, stride, n_tok, n_head, head_dim}, nullptr),
+      cudaSuccess);
   expect_close(dloc.host(), blended, kCudaBlendTol, "blend");
 }
 
@@ -296,8 +300,8 @@ struct MatmulCase {
 
 TEST(CudaKernels, DequantisingGemvEveryWeightType) {
   SKIP_WITHOUT_DEVICE();
-  for (WeightType t : {WeightType::kQ4_1, WeightType::kQ8_0, WeightType::kQ4_K, WeightType::kQ6_K,
-                       WeightType::kQ4_0, WeightType::kF16, WeightType::kF32}) {
+  for (WeightType t : {WeightType::kQ4_1, WeightType::kQ8_0, WeightType::kQ4_K, WeightType::kQ6_K, WeightType::kQ4_0,
+                       WeightType::kF16, WeightType::kF32}) {
     for (int64_t n_tok : {1, 2, 5}) {
       MatmulCase c(t, 2 * 256 + 256, 37, n_tok, 19);
       ASSERT_EQ(cuda::gemv_forward(c.device, nullptr), cudaSuccess);

@@ -2,11 +2,11 @@
 // loader; a tokenizer that loads encodes and decodes the input's last bytes (any bytes, valid
 // UTF-8 or not) with and without special tokens. Any crash, sanitizer report or hang is a bug;
 // errors are the expected outcome.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <string_view>
-#include <algorithm>
 #include <span>
+#include <string_view>
 
 #include "engine/model/gguf.h"
 #include "engine/model/llama_model.h"

@@ -64,9 +64,18 @@ edgeinf::GgufWriter model(const ModelSeed& m, int64_t wrong_rows = 0) {
     w.kv_i32_array("tokenizer.ggml.token_type", {1, 1, 1, 1, 1, 1, 3, 3});
     w.kv_str_array("tokenizer.ggml.merges", {"a b", "Ġ a"});
     w.kv_u32("tokenizer.ggml.eos_token_id", 7);
-    w.kv_str("tokenizer.chat_template", "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}");
+    w.kv_str("tokenizer.chat_template",
+             "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}");
   } else {
-    tokens = {"<unk>", "<s>", "</s>", "<0x41>", "\xe2\x96\x81", "\xe2\x96\x81" "a", "a", "b"};
+    tokens = {"<unk>",
+              "<s>",
+              "</s>",
+              "<0x41>",
+              "\xe2\x96\x81",
+              "\xe2\x96\x81"
+              "a",
+              "a",
+              "b"};
     w.kv_str("tokenizer.ggml.model", "llama");
     w.kv_str_array("tokenizer.ggml.tokens", tokens);
     w.kv_f32_array("tokenizer.ggml.scores", {0, 0, 0, 0, -1, -2, -3, -4});

@@ -7,14 +7,14 @@
 
 #include "engine/kv/memory_gate.h"
 #include "engine/runtime/llama_context.h"
-#include "tests/golden/tiny_model.h"
 #include "tests/cpu_backends.h"
+#include "tests/golden/tiny_model.h"
 
 namespace edgeinf {
 namespace {
 
-using testing::tiny_model;
 using testing::random_tokens;
+using testing::tiny_model;
 constexpr auto& tokens = random_tokens;
 
 TEST(BatchedDecode, EachContextGetsExactlyItsOwnLogits) {

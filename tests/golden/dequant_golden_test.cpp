@@ -75,7 +75,8 @@ TEST(DequantGolden, EveryDecoderGivesTheGgufPackagesValues) {
       auto d = testing::compare(got.data(), v.decoded.data(), n, testing::kDequantVsGgufTol);
       EXPECT_TRUE(d.ok) << ops->isa << ": " << d.report;
       const double dot = ops->dot_row(t, v.bytes.data(), x.data(), n);
-      EXPECT_LE(std::fabs(dot - want_dot), testing::kDotRowVsGguf * scale) << ops->isa << " dot_row " << dot << " vs " << want_dot;
+      EXPECT_LE(std::fabs(dot - want_dot), testing::kDotRowVsGguf * scale)
+          << ops->isa << " dot_row " << dot << " vs " << want_dot;
       worst_decode = std::max(worst_decode, d.max_abs);
       worst_dot = std::max(worst_dot, std::fabs(dot - want_dot) / scale);
     }

@@ -6,9 +6,9 @@
 #include "engine/runtime/generator.h"
 #include "engine/tokenizer/chat_template.h"
 #include "engine/tokenizer/unicode.h"
+#include "tests/cpu_backends.h"
 #include "tests/must.h"
 #include "tests/test_paths.h"
-#include "tests/cpu_backends.h"
 
 namespace edgeinf {
 namespace {

@@ -11,10 +11,10 @@
 #include <sstream>
 
 #include "engine/runtime/llama_context.h"
-#include "tests/test_paths.h"
-#include "tests/golden/reference_file.h"
-#include "tests/tolerances.h"
 #include "tests/cpu_backends.h"
+#include "tests/golden/reference_file.h"
+#include "tests/test_paths.h"
+#include "tests/tolerances.h"
 
 namespace edgeinf {
 namespace {
@@ -127,8 +127,8 @@ void check_all(bool tiny) {
     const Outcome o = run_one(*model, ref);
     const double agreement = o.top1_counted ? double(o.top1_agree) / o.top1_counted : 1.0;
     std::printf("%-28s %5d tokens  %4d logit rows  worst err/range %.2e (pos %d)  top1 %d/%d  greedy %d/%zu\n",
-                e.ref.substr(e.ref.rfind('/') + 1).c_str(), o.positions, o.compared_rows, o.worst_fraction,
-                o.worst_row, o.top1_agree, o.top1_counted, o.greedy_match, ref.gen.size());
+                e.ref.substr(e.ref.rfind('/') + 1).c_str(), o.positions, o.compared_rows, o.worst_fraction, o.worst_row,
+                o.top1_agree, o.top1_counted, o.greedy_match, ref.gen.size());
     EXPECT_EQ(o.positions, int(ref.tokens.size()));
     EXPECT_EQ(o.compared_rows, int(ref.logit_positions.size()));
     EXPECT_EQ(o.non_finite, 0) << "non-finite logits";

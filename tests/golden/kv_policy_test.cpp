@@ -11,9 +11,9 @@
 
 #include "engine/kv/memory_gate.h"
 #include "engine/runtime/llama_context.h"
+#include "tests/cpu_backends.h"
 #include "tests/must.h"
 #include "tests/test_paths.h"
-#include "tests/cpu_backends.h"
 
 namespace edgeinf {
 namespace {

@@ -8,15 +8,15 @@
 #include "engine/kv/memory_gate.h"
 #include "engine/runtime/llama_context.h"
 #include "engine/session/snapshot.h"
-#include "tests/must.h"
-#include "tests/golden/tiny_model.h"
 #include "tests/cpu_backends.h"
+#include "tests/golden/tiny_model.h"
+#include "tests/must.h"
 
 namespace edgeinf {
 namespace {
 
-using testing::tiny_model;
 using testing::random_tokens;
+using testing::tiny_model;
 constexpr auto& tokens = random_tokens;
 
 std::unique_ptr<LlamaContext> make_context(const KvPolicyOptions& kv, testing::CpuBackends& cpu) {

@@ -1,8 +1,8 @@
 // KV policies against their independent Python reference (tests/reference/policy_ref.py),
 // teacher-forced in batches of L past several folds or selections: StreamingLLM, EdgeInfinite
 // (random scalar and linear gates, both update rules), SnapKV and PyramidKV on tiny models of three
-// shapes, and StreamingLLM and EdgeInfinite with the shipped gate on the real model. Reference files come from the golden_reference CTest fixture
-// (policy_manifest.txt).
+// shapes, and StreamingLLM and EdgeInfinite with the shipped gate on the real model. Reference files come from the
+// golden_reference CTest fixture (policy_manifest.txt).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,10 +13,10 @@
 #include "engine/kv/memory_gate.h"
 #include "engine/kv/snapkv_policy.h"
 #include "engine/runtime/llama_context.h"
+#include "tests/cpu_backends.h"
 #include "tests/golden/reference_file.h"
 #include "tests/test_paths.h"
 #include "tests/tolerances.h"
-#include "tests/cpu_backends.h"
 
 namespace edgeinf {
 namespace {
@@ -46,7 +46,8 @@ std::vector<PolicyEntry> policy_manifest(bool tiny) {
 
 // A gate of raw parameters (policy_ref.Gate.write_bin): u32 kind, n_layer, n_head, q_dim, then per
 // layer bias f32[n_head] and, for linear, weight f32[n_head][2 q_dim].
-std::unique_ptr<MemoryGate> read_bin_gate(const std::string& path, const AttentionShape& shape, const GateConfig& base) {
+std::unique_ptr<MemoryGate> read_bin_gate(const std::string& path, const AttentionShape& shape,
+                                          const GateConfig& base) {
   std::ifstream in(path, std::ios::binary);
   uint32_t hdr[4];
   if (!in.read(reinterpret_cast<char*>(hdr), sizeof hdr)) return nullptr;
@@ -178,7 +179,7 @@ void check_policies(bool tiny) {
     EXPECT_EQ(rows, int(ref.logit_positions.size()));
     EXPECT_EQ(non_finite, 0);
     const bool selects = e.policy == "snapkv" || e.policy == "pyramidkv";
-    EXPECT_LE(worst, !tiny ? testing::kPolicyLogitRangeFractionReal
+    EXPECT_LE(worst, !tiny     ? testing::kPolicyLogitRangeFractionReal
                      : selects ? testing::kSelectionLogitRangeFractionTiny
                                : testing::kPolicyLogitRangeFractionTiny)
         << "worst position " << worst_pos;

@@ -136,12 +136,10 @@ std::string first_difference(const Tokenizer& tokenizer, const std::vector<Token
   if (i == want.size() && i == got.size()) return "";
   const size_t from = i >= 3 ? i - 3 : 0;
   std::string message = "first difference at index " + std::to_string(i) + " (reference " +
-                        std::to_string(want.size()) + " ids, got " + std::to_string(got.size()) +
-                        ")\n  reference[" + std::to_string(from) +
-                        "..]: " + ids_to_string(want, from, 8) + "\n  got      [" +
+                        std::to_string(want.size()) + " ids, got " + std::to_string(got.size()) + ")\n  reference[" +
+                        std::to_string(from) + "..]: " + ids_to_string(want, from, 8) + "\n  got      [" +
                         std::to_string(from) + "..]: " + ids_to_string(got, from, 8);
-  if (i < want.size())
-    message += "\n  reference token: '" + tokenizer.token_to_piece(want[i]) + "'";
+  if (i < want.size()) message += "\n  reference token: '" + tokenizer.token_to_piece(want[i]) + "'";
   if (i < got.size()) message += "\n  got token:       '" + tokenizer.token_to_piece(got[i]) + "'";
   return message;
 }
@@ -168,9 +166,8 @@ class TokenizerGoldenTest : public ::testing::Test {
     reference_ = new Reference();
     setup_error_ = read_reference(ref_path, *reference_);
     if (!setup_error_.empty()) {
-      setup_error_ += " (write it with: python tests/reference/tokenizer_ref.py --model " +
-                      model_path + " --corpus tests/reference/tokenizer_corpus.txt --out " +
-                      ref_path + ")";
+      setup_error_ += " (write it with: python tests/reference/tokenizer_ref.py --model " + model_path +
+                      " --corpus tests/reference/tokenizer_corpus.txt --out " + ref_path + ")";
     }
   }
 
@@ -220,14 +217,11 @@ std::string lossy_utf8(std::string_view bytes) {
 TEST_F(TokenizerGoldenTest, DecodeMatchesReferenceAndInvertsEncode) {
   for (const RefDoc& doc : reference_->docs) {
     for (bool parse_special : {false, true}) {
-      const std::string decoded =
-          tokenizer_->decode(tokenizer_->encode(doc.text, false, parse_special));
-      EXPECT_EQ(lossy_utf8(decoded), doc.decoded)
-          << "document " << doc.index << ", parse_special " << parse_special;
+      const std::string decoded = tokenizer_->decode(tokenizer_->encode(doc.text, false, parse_special));
+      EXPECT_EQ(lossy_utf8(decoded), doc.decoded) << "document " << doc.index << ", parse_special " << parse_special;
       // Lossless wherever the vocabulary covers every byte of the text.
       if (doc.decoded == doc.text) {
-        EXPECT_EQ(decoded, doc.text)
-            << "document " << doc.index << ", parse_special " << parse_special;
+        EXPECT_EQ(decoded, doc.text) << "document " << doc.index << ", parse_special " << parse_special;
       }
     }
   }
@@ -278,10 +272,9 @@ TEST_F(TokenizerGoldenTest, EncodesQuarterMillionTokensQuickly) {
   }
   const auto start = std::chrono::steady_clock::now();
   const std::vector<TokenId> ids = tokenizer_->encode(text, false, true);
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("encoded %zu bytes into %zu tokens in %.3f s (%.0f tokens/s)\n", text.size(),
-              ids.size(), seconds, ids.size() / seconds);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("encoded %zu bytes into %zu tokens in %.3f s (%.0f tokens/s)\n", text.size(), ids.size(), seconds,
+              ids.size() / seconds);
   EXPECT_GT(ids.size(), 200000u);
   // Generous bound: catches quadratic behaviour without flaking on a loaded or debug build.
   EXPECT_LT(seconds, 10.0);

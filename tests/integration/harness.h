@@ -142,8 +142,8 @@ class Redis {
   void start() {
     proc_ = std::make_unique<Process>(
         std::vector<std::string>{"/usr/bin/redis-server", "--bind", "127.0.0.1", "--port", std::to_string(port_),
-                                 "--save", "", "--appendonly", aof_ ? "yes" : "no", "--appendfsync", "always",
-                                 "--dir", dir_},
+                                 "--save", "", "--appendonly", aof_ ? "yes" : "no", "--appendfsync", "always", "--dir",
+                                 dir_},
         dir_ + "/redis-" + std::to_string(starts_++) + ".log");
     EXPECT_TRUE(proc_->wait_for_log("Ready to accept connections", 20)) << proc_->log();
   }
@@ -155,8 +155,7 @@ class Redis {
   // Runs redis-cli against it.
   std::string cli(const std::string& args) const {
     const std::string out = temp_path("redis-cli");
-    const std::string cmd =
-        "/usr/bin/redis-cli -p " + std::to_string(port_) + " " + args + " > " + out + " 2>&1";
+    const std::string cmd = "/usr/bin/redis-cli -p " + std::to_string(port_) + " " + args + " > " + out + " 2>&1";
     EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
     return read_all(out);
   }
@@ -183,19 +182,12 @@ struct Server {
 
   // Small S/W/L so that short prompts fold into memory.
   static std::vector<std::string> argv(int port, const std::string& store, const std::vector<std::string>& extra) {
-    std::vector<std::string> a = {EDGEINF_SERVER_BIN,
-                                  "--listen=127.0.0.1:" + std::to_string(port),
-                                  "--metrics_listen=127.0.0.1:0",
-                                  "--model=" + test_model_path(),
+    std::vector<std::string> a = {EDGEINF_SERVER_BIN, "--listen=127.0.0.1:" + std::to_string(port),
+                                  "--metrics_listen=127.0.0.1:0", "--model=" + test_model_path(),
                                   // The shipped gate (beside the model): the memory is read,
                                   // so a damaged M or z would show in the text.
-                                  "--gate=" + gate_path(),
-                                  "--store=" + store,
-                                  "--threads=2",
-                                  "--sink=4",
-                                  "--window=60",
-                                  "--segment=32",
-                                  "--max_tokens_limit=512"};
+                                  "--gate=" + gate_path(), "--store=" + store, "--threads=2", "--sink=4", "--window=60",
+                                  "--segment=32", "--max_tokens_limit=512"};
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   }
@@ -294,8 +286,8 @@ inline double metric(const std::string& scraped, const std::string& series) {
   return -1;
 }
 
-inline std::string create_session(v1::Inference::Stub& stub, const std::string& token = "",
-                                  grpc::Status* out = nullptr, const v1::PolicyConfig& policy = {}) {
+inline std::string create_session(v1::Inference::Stub& stub, const std::string& token = "", grpc::Status* out = nullptr,
+                                  const v1::PolicyConfig& policy = {}) {
   grpc::ClientContext ctx;
   if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
   v1::CreateSessionRequest req;
@@ -323,8 +315,8 @@ inline std::string temp_store() {
 }
 
 // Ingest of a document cut into the given pieces; the response when OK.
-inline grpc::Status ingest(v1::Inference::Stub& stub, const std::string& session, const std::vector<std::string>& pieces,
-                           v1::IngestResponse* resp) {
+inline grpc::Status ingest(v1::Inference::Stub& stub, const std::string& session,
+                           const std::vector<std::string>& pieces, v1::IngestResponse* resp) {
   grpc::ClientContext ctx;
   auto w = stub.Ingest(&ctx, resp);
   for (size_t i = 0; i < pieces.size(); ++i) {

@@ -150,8 +150,8 @@ TEST(Ingest, ClientSummarizeUploadsNonAsciiFilesWhole) {
   const std::string file = temp_path("nonascii") + ".txt";
   std::ofstream(file) << doc;
   const std::string out = temp_path("summarize") + ".txt";
-  const std::string cmd = std::string(EDGEINF_CLIENT_BIN) + " --server " + s->address() + " summarize " + file +
-                          " > " + out + " 2>&1";
+  const std::string cmd =
+      std::string(EDGEINF_CLIENT_BIN) + " --server " + s->address() + " summarize " + file + " > " + out + " 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << read_all(out);
   std::smatch m;
   const std::string log = read_all(out);

@@ -33,7 +33,8 @@ TEST(Requests, UnparsableRequestsAreInvalidArgumentSayingWhy) {
   };
   for (const Case& c : cases) {
     const RawResult r = raw_call(s->channel, std::string("/edgeinfinite.v1.Inference/") + c.method, {c.bytes});
-    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.method << ": " << r.status.error_message();
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << c.method << ": " << r.status.error_message();
     EXPECT_NE(r.status.error_message().find(c.type), std::string::npos) << r.status.error_message();
   }
   const RawResult r = raw_call(s->channel, "/edgeinfinite.v1.Inference/Generate", {field(2, not_utf8)});
@@ -150,7 +151,8 @@ TEST(Requests, MaxTokensInsideACharacterHoldsItsBytesBack) {
   auto s = Server::start(temp_store());
   // Greedy: the answer is a run of emoji and CJK characters, several byte-level tokens each.
   v1::GenerateRequest r;
-  r.set_text("Emoji list: 😀😃😄😁😆😅😂🤣😊😇🙂🙃😉😌😍🥰😘😗😙😚😋😛😝😜🤪🤨🧐🤓😎🥸🤩🥳😏😒😞😔😟😕🙁☹️😣😖😫😩🥺😢");
+  r.set_text(
+      "Emoji list: 😀😃😄😁😆😅😂🤣😊😇🙂🙃😉😌😍🥰😘😗😙😚😋😛😝😜🤪🤨🧐🤓😎🥸🤩🥳😏😒😞😔😟😕🙁☹️😣😖😫😩🥺😢");
   r.mutable_sampling()->set_temperature(0);
   r.mutable_stop()->set_ignore_eos(true);
   r.mutable_stop()->set_max_tokens(40);

@@ -235,7 +235,8 @@ TEST(Server, ClientSummarizesChatsAndManagesSessions) {
     return std::make_pair(rc, read_all(out));
   };
   // summarize: upload (Ingest) then a streamed summary in the same session.
-  const auto [rc1, sum] = run({"summarize", std::string(EDGEINF_SOURCE_DIR) + "/tests/reference/tokenizer_corpus.txt"}, "sum");
+  const auto [rc1, sum] =
+      run({"summarize", std::string(EDGEINF_SOURCE_DIR) + "/tests/reference/tokenizer_corpus.txt"}, "sum");
   EXPECT_EQ(rc1, 0) << sum;
   EXPECT_NE(sum.find("ingested"), std::string::npos) << sum;
   EXPECT_NE(sum.find("[finish FINISH_REASON_"), std::string::npos) << sum;
@@ -280,7 +281,9 @@ TEST(Server, TenantsSeeOnlyTheirSessions) {
   const std::string tokens = ::testing::TempDir() + "/tokens-" + std::to_string(::getpid());
   {
     std::ofstream f(tokens);
-    f << "# sha256(token) tenant\n" << sha256_hex("alpha-secret") << " alpha\n" << sha256_hex("beta-secret") << " beta\n";
+    f << "# sha256(token) tenant\n"
+      << sha256_hex("alpha-secret") << " alpha\n"
+      << sha256_hex("beta-secret") << " beta\n";
   }
   auto s = Server::start(temp_store(), {"--auth_tokens=" + tokens});
   const std::string a = create_session(*s->stub, "alpha-secret");
@@ -333,8 +336,8 @@ TEST(Server, TwoServersShareOneRedis) {
 }
 
 TEST(Server, IngestExportImportAndLimits) {
-  auto s = Server::start(temp_store(), {"--max_prompt_tokens=300", "--max_sessions_per_tenant=3",
-                                        "--max_message_bytes=65536"});
+  auto s = Server::start(temp_store(),
+                         {"--max_prompt_tokens=300", "--max_sessions_per_tenant=3", "--max_message_bytes=65536"});
   const std::string a = create_session(*s->stub);
   // A document in several messages, more tokens than one request may carry.
   std::string doc;

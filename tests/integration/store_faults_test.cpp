@@ -87,9 +87,9 @@ TEST(StoreFaults, RedisKilledOrShutDownUnderTrafficNeverTakesTheServerDown) {
     ASSERT_TRUE(wait_until([&] { return traffic.count(grpc::StatusCode::OK) >= 3; }, 60));
     redis.stop(sig);
     // Turns fail with UNAVAILABLE and a retry hint; the readiness check says the store is down.
-    ASSERT_TRUE(wait_until([&] { return traffic.count(grpc::StatusCode::UNAVAILABLE) >= 2; }, 30))
-        << s->proc->log();
-    EXPECT_TRUE(wait_until([&] { return health_status(s->channel, "edgeinfinite.v1.Inference") == "NOT_SERVING"; }, 10));
+    ASSERT_TRUE(wait_until([&] { return traffic.count(grpc::StatusCode::UNAVAILABLE) >= 2; }, 30)) << s->proc->log();
+    EXPECT_TRUE(
+        wait_until([&] { return health_status(s->channel, "edgeinfinite.v1.Inference") == "NOT_SERVING"; }, 10));
     EXPECT_EQ(health_status(s->channel, ""), "SERVING") << "the process itself stays live";
     EXPECT_TRUE(s->proc->running()) << "signal " << sig << ": " << describe_exit(s->proc->exit_status()) << "\n"
                                     << s->proc->log();
@@ -336,7 +336,8 @@ TEST(StoreFaults, DamagedRecordsAreDataLossOnEveryReadPathAndLoggedOnce) {
   const std::string log = s->proc->log();
   const std::string id_a = a.substr(a.find('/') + 1);
   size_t lines = 0;
-  for (size_t at = log.find(id_a + " is damaged"); at != std::string::npos; at = log.find(id_a + " is damaged", at + 1)) {
+  for (size_t at = log.find(id_a + " is damaged"); at != std::string::npos;
+       at = log.find(id_a + " is damaged", at + 1)) {
     ++lines;
   }
   EXPECT_EQ(lines, 1u) << log;

@@ -42,14 +42,16 @@ TEST_P(MemoryKernelTest, CompressDecompressBlendMatchReference) {
     c.n_kv_head = s.n_kv_head;
     c.head_dim = d;
     c.delta = delta;
-    const std::vector<float> k0 = random_floats(size_t(11 * kv_stride), 1), v0 = random_floats(size_t(11 * kv_stride), 2);
+    const std::vector<float> k0 = random_floats(size_t(11 * kv_stride), 1),
+                             v0 = random_floats(size_t(11 * kv_stride), 2);
     c.k = k0.data();
     c.v = v0.data();
     c.n_tok = 11;
     reference::memory_compress(c);
     std::vector<float> m_cpu = m_ref, z_cpu = z_ref;
 
-    const std::vector<float> k = random_floats(size_t(s.n_tok * kv_stride), 3), v = random_floats(size_t(s.n_tok * kv_stride), 4);
+    const std::vector<float> k = random_floats(size_t(s.n_tok * kv_stride), 3),
+                             v = random_floats(size_t(s.n_tok * kv_stride), 4);
     c.k = k.data();
     c.v = v.data();
     c.n_tok = s.n_tok;
@@ -96,7 +98,8 @@ TEST_P(MemoryKernelTest, CompressDecompressBlendMatchReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, MemoryKernelTest,
-                         ::testing::Values(Shape{9, 3, 64, 1}, Shape{9, 3, 64, 33}, Shape{3, 1, 24, 7}, Shape{4, 4, 20, 5}));
+                         ::testing::Values(Shape{9, 3, 64, 1}, Shape{9, 3, 64, 33}, Shape{3, 1, 24, 7},
+                                           Shape{4, 4, 20, 5}));
 
 TEST(MemoryMath, LinearRuleEqualsNaiveLinearAttention) {
   // With the linear rule, reading the memory is linear attention over every folded token:

@@ -63,13 +63,14 @@ TEST_P(MatmulTest, CpuMatchesReference) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Types, MatmulTest,
-    ::testing::Values(MatmulCase{WeightType::kF32, 45}, MatmulCase{WeightType::kF16, 61},
-                      MatmulCase{WeightType::kBF16, 24}, MatmulCase{WeightType::kQ4_0, 96},
-                      MatmulCase{WeightType::kQ4_1, 160}, MatmulCase{WeightType::kQ8_0, 32},
-                      MatmulCase{WeightType::kQ4_K, 256}, MatmulCase{WeightType::kQ6_K, 512}),
-    [](const auto& info) { return std::string(weight_type_traits(uint32_t(info.param.type))->name); });
+INSTANTIATE_TEST_SUITE_P(Types, MatmulTest,
+                         ::testing::Values(MatmulCase{WeightType::kF32, 45}, MatmulCase{WeightType::kF16, 61},
+                                           MatmulCase{WeightType::kBF16, 24}, MatmulCase{WeightType::kQ4_0, 96},
+                                           MatmulCase{WeightType::kQ4_1, 160}, MatmulCase{WeightType::kQ8_0, 32},
+                                           MatmulCase{WeightType::kQ4_K, 256}, MatmulCase{WeightType::kQ6_K, 512}),
+                         [](const auto& info) {
+                           return std::string(weight_type_traits(uint32_t(info.param.type))->name);
+                         });
 
 TEST(Ops, RmsNorm) {
   for (int64_t n_embd : {1, 7, 576}) {
@@ -143,7 +144,7 @@ TEST(Ops, AttentionGroupedCausal) {
     int64_t n_tok, n_kv;
   };
   for (Shape s : {Shape{9, 3, 64, 1, 1}, Shape{9, 3, 64, 7, 7}, Shape{4, 4, 16, 5, 23}, Shape{6, 1, 24, 33, 70},
-                 Shape{2, 1, 20, 9, 9}, Shape{3, 3, 100, 17, 40}}) {
+                  Shape{2, 1, 20, 9, 9}, Shape{3, 3, 100, 17, 40}}) {
     const int64_t q_stride = int64_t(s.n_head) * s.head_dim, kv_stride = int64_t(s.n_kv_head) * s.head_dim;
     const std::vector<float> q = random_floats(size_t(s.n_tok * q_stride), 1);
     const std::vector<float> k = random_floats(size_t(s.n_kv * kv_stride), 2);

@@ -88,7 +88,8 @@ TEST(Backend, AutoAndCudaAgreeOnWhetherADeviceCanBeUsed) {
   }
   // No device (or a build without CUDA): cuda says why, auto runs on the CPU and gives the same reason.
   const auto code = cuda.status().code();
-  EXPECT_TRUE(code == absl::StatusCode::kFailedPrecondition || code == absl::StatusCode::kUnimplemented) << cuda.status();
+  EXPECT_TRUE(code == absl::StatusCode::kFailedPrecondition || code == absl::StatusCode::kUnimplemented)
+      << cuda.status();
   EXPECT_FALSE(cuda.status().message().empty());
   EXPECT_EQ(automatic->device, nullptr);
   EXPECT_EQ(&automatic->for_policy("edgeinfinite"), automatic->cpu.get());

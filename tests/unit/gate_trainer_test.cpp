@@ -67,7 +67,8 @@ GateSamples to_samples(const Synthetic& s) {
 }
 
 // sum_t |u_t + sum_h g_th P_th|^2 / sum_t |u_t|^2, straight from the definition.
-double direct_loss(const Synthetic& s, GateKind kind, const std::vector<float>& bias, const std::vector<float>& weight) {
+double direct_loss(const Synthetic& s, GateKind kind, const std::vector<float>& bias,
+                   const std::vector<float>& weight) {
   double num = 0, den = 0;
   for (size_t t = 0; t < s.u.size(); ++t) {
     std::vector<double> r(s.u[t].begin(), s.u[t].end());
@@ -79,7 +80,8 @@ double direct_loss(const Synthetic& s, GateKind kind, const std::vector<float>& 
       const double g = 1.0 / (1.0 + std::exp(-logit));
       for (int64_t j = 0; j < s.width; ++j) r[size_t(j)] += g * s.p[t][size_t(h * s.width + j)];
     }
-    for (int64_t j = 0; j < s.width; ++j) num += r[size_t(j)] * r[size_t(j)], den += double(s.u[t][size_t(j)]) * s.u[t][size_t(j)];
+    for (int64_t j = 0; j < s.width; ++j)
+      num += r[size_t(j)] * r[size_t(j)], den += double(s.u[t][size_t(j)]) * s.u[t][size_t(j)];
   }
   return num / den;
 }
@@ -143,8 +145,8 @@ TEST(GateTrainer, RecoversAKnownScalarGate) {
 
 TEST(GateTrainer, RecoversAKnownLinearGate) {
   // g*(x, h) = sigmoid(w*_h . x + b*_h): a gate that depends on the token, which no scalar gate fits.
-  const std::vector<float> w_star = {0.8f, -0.4f, 0, 0, 0.3f, 0, 0, 0,  0, 0, 0, 0, 0, 0.9f, 0, -0.6f,
-                                     0, 0, 0.5f, 0.5f, 0, 0, 0, 0};
+  const std::vector<float> w_star = {0.8f, -0.4f, 0, 0,     0.3f, 0, 0,    0,    0, 0, 0, 0,
+                                     0,    0.9f,  0, -0.6f, 0,    0, 0.5f, 0.5f, 0, 0, 0, 0};
   const float b_star[3] = {-1.0f, 0.5f, 0.0f};
   auto target = [&](const float* x, int h) {
     float l = b_star[h];
@@ -168,7 +170,8 @@ TEST(GateTrainer, RecoversAKnownLinearGate) {
 TEST(GateTrainer, ClosesTheGateWhenTheMemoryOnlyHurts) {
   // The best gate would be negative: every open gate is worse than none.
   auto target = [](const float*, int) { return -0.5f; };
-  const GateSamples train = to_samples(make_synthetic(300, 9, target)), val = to_samples(make_synthetic(100, 10, target));
+  const GateSamples train = to_samples(make_synthetic(300, 9, target)),
+                    val = to_samples(make_synthetic(100, 10, target));
   kernels::cpu::ThreadPool pool(2);
   for (GateKind kind : {GateKind::kScalar, GateKind::kLinear}) {
     std::vector<float> bias, weight;

@@ -11,8 +11,6 @@
 namespace edgeinf {
 namespace {
 
-
-
 std::vector<uint8_t> f32_bytes(size_t n, float v) {
   std::vector<uint8_t> out(n * 4);
   for (size_t i = 0; i < n; ++i) std::memcpy(out.data() + 4 * i, &v, 4);

@@ -9,8 +9,6 @@
 namespace edgeinf {
 namespace {
 
-
-
 std::vector<uint8_t> zeros_f32(int64_t n) { return std::vector<uint8_t>(size_t(n) * 4); }
 
 // A one-layer model: n_embd 8, 2 heads of 4, 1 KV head, n_ff 16, vocab 5.
@@ -92,7 +90,9 @@ TEST(LlamaModel, RefusesInconsistentHeads) {
   // 2 query heads cannot share 3 KV heads: the head-count check says so (the key appears once).
   auto m = load(tiny_model("llama", true, 8, /*head_count_kv=*/3).bytes());
   ASSERT_FALSE(m.ok());
-  EXPECT_NE(std::string(m.status().message()).find("inconsistent head counts: 2 query heads, 3 KV heads"), std::string::npos) << m.status();
+  EXPECT_NE(std::string(m.status().message()).find("inconsistent head counts: 2 query heads, 3 KV heads"),
+            std::string::npos)
+      << m.status();
 }
 
 TEST(LlamaModel, RefusesUnknownRopeScaling) {

@@ -75,8 +75,8 @@ TEST(MemoryGate, ReferenceLinearGateKernelMatchesTheGate) {
   kernels::cpu::ThreadPool pool(1);
   std::vector<float> want(size_t(n_tok * 3)), got(size_t(n_tok * 3));
   g.compute(1, mem.data(), local.data(), n_tok, want.data(), pool);
-  kernels::reference::gate_linear_forward({w.data(), g.bias(1).data(), mem.data(), local.data(), 12, got.data(), n_tok,
-                                           3, 4});
+  kernels::reference::gate_linear_forward(
+      {w.data(), g.bias(1).data(), mem.data(), local.data(), 12, got.data(), n_tok, 3, 4});
   for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-6f) << i;
 }
 

@@ -14,8 +14,8 @@
 #include "engine/tokenizer/pretokenizer.h"
 #include "engine/tokenizer/unicode.h"
 #include "engine/tokenizer/utf8_stream.h"
-#include "tests/must.h"
 #include "gtest/gtest.h"
+#include "tests/must.h"
 
 namespace edgeinf {
 namespace {
@@ -34,21 +34,18 @@ std::vector<std::string> split(std::string_view name, std::string_view text) {
   std::vector<TextSpan> spans;
   pretokenizer.split(text, spans);
   std::vector<std::string> words;
-  for (const TextSpan& span : spans)
-    words.emplace_back(text.substr(span.begin, span.end - span.begin));
+  for (const TextSpan& span : spans) words.emplace_back(text.substr(span.begin, span.end - span.begin));
   return words;
 }
 
 using Words = std::vector<std::string>;
 
 TEST(PretokenizerTest, Gpt2) {
-  EXPECT_EQ(split("gpt2", "Hello  world's 123\n\n  x"),
-            (Words{"Hello", " ", " world", "'s", " 123", "\n\n ", " x"}));
+  EXPECT_EQ(split("gpt2", "Hello  world's 123\n\n  x"), (Words{"Hello", " ", " world", "'s", " 123", "\n\n ", " x"}));
   EXPECT_EQ(split("default", "I'M ok\tyes\r\n\r\n  end  "),
             (Words{"I", "'", "M", " ok", "\t", "yes", "\r\n\r\n ", " end", "  "}));
   EXPECT_EQ(split("gpt2", "abc 1234567 \xC2\xBDx"), (Words{"abc", " 1234567", " \xC2\xBD", "x"}));
-  EXPECT_EQ(split("gpt2", "  foo!!\n\n bar?\n"),
-            (Words{" ", " foo", "!!", "\n\n", " bar", "?", "\n"}));
+  EXPECT_EQ(split("gpt2", "  foo!!\n\n bar?\n"), (Words{" ", " foo", "!!", "\n\n", " bar", "?", "\n"}));
 }
 
 TEST(PretokenizerTest, SmolLmSplitsDigitsFirst) {
@@ -63,8 +60,7 @@ TEST(PretokenizerTest, Llama3) {
             (Words{"Hello", " ", " world", "'s", " ", "123", "\n\n", " ", " x"}));
   EXPECT_EQ(split("llama-bpe", "I'M ok\tyes\r\n\r\n  end  "),
             (Words{"I", "'M", " ok", "\tyes", "\r\n\r\n", " ", " end", "  "}));
-  EXPECT_EQ(split("llama3", "abc 1234567 \xC2\xBDx"),
-            (Words{"abc", " ", "123", "456", "7", " ", "\xC2\xBD", "x"}));
+  EXPECT_EQ(split("llama3", "abc 1234567 \xC2\xBDx"), (Words{"abc", " ", "123", "456", "7", " ", "\xC2\xBD", "x"}));
   EXPECT_EQ(split("llama3", "  foo!!\n\n bar?\n"), (Words{" ", " foo", "!!\n\n", " bar", "?\n"}));
 }
 
@@ -93,8 +89,8 @@ TEST(PretokenizerTest, UnknownNameIsAnError) {
 
 // GPT-2's byte -> character map, written out independently of bpe_tokenizer.cpp.
 std::string gpt2_byte_char(int byte) {
-  const bool printable = (byte >= 0x21 && byte <= 0x7E) || (byte >= 0xA1 && byte <= 0xAC) ||
-                         (byte >= 0xAE && byte <= 0xFF);
+  const bool printable =
+      (byte >= 0x21 && byte <= 0x7E) || (byte >= 0xA1 && byte <= 0xAC) || (byte >= 0xAE && byte <= 0xFF);
   if (printable) return unicode::encode_utf8(static_cast<uint32_t>(byte));
   int shifted = 0;
   for (int b = 0; b < byte; ++b) {
@@ -305,10 +301,8 @@ TEST(SpmTokenizerTest, HighestScoreMergesFirst) {
 }
 
 TEST(SpmTokenizerTest, ScoresDecideBetweenOverlappingPairs) {
-  SpmFixture bc_wins =
-      spm_vocab({{sp(""), -1}, {"a", -9}, {"b", -9}, {"c", -9}, {"ab", -8}, {"bc", -2}});
-  SpmFixture ab_wins =
-      spm_vocab({{sp(""), -1}, {"a", -9}, {"b", -9}, {"c", -9}, {"ab", -2}, {"bc", -8}});
+  SpmFixture bc_wins = spm_vocab({{sp(""), -1}, {"a", -9}, {"b", -9}, {"c", -9}, {"ab", -8}, {"bc", -2}});
+  SpmFixture ab_wins = spm_vocab({{sp(""), -1}, {"a", -9}, {"b", -9}, {"c", -9}, {"ab", -2}, {"bc", -8}});
   auto bc = make(bc_wins.vocab);
   auto ab = make(ab_wins.vocab);
   ASSERT_TRUE(bc && ab);
@@ -324,8 +318,7 @@ TEST(SpmTokenizerTest, UnknownCharactersFallBackToBytes) {
   ASSERT_TRUE(tokenizer);
   // "é" = C3 A9 is not a piece: <0xC3> <0xA9>.
   const std::vector<TokenId> ids = tokenizer->encode("h\xC3\xA9 h", false, false);
-  EXPECT_EQ(ids,
-            (std::vector<TokenId>{f.id(sp("h")), f.id("<0xC3>"), f.id("<0xA9>"), f.id(sp("h"))}));
+  EXPECT_EQ(ids, (std::vector<TokenId>{f.id(sp("h")), f.id("<0xC3>"), f.id("<0xA9>"), f.id(sp("h"))}));
   EXPECT_EQ(tokenizer->token_to_piece(f.id("<0xC3>")), "\xC3");
   EXPECT_EQ(tokenizer->token_to_piece(f.id(sp("h"))), " h");
   EXPECT_EQ(tokenizer->decode(ids), "h\xC3\xA9 h");
@@ -337,10 +330,8 @@ TEST(SpmTokenizerTest, SpacePrefixFollowsMetadataAndSpecialTokens) {
   f.vocab.add_space_prefix = false;
   auto without_prefix = make(f.vocab);
   ASSERT_TRUE(with_prefix && without_prefix);
-  EXPECT_EQ(with_prefix->encode("a a", false, false),
-            (std::vector<TokenId>{f.id(sp("a")), f.id(sp("a"))}));
-  EXPECT_EQ(without_prefix->encode("a a", false, false),
-            (std::vector<TokenId>{f.id("a"), f.id(sp("a"))}));
+  EXPECT_EQ(with_prefix->encode("a a", false, false), (std::vector<TokenId>{f.id(sp("a")), f.id(sp("a"))}));
+  EXPECT_EQ(without_prefix->encode("a a", false, false), (std::vector<TokenId>{f.id("a"), f.id(sp("a"))}));
   // After a parsed special token the prefix is added again; decode removes it again.
   const std::vector<TokenId> ids = with_prefix->encode("a</s>a", false, true);
   EXPECT_EQ(ids, (std::vector<TokenId>{f.id(sp("a")), 2, f.id(sp("a"))}));
@@ -489,15 +480,13 @@ TEST(ChatTemplateTest, Llama3) {
 }
 
 TEST(ChatTemplateTest, Llama2) {
-  const std::vector<ChatMessage> messages = {
-      {"system", "S"}, {"user", "U1"}, {"assistant", "A1"}, {"user", "U2"}};
+  const std::vector<ChatMessage> messages = {{"system", "S"}, {"user", "U1"}, {"assistant", "A1"}, {"user", "U2"}};
   // Rendered as llama.cpp renders these families (no BOS before the first [INST]).
   EXPECT_EQ(render("{{ '[INST] <<SYS>>\\n' }}", messages, true),
             "[INST] <<SYS>>\nS\n<</SYS>>\n\nU1 [/INST]A1</s>[INST] U2 [/INST]");
   EXPECT_EQ(render("{{ bos_token + '[INST] ' + content }}<<SYS>>", messages, true),
             "[INST] <<SYS>>\nS\n<</SYS>>\n\nU1 [/INST]A1</s><s>[INST] U2 [/INST]");
-  EXPECT_EQ(render("{{ '[INST] ' + content.strip() }}", {{"user", " U "}}, false),
-            "[INST] U [/INST]");
+  EXPECT_EQ(render("{{ '[INST] ' + content.strip() }}", {{"user", " U "}}, false), "[INST] U [/INST]");
   EXPECT_EQ(render("[INST]", messages, false), "[INST] S\nU1 [/INST]A1</s>[INST] U2 [/INST]");
 }
 
@@ -519,4 +508,3 @@ TEST(ChatTemplateTest, UnknownTemplateIsAnError) {
 
 }  // namespace
 }  // namespace edgeinf
-

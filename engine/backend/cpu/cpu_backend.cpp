@@ -2,9 +2,9 @@
 // blocks of pre-norm attention and SwiGLU feed-forward with residuals, final norm and output
 // projection), with the policies of engine/kv holding their state in host memory.
 #include <algorithm>
+#include <cstring>
 #include <initializer_list>
 #include <span>
-#include <cstring>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -106,8 +106,9 @@ PassBuffers forward_scratch(const LlamaConfig& cfg, const AttentionShape& shape,
     return b.data();
   };
   const int64_t q_dim = shape.q_dim(), kv_dim = shape.kv_dim();
-  return PassBuffers{fit(x, n * cfg.n_embd), fit(xn, n * std::max<int64_t>(cfg.n_embd, q_dim)), fit(q, n * q_dim),
-                     fit(k, n * kv_dim),      fit(v, n * kv_dim),  fit(attn, n * q_dim),
+  return PassBuffers{fit(x, n * cfg.n_embd),  fit(xn, n * std::max<int64_t>(cfg.n_embd, q_dim)),
+                     fit(q, n * q_dim),       fit(k, n * kv_dim),
+                     fit(v, n * kv_dim),      fit(attn, n * q_dim),
                      fit(gate, n * cfg.n_ff), fit(up, n * cfg.n_ff)};
 }
 
@@ -133,8 +134,9 @@ class CpuBackend final : public ModelBackend {
     const PassBuffers b = forward_scratch(model_.config(), shape_, n);
     // The policy rotates Q/K to its positions, keeps what it keeps, and attends. Only the rows
     // whose logits are wanted go through the final norm and output projection.
-    run_pass(model_, pool_, tokens, b, false, all_logits ? 0 : n - 1, logits,
-             [&](int il) { policy.attend({il, n, b.q, b.k, b.v, b.attn}, pool_); });
+    run_pass(model_, pool_, tokens, b, false, all_logits ? 0 : n - 1, logits, [&](int il) {
+      policy.attend({il, n, b.q, b.k, b.v, b.attn}, pool_);
+    });
     policy.end_batch(pool_);
     return absl::OkStatus();
   }

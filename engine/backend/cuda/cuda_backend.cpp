@@ -13,8 +13,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/backend/backend.h"
-#include "engine/backend/llama_pass.h"
 #include "engine/backend/cuda/cuda_policy.h"
+#include "engine/backend/llama_pass.h"
 #include "kernels/cuda/arena.h"
 #include "kernels/cuda/cublas_api.h"
 #include "kernels/cuda/ops.h"
@@ -74,8 +74,10 @@ class CudaBackend final : public ModelBackend {
 
   Status init() {
     std::string why;
-    if (!kcu::device_available(&why)) return absl::FailedPreconditionError(absl::StrCat("no usable CUDA device: ", why));
-    EDGEINF_RETURN_IF_ERROR(cuda_status(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating a stream"));
+    if (!kcu::device_available(&why))
+      return absl::FailedPreconditionError(absl::StrCat("no usable CUDA device: ", why));
+    EDGEINF_RETURN_IF_ERROR(
+        cuda_status(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating a stream"));
     blas_ = kcu::cublas_api(&why);
     if (blas_ == nullptr) return absl::FailedPreconditionError(why);
     if (blas_->create(&cublas_) != CUBLAS_STATUS_SUCCESS) {
@@ -229,8 +231,8 @@ class CudaBackend final : public ModelBackend {
     if (!activations_.reserve(sizing.bytes(), &why)) {
       act_tokens_ = 0;
       w_scratch_ = nullptr;
-      return absl::ResourceExhaustedError(
-          absl::StrCat("no device memory for activations of ", tokens, " tokens (", sizing.bytes() >> 20, " MiB): ", why));
+      return absl::ResourceExhaustedError(absl::StrCat("no device memory for activations of ", tokens, " tokens (",
+                                                       sizing.bytes() >> 20, " MiB): ", why));
     }
     ArenaLayout taking(&activations_);
     layout(taking);
@@ -289,7 +291,6 @@ class CudaBackend final : public ModelBackend {
   }
 
  private:
-
   // The pass's steps on this device (engine/backend/llama_pass.h).
   struct Ops {
     using Error = cudaError_t;
@@ -350,8 +351,8 @@ class CudaBackend final : public ModelBackend {
                          int64_t first, float* logits) {
     const Activations& a = act_;
     const int64_t n = int64_t(tokens.size());
-    EDGEINF_CUDA_TRY(cudaMemcpyAsync(a.tokens, tokens.data(), size_t(n) * sizeof(int32_t), cudaMemcpyHostToDevice,
-                                     stream_));
+    EDGEINF_CUDA_TRY(
+        cudaMemcpyAsync(a.tokens, tokens.data(), size_t(n) * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
     Ops ops{*this, policies, per_token, logits};
     const PassBuffers b{a.x, a.xn, a.q, a.k, a.v, a.attn, a.gate, a.up};
     EDGEINF_CUDA_TRY(run_llama_pass(ops, model_.config(), b, n, first));

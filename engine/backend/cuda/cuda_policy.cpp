@@ -104,8 +104,8 @@ StatusOr<std::unique_ptr<CudaPolicy>> place(std::unique_ptr<P> p) {
   p->layout(sizing);
   std::string why;
   if (!p->arena().reserve(sizing.bytes(), &why)) {
-    return absl::ResourceExhaustedError(absl::StrCat("no device memory for a ", p->name(), " session (",
-                                                     sizing.bytes() >> 20, " MiB): ", why));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("no device memory for a ", p->name(), " session (", sizing.bytes() >> 20, " MiB): ", why));
   }
   ArenaLayout taking(&p->arena());
   p->layout(taking);
@@ -137,9 +137,9 @@ class CudaFullPolicy final : public CudaPolicy {
 
   Status begin_batch(int64_t n_tok) override {
     EDGEINF_RETURN_IF_ERROR(c_.plan(n_tok));
-    return cuda_status(cudaMemcpyAsync(pos_, c_.positions.data(), c_.positions.size() * sizeof(int32_t),
-                                       cudaMemcpyHostToDevice, st_),
-                       "uploading positions");
+    return cuda_status(
+        cudaMemcpyAsync(pos_, c_.positions.data(), c_.positions.size() * sizeof(int32_t), cudaMemcpyHostToDevice, st_),
+        "uploading positions");
   }
 
   cudaError_t attend_on_device(const LayerAttention& a) override {
@@ -313,8 +313,12 @@ class CudaStreamingPolicy final : public CudaPolicy {
 class CudaEdgeInfinitePolicy final : public CudaPolicy {
  public:
   CudaEdgeInfinitePolicy(const AttentionShape& s, const KvPolicyOptions& o, cudaStream_t st)
-      : s_(s), cache_(s, o.sink, o.window, o.segment, st), delta_(o.update == MemoryUpdate::kDelta), gate_(o.gate),
-        segment_(o.segment), st_(st) {}
+      : s_(s),
+        cache_(s, o.sink, o.window, o.segment, st),
+        delta_(o.update == MemoryUpdate::kDelta),
+        gate_(o.gate),
+        segment_(o.segment),
+        st_(st) {}
 
   void layout(ArenaLayout& l) {
     cache_.layout(l);
@@ -349,7 +353,8 @@ class CudaEdgeInfinitePolicy final : public CudaPolicy {
     EDGEINF_RETURN_IF_ERROR(cuda_status(error_, "clearing the compressed memory"));
     if (gate_ == nullptr) return absl::OkStatus();
     if (gate_->n_layer() != s_.n_layer) {
-      return absl::InvalidArgumentError(absl::StrCat("the gate has ", gate_->n_layer(), " layers, the model ", s_.n_layer));
+      return absl::InvalidArgumentError(
+          absl::StrCat("the gate has ", gate_->n_layer(), " layers, the model ", s_.n_layer));
     }
     std::vector<float> table;
     for (int il = 0; il < s_.n_layer; ++il) {
@@ -388,8 +393,8 @@ class CudaEdgeInfinitePolicy final : public CudaPolicy {
     }
     EDGEINF_CUDA_TRY(cache_.attend(a));
     if (linear) {
-      kernels::GateLinearParams gp{gate_w_[il], gate_g_[il], a_mem_, a.out, s_.q_dim(), g_, a.n_tok, s_.n_head,
-                                   s_.head_dim};
+      kernels::GateLinearParams gp{gate_w_[il], gate_g_[il], a_mem_,    a.out,      s_.q_dim(),
+                                   g_,          a.n_tok,     s_.n_head, s_.head_dim};
       EDGEINF_CUDA_TRY(kcu::gate_linear_forward(gp, st_));
       kernels::GateBlendParams bp{g_, a_mem_, a.out, a.out, s_.q_dim(), a.n_tok, s_.n_head, s_.head_dim};
       return kcu::gate_blend_forward(bp, st_);
@@ -476,7 +481,7 @@ class CudaEdgeInfinitePolicy final : public CudaPolicy {
   const MemoryGate* gate_;
   int64_t segment_;
   cudaStream_t st_;
-  std::vector<float*> m_, z_;         // per layer [n_kv_head, d, d] and [n_kv_head, d]
+  std::vector<float*> m_, z_;            // per layer [n_kv_head, d, d] and [n_kv_head, d]
   std::vector<float*> gate_w_, gate_g_;  // linear: weight and bias; scalar: gate values per row
   float *k_leave_ = nullptr, *v_leave_ = nullptr, *retrieval_ = nullptr, *a_mem_ = nullptr, *g_ = nullptr;
   mutable std::vector<float> stage_;

@@ -20,13 +20,13 @@
 namespace edgeinf::kernels::cuda {
 namespace {
 
-#define BENCH_CHECK(expr)                                                                   \
-  do {                                                                                      \
-    const cudaError_t e_ = (expr);                                                          \
-    if (e_ != cudaSuccess) {                                                                \
-      std::fprintf(stderr, "%s failed: %s\n", #expr, cudaGetErrorString(e_));                \
-      std::exit(1);                                                                         \
-    }                                                                                       \
+#define BENCH_CHECK(expr)                                                     \
+  do {                                                                        \
+    const cudaError_t e_ = (expr);                                            \
+    if (e_ != cudaSuccess) {                                                  \
+      std::fprintf(stderr, "%s failed: %s\n", #expr, cudaGetErrorString(e_)); \
+      std::exit(1);                                                           \
+    }                                                                         \
   } while (0)
 
 // Device buffers that live until the end of the run.
@@ -89,8 +89,9 @@ int run(int argc, char** argv) {
     if (std::strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
       reps = std::atoi(argv[++i]);
     } else {
-      std::printf("usage: edgeinf-kernel-bench [--reps N]\n"
-                  "Times each CUDA kernel and prints achieved bandwidth and FLOP/s against the device's peak.\n");
+      std::printf(
+          "usage: edgeinf-kernel-bench [--reps N]\n"
+          "Times each CUDA kernel and prints achieved bandwidth and FLOP/s against the device's peak.\n");
       return std::strcmp(argv[i], "--help") == 0 ? 0 : 2;
     }
   }
@@ -137,7 +138,8 @@ int run(int argc, char** argv) {
       p.n_in = n_in;
       p.n_out = n_out;
       const double bytes = double(p.w_row_bytes * n_out) + 4.0 * double(n_in + n_out);
-      add(std::string("gemv ") + name, std::to_string(n_out) + "x" + std::to_string(n_in) + " x1",
+      add(
+          std::string("gemv ") + name, std::to_string(n_out) + "x" + std::to_string(n_in) + " x1",
           [=] { return gemv_forward(p, stream); }, bytes, 2.0 * double(n_in * n_out));
     }
   }
@@ -156,8 +158,10 @@ int run(int argc, char** argv) {
       p.n_in = n_in;
       p.n_out = n_out;
       float* scratch = device_floats(size_t(n_in * n_out), 7);
-      const double bytes = double(p.w_row_bytes * n_out) + 4.0 * double(n_in * n_out) * 2 + 4.0 * double(seg * (n_in + n_out));
-      add(std::string("gemm ") + weight_type_traits(uint32_t(t))->name,
+      const double bytes =
+          double(p.w_row_bytes * n_out) + 4.0 * double(n_in * n_out) * 2 + 4.0 * double(seg * (n_in + n_out));
+      add(
+          std::string("gemm ") + weight_type_traits(uint32_t(t))->name,
           std::to_string(n_out) + "x" + std::to_string(n_in) + " x512",
           [=] { return gemm_forward(p, scratch, cublas, stream); }, bytes, 2.0 * double(seg * n_in * n_out));
     }
@@ -188,9 +192,9 @@ int run(int argc, char** argv) {
       for (int64_t t = 0; t < n_tok; ++t) visible += double(n_cache - n_tok + t + 1);
       const double flops = 4.0 * visible * d * n_head;  // QK^T and PV
       const double bytes = 2.0 * 4.0 * double(n_cache * kv_dim) + 2.0 * 4.0 * double(n_tok * q_dim);
-      add("attention", std::to_string(n_tok) + "q x " + std::to_string(n_cache) + "kv", [=] {
-        return attention_forward(p, stream);
-      }, bytes, flops);
+      add(
+          "attention", std::to_string(n_tok) + "q x " + std::to_string(n_cache) + "kv",
+          [=] { return attention_forward(p, stream); }, bytes, flops);
     }
   }
   // Memory compression of one folded segment (delta rule), read fused with the gate, read alone.
@@ -201,16 +205,19 @@ int run(int argc, char** argv) {
     const float* v = device_floats(size_t(seg * kv_dim), 14);
     float* scratch = device_floats(size_t(seg * kv_dim), 15);
     MemoryCompressParams c{m, z, k, v, kv_dim, seg, n_kv_head, d, true};
-    add("memory compress (delta)", "512 tok", [=] { return memory_compress(c, scratch, stream); },
+    add(
+        "memory compress (delta)", "512 tok", [=] { return memory_compress(c, scratch, stream); },
         4.0 * double(2 * seg * kv_dim + 2 * n_kv_head * d * d), 4.0 * double(seg * n_kv_head * d * d));
     const float* q = device_floats(size_t(seg * q_dim), 16);
     const float* gate = device_floats(size_t(seg * n_head), 17, 0.1f);
     float* out = device_floats(size_t(seg * q_dim), 18);
     MemoryReadBlendParams rb{m, z, q, q_dim, gate, out, out, q_dim, seg, n_head, n_kv_head, d};
-    add("memory read + gate blend", "512 tok", [=] { return memory_read_blend(rb, stream); },
+    add(
+        "memory read + gate blend", "512 tok", [=] { return memory_read_blend(rb, stream); },
         4.0 * double(3 * seg * q_dim + n_kv_head * d * d), 2.0 * double(seg * n_head * d * d));
     MemoryDecompressParams r{m, z, q, q_dim, out, seg, n_head, n_kv_head, d};
-    add("memory read", "512 tok", [=] { return memory_decompress(r, stream); },
+    add(
+        "memory read", "512 tok", [=] { return memory_decompress(r, stream); },
         4.0 * double(2 * seg * q_dim + n_kv_head * d * d), 2.0 * double(seg * n_head * d * d));
   }
   // Element-wise ops of a 512-token batch.
@@ -218,15 +225,24 @@ int run(int argc, char** argv) {
     float* x = device_floats(size_t(seg * n_ff), 19);
     float* y = device_floats(size_t(seg * n_ff), 20);
     const float* w = device_floats(size_t(n_embd), 21);
-    add("rmsnorm", "512x576", [=] { return rmsnorm_forward({x, w, y, seg, n_embd, 1e-5f}, stream); },
+    add(
+        "rmsnorm", "512x576",
+        [=] {
+          return rmsnorm_forward({x, w, y, seg, n_embd, 1e-5f}, stream);
+        },
         4.0 * double(2 * seg * n_embd), 4.0 * double(seg * n_embd));
-    add("swiglu", "512x1536", [=] { return swiglu_forward({x, y, x, n_ff, seg, n_ff}, stream); },
+    add(
+        "swiglu", "512x1536",
+        [=] {
+          return swiglu_forward({x, y, x, n_ff, seg, n_ff}, stream);
+        },
         4.0 * double(3 * seg * n_ff), 5.0 * double(seg * n_ff));
     std::vector<int32_t> pos(static_cast<size_t>(seg));
     for (int64_t i = 0; i < seg; ++i) pos[size_t(i)] = int32_t(i);
     const int32_t* dpos = device_copy(pos);
     RopeParams rp{x, q_dim, dpos, seg, n_head, d, d, 10000.0f, 1.0f, nullptr, false};
-    add("rope", "512x9x64", [=] { return rope_forward(rp, stream); }, 4.0 * double(2 * seg * q_dim),
+    add(
+        "rope", "512x9x64", [=] { return rope_forward(rp, stream); }, 4.0 * double(2 * seg * q_dim),
         6.0 * double(seg * q_dim / 2));
   }
 
