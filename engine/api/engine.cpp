@@ -136,7 +136,6 @@ struct Engine::Turn {
   int64_t prompt = 0, cached = 0, next_progress = 0, prefilled = 0;
   std::unique_ptr<DecodeStep> step;
   std::span<const float> logits;
-  int generated = 0;
   bool dirty = false;  // the context has changed since the turn took it
   TokenId last = -1;   // the last sampled token, until fed
   TokenId feed = -1;   // sampled this step, to be fed in the batched pass
@@ -694,8 +693,8 @@ std::optional<StatusOr<TurnResult>> Engine::step_turn(Turn& t, bool* worked) {
   t.recent.push_back(token.id);
   if (t.recent.size() > kRecentTokens) t.recent.pop_front();
   t.last = token.id;
-  t.generated = t.step->generated();  // an end-of-generation token counts: it stays in the session's history
-  if (t.generated == 1) t.first_token = Clock::now();
+  // An end-of-generation token counts: it stays in the session's history.
+  if (t.step->generated() == 1) t.first_token = Clock::now();
   if (!token.text.empty()) send(token);
   if (token.finish) return end(*token.finish);
   t.feed = token.id;  // the loop feeds every decoding turn's token in one batched pass
@@ -708,12 +707,13 @@ void Engine::end_turn(std::unique_ptr<Turn> t, StatusOr<TurnResult> result) {
     TurnUsage& u = result->usage;
     u.prompt_tokens = t->prompt;
     u.cached_tokens = t->cached;
-    u.generated_tokens = t->generated;
+    const int generated = t->step->generated();
+    u.generated_tokens = generated;
     const double prefill_s = seconds_between(t->prefill_start, t->decoding ? t->decode_start : now);
     const double decode_s = t->decoding ? seconds_between(t->decode_start, now) : 0;
-    u.ttft_s = t->generated > 0 ? seconds_between(t->arrival, t->first_token) : seconds_between(t->arrival, now);
+    u.ttft_s = generated > 0 ? seconds_between(t->arrival, t->first_token) : seconds_between(t->arrival, now);
     u.prefill_tok_s = prefill_s > 0 ? double(t->prefilled) / prefill_s : 0;
-    u.decode_tok_s = decode_s > 0 ? double(t->generated) / decode_s : 0;
+    u.decode_tok_s = decode_s > 0 ? double(generated) / decode_s : 0;
     if (t->lease.session != nullptr) {
       // The new state is durable before the final event: commit on an I/O thread.
       {
