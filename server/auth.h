@@ -5,7 +5,7 @@
 #include <map>
 #include <string>
 
-#include "engine/util/status.h"
+#include "engine/api/status.h"
 
 namespace edgeinf::server {
 

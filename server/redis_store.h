@@ -6,7 +6,7 @@
 #include <memory>
 #include <string>
 
-#include "engine/session/session_store.h"
+#include "engine/api/session_store.h"
 
 namespace edgeinf::server {
 

@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "engine/util/status.h"
+#include "engine/api/status.h"
 
 namespace google::protobuf {
 class Message;

@@ -36,7 +36,6 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "engine/util/process_memory.h"
 #include "server/redis_store.h"
 #include "server/service.h"
 #include "server/store_monitor.h"
@@ -340,8 +339,7 @@ int run(int argc, char** argv) {
   bool serving = true;
   auto refresh = [&] {
     const edgeinf::EngineStats s = (*engine)->stats();
-    const size_t rss = edgeinf::resident_bytes();
-    (*engine)->enforce_memory_budget(rss);
+    const size_t rss = (*engine)->enforce_memory_budget();
     edgeinf::server::Metrics::Gauges g;
     g.hot_sessions = s.sessions.hot_sessions;
     g.charged_bytes = s.sessions.charged_bytes;

@@ -3,8 +3,7 @@
 #include "server/service.h"
 
 #include "absl/strings/str_cat.h"
-#include "engine/session/session_meta.h"
-#include "engine/tokenizer/unicode.h"
+#include "engine/api/text.h"
 #include "server/status.h"
 
 namespace edgeinf::server {

@@ -3,7 +3,7 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "engine/util/status.h"
+#include "engine/api/status.h"
 
 namespace edgeinf::server {
 

@@ -7,7 +7,7 @@
 #include <functional>
 #include <memory>
 
-#include "engine/session/session_store.h"
+#include "engine/api/session_store.h"
 #include "server/metrics.h"
 
 namespace edgeinf::server {

@@ -8,7 +8,7 @@
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
-#include "engine/tokenizer/unicode.h"
+#include "engine/api/text.h"
 #include "server/service.h"
 
 namespace edgeinf::server {
@@ -290,7 +290,7 @@ class IngestReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
       }
     }
     const std::string_view piece(text_.data(), cut);
-    if (!unicode::is_valid_utf8(piece)) {
+    if (!valid_utf8(piece)) {
       return absl::InvalidArgumentError(
           absl::StrCat("the document is not valid UTF-8 (within bytes ", consumed_, " to ", consumed_ + cut, ")"));
     }

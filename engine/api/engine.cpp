@@ -1,12 +1,10 @@
-// Engine: turns through their life (prepared on an I/O thread, stepped by the scheduler, committed
-// on an I/O thread), and the scheduler loop that interleaves them step by step.
+// Engine: the model and its sessions behind one façade, and a turn's life as a job of the step
+// scheduler (prepared on an I/O thread, stepped in rounds, committed on an I/O thread).
 #include "engine/api/engine.h"
 
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <filesystem>
-#include <mutex>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -120,7 +118,24 @@ void TurnInput::detach() {
 
 // ---- turns --------------------------------------------------------------------------------------
 
-struct Engine::Turn {
+struct Engine::Turn final : StepScheduler::Job {
+  explicit Turn(Engine* e) : engine(e) {}
+  Status prepare() override { return engine->prepare_turn(*this); }
+  bool cancelled() const override { return ev.cancelled && ev.cancelled(); }
+  Step step() override {
+    bool worked = false;
+    result = engine->step_turn(*this, &worked);
+    if (result) return Step::kEnded;
+    if (decoding && feed >= 0) return Step::kFeed;
+    return worked ? Step::kWorked : Step::kIdle;
+  }
+  // A session turn that succeeded commits its new state before done is called.
+  bool writes_on_end() const override { return lease.session != nullptr && result && result->ok(); }
+  void end(Status why) override {
+    engine->end_turn(*this, why.ok() ? std::move(*result) : StatusOr<TurnResult>(std::move(why)));
+  }
+
+  Engine* engine;
   TurnRequest req;
   TurnEvents ev;
   std::function<void(StatusOr<TurnResult>)> done;
@@ -134,32 +149,16 @@ struct Engine::Turn {
   size_t fed = 0;
   bool input_complete = true;  // false while a stream may still bring tokens
   int64_t prompt = 0, cached = 0, next_progress = 0, prefilled = 0;
-  std::unique_ptr<DecodeStep> step;
+  std::unique_ptr<DecodeStep> decoder;
   std::span<const float> logits;
   bool dirty = false;  // the context has changed since the turn took it
   TokenId last = -1;   // the last sampled token, until fed
-  TokenId feed = -1;   // sampled this step, to be fed in the batched pass
+  TokenId feed = -1;   // sampled this step, to be fed in the round's batched pass
   std::deque<TokenId> recent;
+  std::optional<StatusOr<TurnResult>> result;  // set by the step that ended the turn
 };
 
-struct Engine::State {
-  std::mutex mu;
-  std::condition_variable cv;       // the scheduler: turns ready, input arrived, stopping
-  std::condition_variable idle_cv;  // in_flight reached 0
-  std::deque<std::unique_ptr<Turn>> ready;
-  std::vector<std::unique_ptr<Turn>> active;
-  std::deque<std::unique_ptr<Turn>> waiting;  // for room in the memory budget, oldest first
-  int64_t preparing = 0, committing = 0, in_flight = 0;
-  bool stopping = false, woken = false;
-  std::thread thread;
-  // I/O threads.
-  std::deque<std::function<void()>> io_queue;
-  std::condition_variable io_cv;
-  bool io_stop = false;
-  std::vector<std::thread> io_threads;
-};
-
-Engine::Engine(const EngineConfig& config) : config_(config), state_(std::make_unique<State>()) {}
+Engine::Engine(const EngineConfig& config) : config_(config) {}
 
 StatusOr<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config,
                                                  std::function<StatusOr<std::unique_ptr<SessionStore>>()> open_store) {
@@ -216,45 +215,37 @@ StatusOr<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config,
     return SnapshotHeader{raw->model_->gguf().fingerprint(), kv, raw->gate_id(kv)};
   };
   maker.pool = e->io_pool_.get();
-  maker.on_room = [raw] { raw->retry_waiting(); };
+  maker.on_room = [raw] { raw->scheduler_->retry_waiting(); };
   e->sessions_ = std::make_unique<SessionManager>(sc, std::move(store), std::move(maker));
-  for (int i = 0; i < std::max(1, config.io_threads); ++i) {
-    e->state_->io_threads.emplace_back([raw] { raw->io_loop(); });
-  }
-  e->state_->thread = std::thread([raw] { raw->loop(); });
+  StepScheduler::Config scheduling;
+  scheduling.io_threads = config.io_threads;
+  scheduling.admission_wait_ms = config.admission_wait_ms;
+  scheduling.waits_for_room = [](const Status& st) { return SessionManager::no_room(st); };
+  scheduling.feed = [raw](std::span<StepScheduler::Job* const> jobs) { return raw->feed(jobs); };
+  e->scheduler_ = std::make_unique<StepScheduler>(std::move(scheduling));
   return e;
 }
 
 Engine::~Engine() { shutdown(); }
 
 void Engine::shutdown() {
-  {
-    std::unique_lock<std::mutex> lock(state_->mu);
-    state_->stopping = true;
-    state_->cv.notify_all();
-    state_->idle_cv.wait(lock, [&] { return state_->in_flight == 0; });
-  }
-  if (state_->thread.joinable()) state_->thread.join();
-  {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    state_->io_stop = true;
-  }
-  state_->io_cv.notify_all();
-  for (std::thread& t : state_->io_threads) {
-    if (t.joinable()) t.join();
-  }
+  if (scheduler_ != nullptr) scheduler_->shutdown();
 }
 
 EngineStats Engine::stats() {
+  const StepScheduler::Stats t = scheduler_->stats();
   EngineStats s;
-  {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    s.queued_turns = state_->preparing + int64_t(state_->ready.size()) + int64_t(state_->waiting.size());
-    s.active_turns = int64_t(state_->active.size());
-    s.committing_turns = state_->committing;
-  }
+  s.queued_turns = t.queued;
+  s.active_turns = t.active;
+  s.committing_turns = t.committing;
   s.sessions = sessions_->stats();
   return s;
+}
+
+size_t Engine::enforce_memory_budget() {
+  const size_t rss = resident_bytes();
+  sessions_->enforce_budget(rss);
+  return rss;
 }
 
 EngineInfo Engine::info() const {
@@ -370,107 +361,17 @@ StatusOr<SessionInfo> Engine::import_session(const std::string& tenant, const st
   return sessions_->import_snapshot(tenant, snapshot);
 }
 
-// ---- I/O threads --------------------------------------------------------------------------------
-
-void Engine::io(std::function<void()> task) {
-  {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    state_->io_queue.push_back(std::move(task));
-  }
-  state_->io_cv.notify_one();
-}
-
-void Engine::io_loop() {
-  for (;;) {
-    std::function<void()> task;
-    {
-      std::unique_lock<std::mutex> lock(state_->mu);
-      state_->io_cv.wait(lock, [&] { return !state_->io_queue.empty() || state_->io_stop; });
-      if (state_->io_queue.empty()) return;
-      task = std::move(state_->io_queue.front());
-      state_->io_queue.pop_front();
-    }
-    task();
-  }
-}
-
 // ---- a turn's life ------------------------------------------------------------------------------
 
 void Engine::submit(TurnRequest request, TurnEvents events, std::function<void(StatusOr<TurnResult>)> done) {
-  auto* t = new Turn;
+  auto t = std::make_unique<Turn>(this);
   t->req = std::move(request);
   t->ev = std::move(events);
   t->done = std::move(done);
-  {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    if (state_->stopping) {
-      std::unique_ptr<Turn> owned(t);
-      owned->done(absl::UnavailableError("the server is shutting down"));
-      return;
-    }
-    ++state_->in_flight;
-    ++state_->preparing;
-  }
-  io([this, t] { prepare(*t); });
+  scheduler_->submit(std::move(t));
 }
 
-void Engine::prepare(Turn& raw) {
-  std::unique_ptr<Turn> t(&raw);
-  const Status st = prepare_or_fail(*t);
-  std::unique_lock<std::mutex> lock(state_->mu);
-  --state_->preparing;
-  state_->cv.notify_all();
-  if (st.ok()) {
-    state_->ready.push_back(std::move(t));
-    return;
-  }
-  // No room in the memory budget: the turn waits in line for running turns to give memory back.
-  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t->arrival);
-  if (SessionManager::no_room(st) && !state_->stopping && waited.count() < config_.admission_wait_ms) {
-    state_->waiting.push_back(std::move(t));
-    return;
-  }
-  lock.unlock();
-  finish(std::move(t), st);
-}
-
-void Engine::retry_waiting() {
-  std::vector<Turn*> again;
-  {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    for (auto& t : state_->waiting) again.push_back(t.release());
-    state_->waiting.clear();
-    state_->preparing += int64_t(again.size());
-  }
-  for (Turn* t : again) io([this, t] { prepare(*t); });
-}
-
-void Engine::expire_waiting() {
-  std::vector<std::pair<std::unique_ptr<Turn>, Status>> expired;
-  {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    const auto now = Clock::now();
-    for (size_t i = state_->waiting.size(); i-- > 0;) {
-      Turn& t = *state_->waiting[i];
-      Status why;
-      if (state_->stopping) {
-        why = absl::UnavailableError("the server is shutting down");
-      } else if (t.ev.cancelled && t.ev.cancelled()) {
-        why = absl::CancelledError("the request was cancelled");
-      } else if (std::chrono::duration_cast<std::chrono::milliseconds>(now - t.arrival).count() >=
-                 config_.admission_wait_ms) {
-        why = absl::ResourceExhaustedError(SessionManager::kNoRoom);
-      } else {
-        continue;
-      }
-      expired.emplace_back(std::move(state_->waiting[i]), why);
-      state_->waiting.erase(state_->waiting.begin() + ptrdiff_t(i));
-    }
-  }
-  for (auto& [t, why] : expired) finish(std::move(t), why);
-}
-
-Status Engine::prepare_or_fail(Turn& t) {
+Status Engine::prepare_turn(Turn& t) {
   const TurnRequest& r = t.req;
   t.input.clear();  // a turn that waited for memory comes here again
   t.recent.clear();
@@ -520,18 +421,14 @@ Status Engine::prepare_or_fail(Turn& t) {
     return absl::OutOfRangeError(absl::StrCat("the input has ", t.input.size(), " tokens; the session's context holds ",
                                               t.ctx->capacity() - t.ctx->n_past(), " more"));
   }
-  t.step = std::make_unique<DecodeStep>(*tokenizer_, r.gen);
-  for (TokenId id : history) t.step->accept(id), t.recent.push_back(id);
-  for (TokenId id : tokens) t.step->accept(id), t.recent.push_back(id);
+  t.decoder = std::make_unique<DecodeStep>(*tokenizer_, r.gen);
+  for (TokenId id : history) t.decoder->accept(id), t.recent.push_back(id);
+  for (TokenId id : tokens) t.decoder->accept(id), t.recent.push_back(id);
   while (t.recent.size() > kRecentTokens) t.recent.pop_front();
   t.next_progress = r.progress_every > 0 ? r.progress_every : 0;
   if (r.stream != nullptr) {
     t.input_complete = false;
-    r.stream->attach([this] {
-      std::lock_guard<std::mutex> lock(state_->mu);
-      state_->woken = true;
-      state_->cv.notify_all();
-    });
+    r.stream->attach([this] { scheduler_->wake(); });
   }
   t.prefill_start = Clock::now();
   t.decoding = t.input.empty() && t.input_complete;
@@ -539,72 +436,23 @@ Status Engine::prepare_or_fail(Turn& t) {
   return absl::OkStatus();
 }
 
-void Engine::loop() {
-  for (;;) {
-    expire_waiting();
-    {
-      std::unique_lock<std::mutex> lock(state_->mu);
-      const bool go = state_->cv.wait_for(lock, std::chrono::milliseconds(100), [&] {
-        return !state_->ready.empty() || !state_->active.empty() || (state_->stopping && state_->preparing == 0);
-      });
-      if (state_->stopping && state_->preparing == 0 && state_->ready.empty() && state_->active.empty() &&
-          state_->waiting.empty()) {
-        return;
-      }
-      if (!go) continue;
-      while (!state_->ready.empty()) {
-        state_->active.push_back(std::move(state_->ready.front()));
-        state_->ready.pop_front();
-      }
-      state_->woken = false;
-    }
-    // One step of every active turn: a prefill segment each, and one batched forward pass that
-    // feeds every decoding turn its sampled token.
-    std::vector<Turn*> feed;
-    std::vector<std::optional<StatusOr<TurnResult>>> ended(state_->active.size());
-    bool worked = false;
-    for (size_t i = 0; i < state_->active.size(); ++i) {
-      Turn& t = *state_->active[i];
-      ended[i] = step_turn(t, &worked);
-      if (!ended[i] && t.decoding && t.feed >= 0) feed.push_back(&t);
-    }
-    if (!feed.empty()) {
-      std::vector<LlamaContext*> ctxs;
-      std::vector<TokenId> toks;
-      for (Turn* t : feed) ctxs.push_back(t->ctx), toks.push_back(t->feed);
-      auto logits = LlamaContext::eval_each(ctxs, toks);
-      for (size_t j = 0; j < feed.size(); ++j) {
-        Turn& t = *feed[j];
-        t.feed = -1;
-        t.dirty = true;
-        if (logits.ok()) {
-          t.logits = (*logits)[j];
-          t.last = -1;  // fed
-          continue;
-        }
-        for (size_t i = 0; i < state_->active.size(); ++i) {
-          if (state_->active[i].get() == &t) ended[i] = StatusOr<TurnResult>(logits.status());
-        }
-      }
-    }
-    std::vector<std::pair<std::unique_ptr<Turn>, StatusOr<TurnResult>>> finished;
-    {
-      std::lock_guard<std::mutex> lock(state_->mu);
-      for (size_t i = state_->active.size(); i-- > 0;) {
-        if (!ended[i]) continue;
-        finished.emplace_back(std::move(state_->active[i]), std::move(*ended[i]));
-        state_->active.erase(state_->active.begin() + ptrdiff_t(i));
-      }
-    }
-    for (auto& [t, result] : finished) end_turn(std::move(t), std::move(result));
-    if (!worked && finished.empty()) {
-      // Every turn waits for streamed input: sleep until some arrives or a turn is queued, and
-      // look again now and then for cancellations.
-      std::unique_lock<std::mutex> lock(state_->mu);
-      state_->cv.wait_for(lock, std::chrono::milliseconds(50),
-                          [&] { return state_->woken || !state_->ready.empty() || state_->stopping; });
-    }
+Status Engine::feed(std::span<StepScheduler::Job* const> jobs) {
+  std::vector<LlamaContext*> ctxs;
+  std::vector<TokenId> toks;
+  for (StepScheduler::Job* j : jobs) {
+    Turn& t = static_cast<Turn&>(*j);
+    ctxs.push_back(t.ctx), toks.push_back(t.feed);
   }
+  auto logits = LlamaContext::eval_each(ctxs, toks);
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    Turn& t = static_cast<Turn&>(*jobs[i]);
+    t.feed = -1;
+    t.dirty = true;
+    if (!logits.ok()) continue;
+    t.logits = (*logits)[i];
+    t.last = -1;  // fed
+  }
+  return logits.status();
 }
 
 bool Engine::pull_stream(Turn& t, Status* failed) {
@@ -623,7 +471,7 @@ bool Engine::pull_stream(Turn& t, Status* failed) {
       *failed = absl::InvalidArgumentError(absl::StrCat("token id ", id, " is outside the vocabulary"));
       return true;
     }
-    t.step->accept(id);
+    t.decoder->accept(id);
     t.recent.push_back(id);
   }
   while (t.recent.size() > kRecentTokens) t.recent.pop_front();
@@ -681,96 +529,74 @@ std::optional<StatusOr<TurnResult>> Engine::step_turn(Turn& t, bool* worked) {
   auto end = [&](FinishReason why) {
     // A character cut by max_tokens is not sent as U+FFFD: its bytes go to the final event.
     if (why != FinishReason::kStopString) {
-      DecodeStep::Token rest = t.step->flush(why == FinishReason::kLength, &res.incomplete_bytes);
+      DecodeStep::Token rest = t.decoder->flush(why == FinishReason::kLength, &res.incomplete_bytes);
       send(rest);
     }
     res.finish = why;
     return std::optional<StatusOr<TurnResult>>(std::move(res));
   };
-  if (t.step->done()) return end(FinishReason::kLength);
+  if (t.decoder->done()) return end(FinishReason::kLength);
   if (t.logits.empty()) return end(FinishReason::kLength);  // nothing was evaluated (empty input)
-  DecodeStep::Token token = t.step->next(t.logits, t.ctx->n_past() < t.ctx->capacity());
+  DecodeStep::Token token = t.decoder->next(t.logits, t.ctx->n_past() < t.ctx->capacity());
   t.recent.push_back(token.id);
   if (t.recent.size() > kRecentTokens) t.recent.pop_front();
   t.last = token.id;
   // An end-of-generation token counts: it stays in the session's history.
-  if (t.step->generated() == 1) t.first_token = Clock::now();
+  if (t.decoder->generated() == 1) t.first_token = Clock::now();
   if (!token.text.empty()) send(token);
   if (token.finish) return end(*token.finish);
   t.feed = token.id;  // the loop feeds every decoding turn's token in one batched pass
   return std::nullopt;
 }
 
-void Engine::end_turn(std::unique_ptr<Turn> t, StatusOr<TurnResult> result) {
+void Engine::end_turn(Turn& t, StatusOr<TurnResult> result) {
   const auto now = Clock::now();
   if (result.ok()) {
     TurnUsage& u = result->usage;
-    u.prompt_tokens = t->prompt;
-    u.cached_tokens = t->cached;
-    const int generated = t->step->generated();
+    u.prompt_tokens = t.prompt;
+    u.cached_tokens = t.cached;
+    const int generated = t.decoder->generated();
     u.generated_tokens = generated;
-    const double prefill_s = seconds_between(t->prefill_start, t->decoding ? t->decode_start : now);
-    const double decode_s = t->decoding ? seconds_between(t->decode_start, now) : 0;
-    u.ttft_s = generated > 0 ? seconds_between(t->arrival, t->first_token) : seconds_between(t->arrival, now);
-    u.prefill_tok_s = prefill_s > 0 ? double(t->prefilled) / prefill_s : 0;
+    const double prefill_s = seconds_between(t.prefill_start, t.decoding ? t.decode_start : now);
+    const double decode_s = t.decoding ? seconds_between(t.decode_start, now) : 0;
+    u.ttft_s = generated > 0 ? seconds_between(t.arrival, t.first_token) : seconds_between(t.arrival, now);
+    u.prefill_tok_s = prefill_s > 0 ? double(t.prefilled) / prefill_s : 0;
     u.decode_tok_s = decode_s > 0 ? double(generated) / decode_s : 0;
-    if (t->lease.session != nullptr) {
-      // The new state is durable before the final event: commit on an I/O thread.
-      {
-        std::lock_guard<std::mutex> lock(state_->mu);
-        ++state_->committing;
-      }
-      Turn* raw = t.release();
-      io([this, raw, result] { commit_and_finish(std::unique_ptr<Turn>(raw), result); });
-      return;
-    }
     SessionMeta m;
-    m.pending = t->last;
-    SessionManager::count(*t->own, t->policy, &m);
-    u.exact_tokens = m.exact;
-    u.compressed_tokens = m.compressed;
-    u.dropped_tokens = m.dropped;
-    u.state_bytes = m.state_bytes;
-    result->session_tokens = u.cached_tokens + u.prompt_tokens + u.generated_tokens;
+    if (t.lease.session != nullptr) {
+      // On an I/O thread (writes_on_end): the new state is durable before the final event.
+      TurnCommit c;
+      c.pending = t.last;
+      c.recent.assign(t.recent.begin(), t.recent.end());
+      const Status st = sessions_->commit(t.lease, c);
+      if (st.code() == absl::StatusCode::kAborted) {
+        result = absl::AbortedError(absl::StrCat("another turn on this session was committed first (", st.message(),
+                                                 "); read the session and retry"));
+      } else if (!st.ok()) {
+        result = st;
+      } else {
+        m = t.lease.meta;
+        result->etag = etag_of(m.version);
+        result->session = SessionManager::info_of(t.lease.kv, m, model_->gguf().fingerprint());
+      }
+    } else {
+      m.pending = t.last;
+      SessionManager::count(*t.own, t.policy, &m);
+      m.total = u.cached_tokens + u.prompt_tokens + u.generated_tokens;
+    }
+    if (result.ok()) {
+      result->session_tokens = m.total;
+      u.exact_tokens = m.exact;
+      u.compressed_tokens = m.compressed;
+      u.dropped_tokens = m.dropped;
+      u.state_bytes = m.state_bytes;
+    }
   }
-  finish(std::move(t), std::move(result));
-}
-
-void Engine::commit_and_finish(std::unique_ptr<Turn> t, StatusOr<TurnResult> result) {
-  TurnCommit c;
-  c.pending = t->last;
-  c.recent.assign(t->recent.begin(), t->recent.end());
-  const Status st = sessions_->commit(t->lease, c);
-  if (st.ok()) {
-    const SessionMeta& m = t->lease.meta;
-    result->etag = etag_of(m.version);
-    result->session_tokens = m.total;
-    result->usage.exact_tokens = m.exact;
-    result->usage.compressed_tokens = m.compressed;
-    result->usage.dropped_tokens = m.dropped;
-    result->usage.state_bytes = m.state_bytes;
-    result->session = SessionManager::info_of(t->lease.kv, m, model_->gguf().fingerprint());
-  } else if (st.code() == absl::StatusCode::kAborted) {
-    result = absl::AbortedError(absl::StrCat("another turn on this session was committed first (", st.message(),
-                                             "); read the session and retry"));
-  } else {
-    result = st;
-  }
-  {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    --state_->committing;
-  }
-  finish(std::move(t), std::move(result));
-}
-
-void Engine::finish(std::unique_ptr<Turn> t, StatusOr<TurnResult> result) {
-  if (t->req.stream != nullptr) t->req.stream->detach();
+  if (t.req.stream != nullptr) t.req.stream->detach();
   // A turn that failed after changing its context leaves it ahead of the store: drop it.
-  if (t->lease.session != nullptr) sessions_->release(t->lease, result.ok() || !t->dirty);
-  if (t->own != nullptr) sessions_->release_one_off(std::move(t->own));
-  t->done(std::move(result));
-  std::lock_guard<std::mutex> lock(state_->mu);
-  if (--state_->in_flight == 0) state_->idle_cv.notify_all();
+  if (t.lease.session != nullptr) sessions_->release(t.lease, result.ok() || !t.dirty);
+  if (t.own != nullptr) sessions_->release_one_off(std::move(t.own));
+  t.done(std::move(result));
 }
 
 }  // namespace edgeinf

@@ -1,9 +1,9 @@
 // The engine behind the service: one model, its tokenizer and memory gate, sessions that keep
-// their attention state between turns (engine/session), and one scheduler thread that runs every
-// turn in small steps (a prefill segment or one decode token at a time, round-robin), so a long
-// upload never starves the other streams. Session I/O (loading a session, committing a turn) runs
-// on a small pool of I/O threads, never on the scheduler's: a slow or absent store delays only the
-// turns that need it. No gRPC here: server/ adapts this API to the wire.
+// their attention state between turns (engine/session), and a step scheduler
+// (engine/runtime/step_scheduler.h) whose one thread runs every turn in small steps (a prefill segment or one decode
+// token at a time, round-robin), so a long upload never starves the other streams. Session I/O (loading a session,
+// committing a turn) runs on a small pool of I/O threads, never on the scheduler's: a slow or absent store delays only
+// the turns that need it. No gRPC here: server/ adapts this API to the wire.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@
 #include "engine/kv/memory_gate.h"
 #include "engine/runtime/generator.h"
 #include "engine/runtime/llama_context.h"
+#include "engine/runtime/step_scheduler.h"
 #include "engine/session/session_manager.h"
 #include "engine/session/session_store.h"
 #include "engine/tokenizer/chat_template.h"
@@ -192,8 +194,9 @@ class Engine {
   // state is durable (or with the error; a failed or cancelled turn leaves the session as it was).
   void submit(TurnRequest request, TurnEvents events, std::function<void(StatusOr<TurnResult>)> done);
 
-  // Drops idle contexts while the process's resident memory is over the budget.
-  void enforce_memory_budget(size_t resident_bytes) { sessions_->enforce_budget(resident_bytes); }
+  // Measures the process's resident memory and drops idle contexts while it is over the budget;
+  // returns what it measured.
+  size_t enforce_memory_budget();
 
   // Stops taking turns (UNAVAILABLE), lets the running and queued ones finish, joins the threads.
   void shutdown();
@@ -201,28 +204,18 @@ class Engine {
 
  private:
   struct Turn;
-  struct State;
   Engine(const EngineConfig& config);
-  void loop();
-  // On an I/O thread: the session (or a one-off context), the input, the sampler; then the turn
-  // goes to the scheduler. Fails the turn on error.
-  void prepare(Turn& t);
-  Status prepare_or_fail(Turn& t);
-  // Turns that found no room in the memory budget wait (admission_wait_ms at most, in order of
-  // arrival): retried whenever contexts give memory back, failed when their wait is over.
-  void retry_waiting();
-  void expire_waiting();
+  // On an I/O thread: the session (or a one-off context), the input, the sampler.
+  Status prepare_turn(Turn& t);
   // One step of a turn on the scheduler: its result once it has ended, else nullopt; *worked is
   // set when the step did something (not only waited for streamed input).
   std::optional<StatusOr<TurnResult>> step_turn(Turn& t, bool* worked);
   // Takes streamed input into the turn; true when it has tokens to prefill or has ended.
   bool pull_stream(Turn& t, Status* failed);
-  // Ends a turn: commits a session turn's state on an I/O thread, then calls done.
-  void end_turn(std::unique_ptr<Turn> t, StatusOr<TurnResult> result);
-  void commit_and_finish(std::unique_ptr<Turn> t, StatusOr<TurnResult> result);
-  void finish(std::unique_ptr<Turn> t, StatusOr<TurnResult> result);
-  void io(std::function<void()> task);
-  void io_loop();
+  // The round's batched decode: feeds every decoding turn its sampled token.
+  Status feed(std::span<StepScheduler::Job* const> jobs);
+  // Ends a turn: its usage, a session turn's commit (on an I/O thread), the session's release, done.
+  void end_turn(Turn& t, StatusOr<TurnResult> result);
   StatusOr<std::unique_ptr<LlamaContext>> new_context(const KvPolicyOptions& kv) const;
   // A turn's prompt as tokens; fresh: the turn opens a conversation.
   StatusOr<std::vector<TokenId>> prompt_tokens(const TurnPrompt& prompt, bool fresh) const;
@@ -238,7 +231,7 @@ class Engine {
   std::unique_ptr<kernels::cpu::ThreadPool> io_pool_;  // replaying deltas on I/O threads (inline)
   Backends backends_;                                  // before sessions_: device contexts go first
   std::unique_ptr<SessionManager> sessions_;
-  std::unique_ptr<State> state_;
+  std::unique_ptr<StepScheduler> scheduler_;  // after sessions_: its turns hold sessions
 };
 
 }  // namespace edgeinf

@@ -18,7 +18,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "engine/cli/args.h"
 #include "engine/cli/commands.h"
@@ -304,10 +303,7 @@ Status run(int argc, char** argv) {
   EDGEINF_ASSIGN_OR_RETURN(std::vector<int64_t> lengths, parse_list<int64_t>("--lengths", a.lengths));
   EDGEINF_ASSIGN_OR_RETURN(std::vector<std::string> policies, parse_list<std::string>("--policies", a.policies));
   for (const std::string& pol : policies) {
-    if (find_kv_policy(pol) == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown KV policy '", pol, "' in --policies (", absl::StrJoin(kv_policy_names(), ", "), ")"));
-    }
+    if (Status st = known_kv_policy(pol); !st.ok()) return Status(st.code(), absl::StrCat("--policies: ", st.message()));
   }
   EDGEINF_ASSIGN_OR_RETURN(std::vector<double> depths, parse_list<double>("--depths", a.depths));
 

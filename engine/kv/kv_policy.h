@@ -137,6 +137,8 @@ struct KvPolicyTraits {
 
 // The registered policy of that name, or nullptr.
 const KvPolicyTraits* find_kv_policy(std::string_view name);
+// OK for a registered name, else InvalidArgument naming the registered ones.
+Status known_kv_policy(std::string_view name);
 // The registered policy of that name; the name must be registered (aborts otherwise).
 const KvPolicyTraits& kv_policy_traits(std::string_view name);
 // The gate a policy of these options reads: `gate` for a policy that compresses, else nullptr.

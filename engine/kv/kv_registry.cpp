@@ -43,6 +43,12 @@ const KvPolicyTraits* find_kv_policy(std::string_view name) {
   return nullptr;
 }
 
+Status known_kv_policy(std::string_view name) {
+  if (find_kv_policy(name) != nullptr) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown KV policy '", name, "' (", absl::StrJoin(kv_policy_names(), ", "), ")"));
+}
+
 const KvPolicyTraits& kv_policy_traits(std::string_view name) {
   const KvPolicyTraits* traits = find_kv_policy(name);
   EDGEINF_CHECK(traits != nullptr);
@@ -55,11 +61,8 @@ const MemoryGate* gate_for_policy(const KvPolicyOptions& options, const MemoryGa
 }
 
 Status validate_kv_options(const KvPolicyOptions& o, const AttentionShape& s) {
+  EDGEINF_RETURN_IF_ERROR(known_kv_policy(o.name));
   const KvPolicyTraits* entry = find_kv_policy(o.name);
-  if (entry == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown KV policy '", o.name, "' (", absl::StrJoin(kv_policy_names(), ", "), ")"));
-  }
   if (o.n_ctx < 0) return absl::InvalidArgumentError("context size must be >= 0");
   if (entry->selects) {
     const int64_t budget = o.budget > 0 ? o.budget : int64_t(o.sink) + o.window;

@@ -1,7 +1,8 @@
 // The engine in process, without a transport: the real model, an on-disk store in a temporary
 // directory. It renders chat messages with the model's template itself (opening a conversation on
 // a fresh session, continuing it on a later turn), refuses bad prompts with the reason, says what
-// it serves, and leaves service for good after a device failure.
+// it serves, stops a cancelled turn between steps without touching its session, and leaves
+// service for good after a device failure.
 #include "engine/api/engine.h"
 
 #include <gtest/gtest.h>
@@ -133,6 +134,37 @@ TEST_F(EngineTest, BadPromptsAreRefusedWithTheReason) {
   EXPECT_EQ(code_and_message(ids).first, absl::StatusCode::kInvalidArgument);
   // The engine still serves.
   EXPECT_TRUE(run(ask("", {{"user", "Hi"}}, 2)).result.ok());
+}
+
+TEST_F(EngineTest, ATurnCancelledBetweenStepsLeavesItsSessionAsItWas) {
+  const SessionInfo s = testing::must(engine_->create_session("test", "", {}, 0, 0), "create_session");
+  const Done first = run(ask(s.id, {{"user", "What is the capital of France?"}}));
+  ASSERT_TRUE(first.result.ok()) << first.result.status();
+  // A long prompt, cancelled after its first prefill segment: no further step runs, nothing is
+  // committed, and the session's next turn continues from the first one.
+  std::string doc;
+  for (int i = 0; i < 400; ++i) doc += "The river bends east past the mill, then north. ";
+  TurnRequest r = ask(s.id, {{"user", doc}}, 8);
+  std::atomic<int> segments{0};
+  std::atomic<bool> cancel{false};
+  std::promise<StatusOr<TurnResult>> p;
+  TurnEvents ev;
+  ev.progress = [&](int64_t, int64_t) {
+    ++segments;
+    cancel = true;
+  };
+  ev.cancelled = [&] { return cancel.load(); };
+  engine_->submit(std::move(r), std::move(ev), [&p](StatusOr<TurnResult> res) { p.set_value(std::move(res)); });
+  const StatusOr<TurnResult> cancelled = p.get_future().get();
+  EXPECT_EQ(cancelled.status().code(), absl::StatusCode::kCancelled) << cancelled.status();
+  EXPECT_EQ(segments, 1);
+  const SessionInfo after = testing::must(engine_->get_session("test", s.id), "get_session");
+  EXPECT_EQ(after.etag, first.result->etag);
+  EXPECT_EQ(after.total_tokens, first.result->session_tokens);
+  const Done next = run(ask(s.id, {{"user", "And of Italy?"}}));
+  ASSERT_TRUE(next.result.ok()) << next.result.status();
+  EXPECT_EQ(next.result->usage.cached_tokens, first.result->session_tokens);
+  EXPECT_NE(next.text.find("Rome"), std::string::npos) << next.text;
 }
 
 // A device that runs on the CPU until told to fail, then fails for good, as a sticky CUDA error does.

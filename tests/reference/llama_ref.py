@@ -224,6 +224,33 @@ def silu(x: np.ndarray) -> np.ndarray:
     return x / (1.0 + np.exp(-x))
 
 
+def softmax(s: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis, in place (s is overwritten and returned)."""
+    s -= s.max(axis=-1, keepdims=True)
+    np.exp(s, out=s)
+    s /= s.sum(axis=-1, keepdims=True)
+    return s
+
+
+def qkv(L: Layer, h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The layer's query, key and value projections of h [n, n_embd], with their biases when the
+    model has them (flat: [n, heads * head_dim])."""
+    q, k, v = h @ L.wq.T, h @ L.wk.T, h @ L.wv.T
+    if L.bq is not None:
+        q = q + L.bq
+    if L.bk is not None:
+        k = k + L.bk
+    if L.bv is not None:
+        v = v + L.bv
+    return q, k, v
+
+
+def ffn(L: Layer, x: np.ndarray, eps: float) -> np.ndarray:
+    """x plus the layer's SwiGLU feed-forward block applied to its normed input."""
+    h = rms_norm(x, L.ffn_norm, eps)
+    return x + (silu(h @ L.w_gate.T) * (h @ L.w_up.T)) @ L.w_down.T
+
+
 def rope(x: np.ndarray, pos: np.ndarray, inv_freq: np.ndarray, n_rot: int, mode: str) -> np.ndarray:
     """x: [n_tok, n_heads, head_dim]; rotates the first n_rot dims of each head."""
     ang = pos.astype(np.float64)[:, None] * inv_freq[None, :]      # [n_tok, n_rot/2]
@@ -286,16 +313,7 @@ class Session:
 
         x = m.tok_embd[ids]  # [n, n_embd]
         for il, L in enumerate(m.layers):
-            h = rms_norm(x, L.attn_norm, hp.rms_eps)
-            q = h @ L.wq.T
-            k = h @ L.wk.T
-            v = h @ L.wv.T
-            if L.bq is not None:
-                q = q + L.bq
-            if L.bk is not None:
-                k = k + L.bk
-            if L.bv is not None:
-                v = v + L.bv
+            q, k, v = qkv(L, rms_norm(x, L.attn_norm, hp.rms_eps))
             q = rope(q.reshape(n, H, dk), pos, m.inv_freq, hp.n_rot, hp.rope_mode)
             k = rope(k.reshape(n, KV, dk), pos, m.inv_freq, hp.n_rot, hp.rope_mode)
             self.k[il][p0:T] = k
@@ -308,17 +326,10 @@ class Session:
             s *= scale
             s = s.reshape(KV, G, n, T)
             s[..., p0:] += mask                      # keys before p0 are visible to every query
-            s -= s.max(axis=-1, keepdims=True)
-            np.exp(s, out=s)
-            s /= s.sum(axis=-1, keepdims=True)
+            s = softmax(s)
             o = s.reshape(KV, G * n, T) @ V          # [KV, G*n, dv]
             o = o.reshape(KV, G, n, dv).transpose(2, 0, 1, 3).reshape(n, H * dv)
-            x = x + o @ L.wo.T
-
-            h = rms_norm(x, L.ffn_norm, hp.rms_eps)
-            g = h @ L.w_gate.T
-            u = h @ L.w_up.T
-            x = x + (silu(g) * u) @ L.w_down.T
+            x = ffn(L, x + o @ L.wo.T, hp.rms_eps)
         self.n_past = T
         return rms_norm(x, m.output_norm, hp.rms_eps)
 

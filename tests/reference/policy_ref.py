@@ -157,14 +157,7 @@ class WindowSession:
         causal = np.where(pos_keys[None, :] <= pos_q[:, None], 0.0, -np.inf)  # [n, base + n]
         x = m.tok_embd[ids]
         for il, Lw in enumerate(m.layers):
-            h = lr.rms_norm(x, Lw.attn_norm, hp.rms_eps)
-            q, k, v = h @ Lw.wq.T, h @ Lw.wk.T, h @ Lw.wv.T
-            if Lw.bq is not None:
-                q = q + Lw.bq
-            if Lw.bk is not None:
-                k = k + Lw.bk
-            if Lw.bv is not None:
-                v = v + Lw.bv
+            q, k, v = lr.qkv(Lw, lr.rms_norm(x, Lw.attn_norm, hp.rms_eps))
             q = q.reshape(n, H, d)
             k = k.reshape(n, KV, d)
             v = v.reshape(n, KV, d)
@@ -182,19 +175,14 @@ class WindowSession:
             qr = lr.rope(q, pos_q, m.inv_freq, hp.n_rot, hp.rope_mode)
             out = np.empty((n, H, d))
             for hh in range(H):
-                s = (qr[:, hh, :] @ kr[:, hh // G, :].T) * scale + causal
-                s -= s.max(axis=1, keepdims=True)
-                p = np.exp(s)
-                p /= p.sum(axis=1, keepdims=True)
+                p = lr.softmax((qr[:, hh, :] @ kr[:, hh // G, :].T) * scale + causal)
                 out[:, hh, :] = p @ vals[:, hh // G, :]
             a_loc = out.reshape(n, H * d)
             if read:
                 g = self.gate.values(il, a_mem, a_loc)  # [n, H]
                 gg = np.repeat(g, d, axis=1)
                 a_loc = gg * a_mem + (1.0 - gg) * a_loc
-            x = x + a_loc @ Lw.wo.T
-            h = lr.rms_norm(x, Lw.ffn_norm, hp.rms_eps)
-            x = x + (lr.silu(h @ Lw.w_gate.T) * (h @ Lw.w_up.T)) @ Lw.w_down.T
+            x = lr.ffn(Lw, x + a_loc @ Lw.wo.T, hp.rms_eps)
             self.k[il], self.v[il] = keys, vals
         self.n_cached = base + n
         self.n_left += n_leave
@@ -249,9 +237,7 @@ class SelectionSession:
             for h in range(g * G, (g + 1) * G):
                 for i in range(n_obs):
                     visible = n_prefix + i + 1
-                    s = (keys[:visible] @ q[i, h]) * scale
-                    p = np.exp(s - s.max())
-                    votes += p[:n_prefix] / p.sum()
+                    votes += lr.softmax((keys[:visible] @ q[i, h]) * scale)[:n_prefix]
             pooled = np.array([votes[max(0, j - r):min(n_prefix, j + r + 1)].max() for j in range(n_prefix)])
             order = sorted(range(n_prefix), key=lambda j: (-pooled[j], j))[:n_pick]
             keep = sorted(order) + list(range(n_prefix, n))
@@ -270,14 +256,7 @@ class SelectionSession:
         pos = np.arange(self.n_seen, self.n_seen + n)
         x = m.tok_embd[ids]
         for il, Lw in enumerate(m.layers):
-            h = lr.rms_norm(x, Lw.attn_norm, hp.rms_eps)
-            q, k, v = h @ Lw.wq.T, h @ Lw.wk.T, h @ Lw.wv.T
-            if Lw.bq is not None:
-                q = q + Lw.bq
-            if Lw.bk is not None:
-                k = k + Lw.bk
-            if Lw.bv is not None:
-                v = v + Lw.bv
+            q, k, v = lr.qkv(Lw, lr.rms_norm(x, Lw.attn_norm, hp.rms_eps))
             qr = lr.rope(q.reshape(n, H, d), pos, m.inv_freq, hp.n_rot, hp.rope_mode)
             kr = lr.rope(k.reshape(n, KV, d), pos, m.inv_freq, hp.n_rot, hp.rope_mode)
             v = v.reshape(n, KV, d)
@@ -290,15 +269,10 @@ class SelectionSession:
                 base = n_e - n
                 mask = np.where(np.arange(n_e)[None, :] <= (base + np.arange(n))[:, None], 0.0, -np.inf)
                 for hh in range(g * G, (g + 1) * G):
-                    s = (qr[:, hh] @ self.k[il][g].T) * scale + mask
-                    s -= s.max(axis=1, keepdims=True)
-                    p = np.exp(s)
-                    p /= p.sum(axis=1, keepdims=True)
+                    p = lr.softmax((qr[:, hh] @ self.k[il][g].T) * scale + mask)
                     out[:, hh] = p @ self.v[il][g]
             self.q[il] = np.concatenate([self.q[il], qr])[-self.obs:]
-            x = x + out.reshape(n, H * d) @ Lw.wo.T
-            h = lr.rms_norm(x, Lw.ffn_norm, hp.rms_eps)
-            x = x + (lr.silu(h @ Lw.w_gate.T) * (h @ Lw.w_up.T)) @ Lw.w_down.T
+            x = lr.ffn(Lw, x + out.reshape(n, H * d) @ Lw.wo.T, hp.rms_eps)
         self.n_seen += n
         for il in range(hp.n_layer):
             self._select(il)
