@@ -303,7 +303,8 @@ Status run(int argc, char** argv) {
   EDGEINF_ASSIGN_OR_RETURN(std::vector<int64_t> lengths, parse_list<int64_t>("--lengths", a.lengths));
   EDGEINF_ASSIGN_OR_RETURN(std::vector<std::string> policies, parse_list<std::string>("--policies", a.policies));
   for (const std::string& pol : policies) {
-    if (Status st = known_kv_policy(pol); !st.ok()) return Status(st.code(), absl::StrCat("--policies: ", st.message()));
+    if (Status st = known_kv_policy(pol); !st.ok())
+      return Status(st.code(), absl::StrCat("--policies: ", st.message()));
   }
   EDGEINF_ASSIGN_OR_RETURN(std::vector<double> depths, parse_list<double>("--depths", a.depths));
 

@@ -46,7 +46,7 @@ const KvPolicyTraits* find_kv_policy(std::string_view name) {
 Status known_kv_policy(std::string_view name) {
   if (find_kv_policy(name) != nullptr) return absl::OkStatus();
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown KV policy '", name, "' (", absl::StrJoin(kv_policy_names(), ", "), ")"));
+      absl::StrCat("unknown KV policy '", std::string(name), "' (", absl::StrJoin(kv_policy_names(), ", "), ")"));
 }
 
 const KvPolicyTraits& kv_policy_traits(std::string_view name) {
