@@ -135,7 +135,6 @@ class DistillPolicy final : public KvPolicy {
     q_.resize(n * size_t(s.q_dim()));
     k_.resize(n * size_t(s.kv_dim()));
     loc_.resize(n * size_t(s.q_dim()));
-    mem_.resize(n * size_t(s.q_dim()));
   }
 
   const char* name() const override { return "distill"; }
@@ -153,9 +152,11 @@ class DistillPolicy final : public KvPolicy {
     e.q = q_.data();
     e.k = k_.data();
     e.out = loc_.data();
-    const bool has_memory = edge_->attend_parts(e, mem_.data(), pool);
+    const bool has_memory = edge_->attend_parts(e, pool);
     full_->attend(a, pool);
-    if (has_memory) recorder_.record(a.layer, full_->n_seen(), a.n_tok, mem_.data(), loc_.data(), a.out, pool);
+    if (has_memory) {
+      recorder_.record(a.layer, full_->n_seen(), a.n_tok, edge_->store()->host_memory_read(), loc_.data(), a.out, pool);
+    }
   }
 
   void end_batch(kernels::cpu::ThreadPool& pool) override {
@@ -184,7 +185,7 @@ class DistillPolicy final : public KvPolicy {
   std::unique_ptr<KvPolicy> full_;
   std::unique_ptr<EdgeInfinitePolicy> edge_;
   SampleRecorder& recorder_;
-  std::vector<float> q_, k_, loc_, mem_;
+  std::vector<float> q_, k_, loc_;
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -227,7 +228,8 @@ StatusOr<CalibrationSamples> collect_gate_samples(const LlamaModel& model, std::
   edge_opt.update = g.update;
   EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<KvPolicy> full, make_kv_policy(full_opt, shape));
   EDGEINF_RETURN_IF_ERROR(make_kv_policy(edge_opt, shape).status());  // validates S, W, L
-  auto edge = std::make_unique<EdgeInfinitePolicy>(shape, edge_opt);
+  auto edge = std::make_unique<EdgeInfinitePolicy>(shape, edge_opt,
+                                                   make_cpu_kv_store(shape, EdgeInfinitePolicy::store_shape(edge_opt)));
 
   SampleRecorder recorder(model, shape, g.kind == GateKind::kLinear);
   const std::unique_ptr<ModelBackend> cpu = make_cpu_backend(model, pool);

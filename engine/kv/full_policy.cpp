@@ -1,54 +1,50 @@
 // FullKV: every token's K and V are kept at its absolute position, up to a fixed capacity. The
-// arrays grow with the tokens held; a delta snapshot is the entries appended since the mark.
+// store's rows grow with the tokens held; a delta snapshot is the entries appended since the mark.
 #include "engine/kv/kv_common.h"
+#include "engine/kv/kv_store.h"
 
 namespace edgeinf {
 namespace {
 
 class FullPolicy final : public KvPolicy {
  public:
-  FullPolicy(const AttentionShape& s, int64_t capacity) : s_(s), c_{capacity} {
-    k_.resize(size_t(s.n_layer));
-    v_.resize(size_t(s.n_layer));
-  }
+  FullPolicy(const AttentionShape& s, int64_t capacity, std::unique_ptr<KvStore> store)
+      : s_(s), c_{capacity}, store_(std::move(store)) {}
 
   const char* name() const override { return "full"; }
   int64_t max_batch() const override { return c_.capacity; }
   int64_t capacity() const override { return c_.capacity; }
   Status begin_batch(int64_t n_tok) override {
     EDGEINF_RETURN_IF_ERROR(c_.plan(n_tok));
-    grow(c_.n_seen + n_tok);
+    store_->reserve(c_.n_seen + n_tok);
+    store_->set_positions(RowPositions{c_.positions, {}, {}});
     return absl::OkStatus();
   }
 
   void attend(const LayerAttention& a, kernels::cpu::ThreadPool& pool) override {
-    rotate_store_attend(s_, a, c_.positions.data(), k_[size_t(a.layer)].data(), v_[size_t(a.layer)].data(), c_.n_seen,
-                        pool);
+    store_->rotate_store_attend(a, c_.n_seen, pool);
   }
 
   void end_batch(kernels::cpu::ThreadPool&) override { c_.commit(); }
   void reset() override {
     c_.reset();
+    store_->reset();
     mark_saved();
   }
   int64_t n_seen() const override { return c_.n_seen; }
   int64_t n_kept() const override { return c_.n_seen; }
   int64_t n_compressed() const override { return 0; }
-  size_t state_bytes() const override { return layers_bytes(k_) + layers_bytes(v_); }
-  size_t max_state_bytes() const override {
-    return 2 * size_t(s_.n_layer) * size_t(c_.capacity * s_.kv_dim()) * sizeof(float);
-  }
+  size_t state_bytes() const override { return store_->bytes(); }
+  size_t max_state_bytes() const override { return store_->max_bytes(); }
 
   Status save(ByteWriter& w) const override {
     c_.save(w);
-    save_kv_layers(w, k_, v_, 0, size_t(c_.n_seen * s_.kv_dim()));
-    return absl::OkStatus();
+    return store_->save_rows(w, 0, c_.n_seen);
   }
 
   Status restore(ByteReader& r) override {
     EDGEINF_RETURN_IF_ERROR(c_.restore(r));
-    grow(c_.n_seen);
-    const Status st = restore_kv_layers(r, k_, v_, 0, size_t(c_.n_seen * s_.kv_dim()));
+    const Status st = store_->load_rows(r, 0, c_.n_seen);
     if (!st.ok()) c_.reset();
     mark_saved();
     return st;
@@ -58,11 +54,11 @@ class FullPolicy final : public KvPolicy {
   void mark_saved() override { marked_ = c_.n_seen; }
 
   // Delta bytes: the marked token count, the counters now, the entries appended since.
-  bool save_delta(ByteWriter& w) const override {
+  StatusOr<bool> save_delta(ByteWriter& w) const override {
     if (marked_ == 0) return false;
     w.put<int64_t>(marked_);
     c_.save(w);
-    save_kv_layers(w, k_, v_, size_t(marked_ * s_.kv_dim()), size_t(c_.n_seen * s_.kv_dim()));
+    EDGEINF_RETURN_IF_ERROR(store_->save_rows(w, marked_, c_.n_seen));
     return true;
   }
 
@@ -83,9 +79,7 @@ class FullPolicy final : public KvPolicy {
       FullKvCounters now{c_.capacity};
       EDGEINF_RETURN_IF_ERROR(now.restore(r));
       if (now.n_seen < marked) return absl::DataLossError(absl::StrCat(r.what(), ": the token count went down"));
-      grow(now.n_seen);
-      EDGEINF_RETURN_IF_ERROR(
-          restore_kv_layers(r, k_, v_, size_t(marked * s_.kv_dim()), size_t(now.n_seen * s_.kv_dim())));
+      EDGEINF_RETURN_IF_ERROR(store_->load_rows(r, marked, now.n_seen));
       c_.n_seen = now.n_seen;
       return absl::OkStatus();
     }();
@@ -94,23 +88,22 @@ class FullPolicy final : public KvPolicy {
     return st;
   }
 
- private:
-  void grow(int64_t n_tok) {
-    const size_t kv_dim = size_t(s_.kv_dim());
-    grow_layers(k_, size_t(n_tok) * kv_dim, size_t(c_.capacity) * kv_dim, kv_dim);
-    grow_layers(v_, size_t(n_tok) * kv_dim, size_t(c_.capacity) * kv_dim, kv_dim);
-  }
+  const KvStore* store() const override { return store_.get(); }
 
+ private:
   AttentionShape s_;
   FullKvCounters c_;
-  int64_t marked_ = 0;                     // tokens held when last marked saved
-  std::vector<std::vector<float>> k_, v_;  // per layer [entries, n_kv_head * head_dim], rotated K, growing
+  std::unique_ptr<KvStore> store_;  // rows: tokens at their absolute positions, rotated K
+  int64_t marked_ = 0;              // tokens held when last marked saved
 };
 
 }  // namespace
 
-std::unique_ptr<KvPolicy> make_full_policy(const KvPolicyOptions& o, const AttentionShape& s) {
-  return std::make_unique<FullPolicy>(s, o.n_ctx > 0 ? o.n_ctx : s.n_ctx_train);
+StatusOr<std::unique_ptr<KvPolicy>> make_full_policy(const KvPolicyOptions& o, const AttentionShape& s,
+                                                     const KvStoreMaker& stores) {
+  const int64_t capacity = o.n_ctx > 0 ? o.n_ctx : s.n_ctx_train;
+  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<KvStore> store, stores(KvStoreShape{capacity, 0, false, nullptr}));
+  return std::unique_ptr<KvPolicy>(std::make_unique<FullPolicy>(s, capacity, std::move(store)));
 }
 
 }  // namespace edgeinf

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <string>
@@ -19,6 +20,10 @@
 namespace edgeinf {
 
 class MemoryGate;
+class KvStore;
+struct KvStoreShape;
+// Makes a backend's store (kv_store.h) of a shape; ResourceExhausted when its memory cannot hold it.
+using KvStoreMaker = std::function<StatusOr<std::unique_ptr<KvStore>>(const KvStoreShape&)>;
 
 enum class MemoryUpdate { kLinear, kDelta };
 
@@ -104,12 +109,13 @@ class KvPolicy {
   // whole state. mark_saved() records the current state as the one last saved (call it once a
   // snapshot of it is durable). save_delta appends the changes since then and returns true, or
   // returns false, writing nothing, when the policy keeps no record of them or they would be no
-  // smaller than save() (then save the whole state). apply_delta applies such changes to the state
+  // smaller than save() (then save the whole state); an error when the state cannot be read (a
+  // device error). apply_delta applies such changes to the state
   // they were taken from, bit for bit; FailedPrecondition when this is another state, DataLoss when
   // the bytes are damaged; on error the policy is reset. After apply_delta the state is marked saved.
   virtual bool has_deltas() const { return false; }
   virtual void mark_saved() {}
-  virtual bool save_delta(ByteWriter& w) const {
+  virtual StatusOr<bool> save_delta(ByteWriter& w) const {
     (void)w;
     return false;
   }
@@ -119,18 +125,22 @@ class KvPolicy {
     (void)r, (void)pool;
     return absl::UnimplementedError(absl::StrCat("the ", name(), " policy has no incremental snapshots"));
   }
+
+  // The store holding the policy's arrays (kv_store.h), or nullptr for a policy that keeps its
+  // own on the host (SnapKV, PyramidKV).
+  virtual const KvStore* store() const { return nullptr; }
 };
 
 // What a policy does, as data: the registry (kv_registry.cpp) holds one of these per policy, and
 // code that treats policies differently asks these traits instead of comparing names.
 struct KvPolicyTraits {
   const char* name;
-  std::unique_ptr<KvPolicy> (*make)(const KvPolicyOptions&, const AttentionShape&);
+  StatusOr<std::unique_ptr<KvPolicy>> (*make)(const KvPolicyOptions&, const AttentionShape&, const KvStoreMaker&);
   bool sink_window;       // exact attention over sinks + a recent window of W..W+L (S, W, L validated)
   bool selects;           // keeps a per-head budget chosen by attention votes (budget, obs window, pool)
   bool keeps_everything;  // holds every token up to the context size; nothing leaves
   bool compresses;        // tokens that leave are folded into a compressed memory read through the gate
-  bool device_form;       // runs on the CUDA backend as well as the CPU
+  bool device_form;       // keeps its arrays in a store (kv_store.h): runs on every backend
   // Tokens that leave the exact cache are dropped (neither kept nor compressed).
   bool drops() const { return !keeps_everything && !compresses; }
 };
@@ -146,7 +156,11 @@ const MemoryGate* gate_for_policy(const KvPolicyOptions& options, const MemoryGa
 
 // InvalidArgument when options.name is unknown or its shape unusable for the model.
 Status validate_kv_options(const KvPolicyOptions& options, const AttentionShape& shape);
-// Creates the policy named in options.name (full, streaming, snapkv, pyramidkv, edgeinfinite).
+// Creates the policy named in options.name (full, streaming, snapkv, pyramidkv, edgeinfinite), its
+// arrays in a store the maker makes (a policy with a device form), else on the host.
+StatusOr<std::unique_ptr<KvPolicy>> make_kv_policy(const KvPolicyOptions& options, const AttentionShape& shape,
+                                                   const KvStoreMaker& stores);
+// The same on the CPU.
 StatusOr<std::unique_ptr<KvPolicy>> make_kv_policy(const KvPolicyOptions& options, const AttentionShape& shape);
 // Registered policy names, for help texts and errors; with a filter, those whose traits pass it.
 std::vector<std::string> kv_policy_names(bool (*filter)(const KvPolicyTraits&) = nullptr);

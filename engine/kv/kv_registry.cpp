@@ -4,14 +4,20 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "engine/kv/kv_policy.h"
+#include "engine/kv/kv_store.h"
 
 namespace edgeinf {
 
-std::unique_ptr<KvPolicy> make_full_policy(const KvPolicyOptions& o, const AttentionShape& s);
-std::unique_ptr<KvPolicy> make_streaming_policy(const KvPolicyOptions& o, const AttentionShape& s);
-std::unique_ptr<KvPolicy> make_edgeinfinite_policy(const KvPolicyOptions& o, const AttentionShape& s);
-std::unique_ptr<KvPolicy> make_snapkv_policy(const KvPolicyOptions& o, const AttentionShape& s);
-std::unique_ptr<KvPolicy> make_pyramidkv_policy(const KvPolicyOptions& o, const AttentionShape& s);
+StatusOr<std::unique_ptr<KvPolicy>> make_full_policy(const KvPolicyOptions& o, const AttentionShape& s,
+                                                     const KvStoreMaker& stores);
+StatusOr<std::unique_ptr<KvPolicy>> make_streaming_policy(const KvPolicyOptions& o, const AttentionShape& s,
+                                                          const KvStoreMaker& stores);
+StatusOr<std::unique_ptr<KvPolicy>> make_edgeinfinite_policy(const KvPolicyOptions& o, const AttentionShape& s,
+                                                             const KvStoreMaker& stores);
+StatusOr<std::unique_ptr<KvPolicy>> make_snapkv_policy(const KvPolicyOptions& o, const AttentionShape& s,
+                                                       const KvStoreMaker& stores);
+StatusOr<std::unique_ptr<KvPolicy>> make_pyramidkv_policy(const KvPolicyOptions& o, const AttentionShape& s,
+                                                          const KvStoreMaker& stores);
 
 namespace {
 
@@ -86,9 +92,14 @@ Status validate_kv_options(const KvPolicyOptions& o, const AttentionShape& s) {
   return absl::OkStatus();
 }
 
-StatusOr<std::unique_ptr<KvPolicy>> make_kv_policy(const KvPolicyOptions& o, const AttentionShape& s) {
+StatusOr<std::unique_ptr<KvPolicy>> make_kv_policy(const KvPolicyOptions& o, const AttentionShape& s,
+                                                   const KvStoreMaker& stores) {
   EDGEINF_RETURN_IF_ERROR(validate_kv_options(o, s));
-  return find_kv_policy(o.name)->make(o, s);
+  return find_kv_policy(o.name)->make(o, s, stores);
+}
+
+StatusOr<std::unique_ptr<KvPolicy>> make_kv_policy(const KvPolicyOptions& o, const AttentionShape& s) {
+  return make_kv_policy(o, s, cpu_kv_store_maker(s));
 }
 
 }  // namespace edgeinf

@@ -19,10 +19,12 @@ std::vector<int64_t> pyramid_budgets(int n_layer, int64_t budget, int64_t window
 
 }  // namespace
 
-std::unique_ptr<KvPolicy> make_pyramidkv_policy(const KvPolicyOptions& o, const AttentionShape& s) {
+// Keeps its arrays on the host: the store maker is not used.
+StatusOr<std::unique_ptr<KvPolicy>> make_pyramidkv_policy(const KvPolicyOptions& o, const AttentionShape& s,
+                                                          const KvStoreMaker&) {
   const int64_t budget = o.budget > 0 ? o.budget : int64_t(o.sink) + o.window;
-  return std::make_unique<SelectionPolicy>("pyramidkv", s, o,
-                                           pyramid_budgets(s.n_layer, budget, o.obs_window, o.pyramid_beta));
+  return std::unique_ptr<KvPolicy>(std::make_unique<SelectionPolicy>(
+      "pyramidkv", s, o, pyramid_budgets(s.n_layer, budget, o.obs_window, o.pyramid_beta)));
 }
 
 }  // namespace edgeinf

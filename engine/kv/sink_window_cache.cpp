@@ -2,10 +2,8 @@
 #include "engine/kv/sink_window_cache.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "engine/kv/kv_common.h"
 
 namespace edgeinf {
 
@@ -57,61 +55,42 @@ Status SinkWindowCounters::restore(ByteReader& r) {
   return st;
 }
 
-SinkWindowCache::SinkWindowCache(const AttentionShape& shape, int sink, int window, int segment)
-    : s_(shape), c_{sink, window, segment} {
-  // Empty until tokens arrive: plan() grows the arrays with what the cache holds.
-  k_.resize(size_t(s_.n_layer));
-  v_.resize(size_t(s_.n_layer));
+RowPositions sink_window_positions(const SinkWindowCounters& c, std::vector<int32_t>* buffer) {
+  const int64_t n_tok = c.n_planned, n_leaving = c.n_leaving;
+  const int64_t n_rest = n_leaving > 0 ? c.n_cached - c.sink - n_leaving : 0;
+  buffer->resize(size_t(n_tok + n_leaving + n_rest));
+  int32_t* p = buffer->data();
+  // Entry i is rotated to position i: the batch goes after the entries that stay, a leaving entry
+  // rotates back by minus its entry, and the entries after it move down by n_leaving.
+  for (int64_t t = 0; t < n_tok; ++t) p[t] = int32_t(c.n_cached - n_leaving + t);
+  for (int64_t i = 0; i < n_leaving; ++i) p[n_tok + i] = -int32_t(c.sink + i);
+  for (int64_t i = 0; i < n_rest; ++i) p[n_tok + n_leaving + i] = -int32_t(n_leaving);
+  return RowPositions{std::span<const int32_t>(p, size_t(n_tok)),
+                      std::span<const int32_t>(p + n_tok, size_t(n_leaving)),
+                      std::span<const int32_t>(p + n_tok + n_leaving, size_t(n_rest))};
 }
 
-size_t SinkWindowCache::max_bytes() const {
-  return 2 * size_t(s_.n_layer) * size_t(capacity() * s_.kv_dim()) * sizeof(float);
+SinkWindowCache::SinkWindowCache(const AttentionShape& shape, int sink, int window, int segment, KvStore& store)
+    : s_(shape), c_{sink, window, segment}, store_(store) {}
+
+KvStoreShape SinkWindowCache::store_shape(int sink, int window, int segment, bool memory, const MemoryGate* gate) {
+  return KvStoreShape{int64_t(sink) + window + segment, segment, memory, gate};
 }
 
 void SinkWindowCache::plan(int64_t n_tok) {
   c_.plan(n_tok);
-  const size_t kv_dim = size_t(s_.kv_dim());
-  const size_t need = size_t(c_.n_cached - c_.n_leaving + n_tok) * kv_dim;
-  grow_layers(k_, need, size_t(capacity()) * kv_dim, kv_dim);
-  grow_layers(v_, need, size_t(capacity()) * kv_dim, kv_dim);
-  positions_.resize(size_t(n_tok));
-  for (int64_t t = 0; t < n_tok; ++t) positions_[size_t(t)] = int32_t(c_.n_cached - c_.n_leaving + t);
+  store_.reserve(c_.n_cached - c_.n_leaving + n_tok);
+  store_.set_positions(sink_window_positions(c_, &positions_));
 }
 
-void SinkWindowCache::shift_window(int layer, int64_t n_rows, int64_t n, kernels::cpu::ThreadPool& pool) {
-  const int64_t kv_dim = s_.kv_dim(), sink = c_.sink;
-  float* k = k_[size_t(layer)].data() + sink * kv_dim;
-  float* v = v_[size_t(layer)].data() + sink * kv_dim;
-  // Shift the remaining window down and re-rotate its keys by -n.
-  const int64_t n_rest = n_rows - sink - n;
-  std::memmove(k, k + n * kv_dim, size_t(n_rest * kv_dim) * sizeof(float));
-  std::memmove(v, v + n * kv_dim, size_t(n_rest * kv_dim) * sizeof(float));
-  shift_.assign(size_t(n_rest), -int32_t(n));
-  rotate(s_, k, kv_dim, s_.n_kv_head, shift_.data(), n_rest, pool);
-}
-
-void SinkWindowCache::evict(int layer, float* k_out, float* v_out, kernels::cpu::ThreadPool& pool) {
-  const int64_t n_leaving = c_.n_leaving, sink = c_.sink;
-  if (n_leaving == 0) return;
-  const int64_t kv_dim = s_.kv_dim();
-  const float* k_leave = k_[size_t(layer)].data() + sink * kv_dim;
-  if (k_out != nullptr) {
-    // Entry i is rotated to position i: rotating by -i gives back the pre-RoPE key.
-    std::memcpy(k_out, k_leave, size_t(n_leaving * kv_dim) * sizeof(float));
-    shift_.resize(size_t(n_leaving));
-    for (int64_t i = 0; i < n_leaving; ++i) shift_[size_t(i)] = -int32_t(sink + i);
-    rotate(s_, k_out, kv_dim, s_.n_kv_head, shift_.data(), n_leaving, pool);
-  }
-  if (v_out != nullptr) {
-    std::memcpy(v_out, v_[size_t(layer)].data() + sink * kv_dim, size_t(n_leaving * kv_dim) * sizeof(float));
-  }
-  shift_window(layer, c_.n_cached, n_leaving, pool);
+void SinkWindowCache::evict(int layer, bool keep, kernels::cpu::ThreadPool& pool) {
+  if (c_.n_leaving == 0) return;
+  store_.evict(layer, c_.sink, c_.n_leaving, c_.n_cached, keep, pool);
 }
 
 void SinkWindowCache::attend(const LayerAttention& a, kernels::cpu::ThreadPool& pool) {
   EDGEINF_CHECK(a.n_tok == c_.n_planned);
-  rotate_store_attend(s_, a, positions_.data(), k_[size_t(a.layer)].data(), v_[size_t(a.layer)].data(),
-                      c_.n_cached - c_.n_leaving, pool);
+  store_.rotate_store_attend(a, c_.n_cached - c_.n_leaving, pool);
 }
 
 void SinkWindowCache::commit() {
@@ -124,17 +103,14 @@ void SinkWindowCache::reset() {
   mark_saved();
 }
 
-void SinkWindowCache::save(ByteWriter& w) const {
+Status SinkWindowCache::save(ByteWriter& w) const {
   c_.save(w);
-  save_kv_layers(w, k_, v_, 0, size_t(c_.n_cached * s_.kv_dim()));
+  return store_.save_rows(w, 0, c_.n_cached);
 }
 
 Status SinkWindowCache::restore(ByteReader& r) {
   EDGEINF_RETURN_IF_ERROR(c_.restore(r));
-  const size_t kv_dim = size_t(s_.kv_dim()), n = size_t(c_.n_cached) * kv_dim;
-  grow_layers(k_, n, size_t(capacity()) * kv_dim, kv_dim);
-  grow_layers(v_, n, size_t(capacity()) * kv_dim, kv_dim);
-  const Status st = restore_kv_layers(r, k_, v_, 0, n);
+  const Status st = store_.load_rows(r, 0, c_.n_cached);
   if (!st.ok()) c_.reset();
   mark_saved();
   return st;
@@ -166,7 +142,7 @@ size_t SinkWindowCache::delta_size() const {
 
 // Delta bytes: the marked state's entries and tokens; the evictions since; the counters now; the
 // first entry written and every layer's entries from there on (K then V).
-bool SinkWindowCache::save_delta(ByteWriter& w) const {
+StatusOr<bool> SinkWindowCache::save_delta(ByteWriter& w) const {
   const int64_t first = delta_first();
   if (first < 0) return false;
   w.put<int64_t>(journal_.n_cached);
@@ -175,7 +151,7 @@ bool SinkWindowCache::save_delta(ByteWriter& w) const {
   w.put_array(journal_.evictions.data(), journal_.evictions.size());
   c_.save(w);
   w.put<int64_t>(first);
-  save_kv_layers(w, k_, v_, size_t(first * s_.kv_dim()), size_t(c_.n_cached * s_.kv_dim()));
+  EDGEINF_RETURN_IF_ERROR(store_.save_rows(w, first, c_.n_cached));
   return true;
 }
 
@@ -201,7 +177,12 @@ Status SinkWindowCache::apply_delta(ByteReader& r, kernels::cpu::ThreadPool& poo
       if (n <= 0 || n > c_.segment || rows - c_.sink - n <= 0) {
         return absl::DataLossError(absl::StrCat(r.what(), ": an eviction of ", n, " entries does not fit ", rows));
       }
-      for (int il = 0; il < s_.n_layer; ++il) shift_window(il, rows, n, pool);
+      // The positions of an eviction of n entries out of `rows` (a batch of none).
+      SinkWindowCounters replay = c_;
+      replay.n_cached = rows, replay.n_leaving = n, replay.n_planned = 0;
+      RowPositions p = sink_window_positions(replay, &positions_);
+      store_.set_positions(p);
+      for (int il = 0; il < s_.n_layer; ++il) store_.evict(il, c_.sink, n, rows, false, pool);
       rows -= n;
       dropped += n;
     }
@@ -213,10 +194,7 @@ Status SinkWindowCache::apply_delta(ByteReader& r, kernels::cpu::ThreadPool& poo
       return absl::DataLossError(absl::StrCat(r.what(), ": inconsistent changes (first entry ", first, ", ", rows,
                                               " kept, ", now.n_cached, " cached)"));
     }
-    const size_t kv_dim = size_t(s_.kv_dim());
-    grow_layers(k_, size_t(now.n_cached) * kv_dim, size_t(capacity()) * kv_dim, kv_dim);
-    grow_layers(v_, size_t(now.n_cached) * kv_dim, size_t(capacity()) * kv_dim, kv_dim);
-    EDGEINF_RETURN_IF_ERROR(restore_kv_layers(r, k_, v_, size_t(first) * kv_dim, size_t(now.n_cached) * kv_dim));
+    EDGEINF_RETURN_IF_ERROR(store_.load_rows(r, first, now.n_cached));
     c_ = now;
     return absl::OkStatus();
   }();

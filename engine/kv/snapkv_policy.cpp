@@ -170,9 +170,12 @@ void SelectionPolicy::select(int il, kernels::cpu::ThreadPool& pool) {
   n_entries_[size_t(il)] = budget;
 }
 
-std::unique_ptr<KvPolicy> make_snapkv_policy(const KvPolicyOptions& o, const AttentionShape& s) {
+// Keeps its arrays on the host: the store maker is not used.
+StatusOr<std::unique_ptr<KvPolicy>> make_snapkv_policy(const KvPolicyOptions& o, const AttentionShape& s,
+                                                       const KvStoreMaker&) {
   const int64_t budget = o.budget > 0 ? o.budget : int64_t(o.sink) + o.window;
-  return std::make_unique<SelectionPolicy>("snapkv", s, o, std::vector<int64_t>(size_t(s.n_layer), budget));
+  return std::unique_ptr<KvPolicy>(
+      std::make_unique<SelectionPolicy>("snapkv", s, o, std::vector<int64_t>(size_t(s.n_layer), budget)));
 }
 
 Status SelectionPolicy::save(ByteWriter& w) const {

@@ -141,7 +141,7 @@ TEST(KvSnapshot, DeltasRebuildTheStateBitForBitThroughFoldsAndGrowth) {
       std::string delta;
       ByteWriter w(&delta);
       const size_t announced = live->policy().delta_size();
-      if (live->policy().save_delta(w)) {
+      if (testing::must(live->policy().save_delta(w), "save_delta")) {
         ++n_deltas;
         EXPECT_EQ(announced, delta.size()) << kv.name << ": delta_size() is what save_delta writes";
         EXPECT_LT(delta.size(), state_of(live->policy()).size() + 64) << kv.name;
@@ -188,7 +188,7 @@ TEST(KvSnapshot, DeltasForAnotherStateOrDamagedAreRefused) {
     feed(*live, tokens(9, n_vocab, 2));
     std::string delta;
     ByteWriter w(&delta);
-    ASSERT_TRUE(live->policy().save_delta(w)) << kv.name;
+    ASSERT_TRUE(testing::must(live->policy().save_delta(w), "save_delta")) << kv.name;
     // Applied to a state other than the one it was taken from: FailedPrecondition, policy empty.
     auto other = make_context(kv, cpu);
     feed(*other, tokens(31, n_vocab, 1));

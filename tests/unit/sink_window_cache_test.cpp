@@ -26,7 +26,8 @@ AttentionShape tiny_shape() {
 TEST(SinkWindowCache, EvictsOldestWindowTokensAsPreRopeKeys) {
   const AttentionShape s = tiny_shape();
   const int S = 2, W = 5, L = 3;
-  SinkWindowCache cache(s, S, W, L);
+  const std::unique_ptr<KvStore> store = make_cpu_kv_store(s, SinkWindowCache::store_shape(S, W, L, true, nullptr));
+  SinkWindowCache cache(s, S, W, L, *store);
   kernels::cpu::ThreadPool pool(1);
   std::mt19937 rng(1);
   std::normal_distribution<float> dist;
@@ -50,14 +51,15 @@ TEST(SinkWindowCache, EvictsOldestWindowTokensAsPreRopeKeys) {
       values.push_back(vt);
     }
     for (int layer = 0; layer < s.n_layer; ++layer) {
-      std::vector<float> k_out(size_t(L * s.kv_dim())), v_out(size_t(L * s.kv_dim()));
-      cache.evict(layer, k_out.data(), v_out.data(), pool);
+      cache.evict(layer, true, pool);
+      const float* k_out = store->host_leaving_keys();
+      const float* v_out = store->host_leaving_values();
       for (int64_t i = 0; i < leaving; ++i) {
         const auto& want_k = keys[size_t(next_to_leave + i)];
         const auto& want_v = values[size_t(next_to_leave + i)];
-        auto ck = testing::compare(k_out.data() + i * s.kv_dim(), want_k.data(), s.kv_dim(), testing::kElementwiseTol);
+        auto ck = testing::compare(k_out + i * s.kv_dim(), want_k.data(), s.kv_dim(), testing::kElementwiseTol);
         EXPECT_TRUE(ck.ok) << "step " << step << " token " << next_to_leave + i << ": " << ck.report;
-        for (int j = 0; j < s.kv_dim(); ++j) EXPECT_EQ(v_out[size_t(i * s.kv_dim() + j)], want_v[size_t(j)]);
+        for (int j = 0; j < s.kv_dim(); ++j) EXPECT_EQ(v_out[i * s.kv_dim() + j], want_v[size_t(j)]);
       }
       std::vector<float> qq = q, kk = k;  // each layer rotates its own copy
       cache.attend({layer, n, qq.data(), kk.data(), v.data(), out.data()}, pool);

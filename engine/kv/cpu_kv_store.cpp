@@ -1,0 +1,140 @@
+// The CPU's KV store (kv_store.h): host arrays that grow with the rows in use, kernels::cpu.
+#include <cstring>
+#include <vector>
+
+#include "engine/kv/kv_common.h"
+#include "engine/kv/kv_store.h"
+#include "engine/kv/memory_gate.h"
+#include "kernels/cpu/ops.h"
+
+namespace edgeinf {
+namespace {
+
+class CpuKvStore final : public KvStore {
+ public:
+  CpuKvStore(const AttentionShape& s, const KvStoreShape& shape) : s_(s), shape_(shape) {
+    k_.resize(size_t(s.n_layer));
+    v_.resize(size_t(s.n_layer));
+    if (!shape.memory) return;
+    const size_t d = size_t(s.head_dim), seg = size_t(shape.segment);
+    m_.assign(size_t(s.n_layer), std::vector<float>(size_t(s.n_kv_head) * d * d, 0.0f));
+    z_.assign(size_t(s.n_layer), std::vector<float>(size_t(s.n_kv_head) * d, 0.0f));
+    k_leave_.resize(seg * size_t(s.kv_dim()));
+    v_leave_.resize(seg * size_t(s.kv_dim()));
+    read_.resize(seg * size_t(s.q_dim()));
+    g_.resize(seg * size_t(s.n_head));
+  }
+
+  const char* device() const override { return "cpu"; }
+
+  void reserve(int64_t n) override {
+    const size_t kv_dim = size_t(s_.kv_dim());
+    grow_layers(k_, size_t(n) * kv_dim, size_t(shape_.rows) * kv_dim, kv_dim);
+    grow_layers(v_, size_t(n) * kv_dim, size_t(shape_.rows) * kv_dim, kv_dim);
+  }
+  size_t bytes() const override { return layers_bytes(k_) + layers_bytes(v_) + memory_bytes(); }
+  size_t max_bytes() const override {
+    return 2 * size_t(s_.n_layer) * size_t(shape_.rows * s_.kv_dim()) * sizeof(float) + memory_bytes();
+  }
+  size_t memory_bytes() const override { return layers_bytes(m_) + layers_bytes(z_); }
+
+  void set_positions(const RowPositions& p) override {
+    batch_.assign(p.batch.begin(), p.batch.end());
+    leaving_.assign(p.leaving.begin(), p.leaving.end());
+    rest_.assign(p.rest.begin(), p.rest.end());
+  }
+
+  void rotate_store_attend(const LayerAttention& a, int64_t base, kernels::cpu::ThreadPool& pool) override {
+    EDGEINF_CHECK(int64_t(batch_.size()) >= a.n_tok);
+    edgeinf::rotate_store_attend(s_, a, batch_.data(), k_[size_t(a.layer)].data(), v_[size_t(a.layer)].data(), base,
+                                 pool);
+  }
+
+  void evict(int layer, int64_t first, int64_t n, int64_t end, bool keep, kernels::cpu::ThreadPool& pool) override {
+    const int64_t kv_dim = s_.kv_dim(), n_rest = end - first - n;
+    EDGEINF_CHECK(n_rest >= 0 && int64_t(rest_.size()) >= n_rest);
+    float* k = k_[size_t(layer)].data() + first * kv_dim;
+    float* v = v_[size_t(layer)].data() + first * kv_dim;
+    if (keep) {
+      EDGEINF_CHECK(shape_.memory && n <= shape_.segment && int64_t(leaving_.size()) >= n);
+      std::memcpy(k_leave_.data(), k, size_t(n * kv_dim) * sizeof(float));
+      rotate(s_, k_leave_.data(), kv_dim, s_.n_kv_head, leaving_.data(), n, pool);
+      std::memcpy(v_leave_.data(), v, size_t(n * kv_dim) * sizeof(float));
+    }
+    std::memmove(k, k + n * kv_dim, size_t(n_rest * kv_dim) * sizeof(float));
+    std::memmove(v, v + n * kv_dim, size_t(n_rest * kv_dim) * sizeof(float));
+    rotate(s_, k, kv_dim, s_.n_kv_head, rest_.data(), n_rest, pool);
+  }
+
+  void fold(int layer, int64_t n, bool delta, kernels::cpu::ThreadPool& pool) override {
+    kernels::cpu::memory_compress(memory_compress_params(s_, m_[size_t(layer)].data(), z_[size_t(layer)].data(),
+                                                         k_leave_.data(), v_leave_.data(), n, delta),
+                                  pool);
+  }
+
+  void read_memory(int layer, const float* q, int64_t n_tok, kernels::cpu::ThreadPool& pool) override {
+    kernels::cpu::memory_decompress(
+        memory_decompress_params(s_, m_[size_t(layer)].data(), z_[size_t(layer)].data(), q, read_.data(), n_tok), pool);
+  }
+
+  void blend_memory(const LayerAttention& a, kernels::cpu::ThreadPool& pool) override {
+    shape_.gate->compute(a.layer, read_.data(), a.out, a.n_tok, g_.data(), pool);
+    kernels::GateBlendParams b{g_.data(), read_.data(), a.out, a.out, s_.q_dim(), a.n_tok, s_.n_head, s_.head_dim};
+    kernels::cpu::gate_blend_forward(b, pool);
+  }
+
+  void reset() override {
+    for (auto& m : m_) std::fill(m.begin(), m.end(), 0.0f);
+    for (auto& z : z_) std::fill(z.begin(), z.end(), 0.0f);
+  }
+
+  Status save_rows(ByteWriter& w, int64_t first, int64_t last) const override {
+    const size_t kv_dim = size_t(s_.kv_dim());
+    save_kv_layers(w, k_, v_, size_t(first) * kv_dim, size_t(last) * kv_dim);
+    return absl::OkStatus();
+  }
+  Status load_rows(ByteReader& r, int64_t first, int64_t last) override {
+    reserve(last);
+    const size_t kv_dim = size_t(s_.kv_dim());
+    return restore_kv_layers(r, k_, v_, size_t(first) * kv_dim, size_t(last) * kv_dim);
+  }
+  Status save_memory(ByteWriter& w) const override {
+    for (size_t il = 0; il < m_.size(); ++il) {
+      w.put_array(m_[il].data(), m_[il].size());
+      w.put_array(z_[il].data(), z_[il].size());
+    }
+    return absl::OkStatus();
+  }
+  Status load_memory(ByteReader& r) override {
+    for (size_t il = 0; il < m_.size(); ++il) {
+      EDGEINF_RETURN_IF_ERROR(r.get_array(m_[il].data(), m_[il].size()));
+      EDGEINF_RETURN_IF_ERROR(r.get_array(z_[il].data(), z_[il].size()));
+    }
+    return absl::OkStatus();
+  }
+
+  Status error() const override { return absl::OkStatus(); }
+  const float* host_leaving_keys() const override { return k_leave_.data(); }
+  const float* host_leaving_values() const override { return v_leave_.data(); }
+  const float* host_memory_read() const override { return read_.data(); }
+
+ private:
+  AttentionShape s_;
+  KvStoreShape shape_;
+  std::vector<std::vector<float>> k_, v_;  // per layer [rows in use, kv_dim], growing to shape_.rows
+  std::vector<std::vector<float>> m_, z_;  // per layer [n_kv_head, d, d] and [n_kv_head, d]
+  std::vector<float> k_leave_, v_leave_, read_, g_;
+  std::vector<int32_t> batch_, leaving_, rest_;
+};
+
+}  // namespace
+
+std::unique_ptr<KvStore> make_cpu_kv_store(const AttentionShape& s, const KvStoreShape& shape) {
+  return std::make_unique<CpuKvStore>(s, shape);
+}
+
+KvStoreMaker cpu_kv_store_maker(const AttentionShape& s) {
+  return [s](const KvStoreShape& shape) -> StatusOr<std::unique_ptr<KvStore>> { return make_cpu_kv_store(s, shape); };
+}
+
+}  // namespace edgeinf
