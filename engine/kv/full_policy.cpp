@@ -1,10 +1,55 @@
 // FullKV: every token's K and V are kept at its absolute position, up to a fixed capacity. The
 // store's rows grow with the tokens held; a delta snapshot is the entries appended since the mark.
-#include "engine/kv/kv_common.h"
+#include <vector>
+
+#include "absl/strings/str_cat.h"
 #include "engine/kv/kv_store.h"
 
 namespace edgeinf {
 namespace {
+
+// The counters of a full KV cache (every token at its absolute position up to a capacity): the
+// batch plan and their snapshot bytes.
+struct FullKvCounters {
+  int64_t capacity = 0;
+  int64_t n_seen = 0;
+  std::vector<int32_t> positions;  // of the planned batch: n_seen, n_seen + 1, ...
+
+  // OutOfRange when n_tok more tokens do not fit; the plan is unchanged then.
+  Status plan(int64_t n_tok);
+  void commit() { n_seen += int64_t(positions.size()), positions.clear(); }
+  void reset() { n_seen = 0, positions.clear(); }
+  // The capacity and n_seen; restore checks both (reset on error).
+  void save(ByteWriter& w) const;
+  Status restore(ByteReader& r);
+};
+
+Status FullKvCounters::plan(int64_t n_tok) {
+  if (n_seen + n_tok > capacity) {
+    return absl::OutOfRangeError(
+        absl::StrCat("context is full: ", n_seen, " + ", n_tok, " tokens exceed the context size of ", capacity));
+  }
+  positions.resize(size_t(n_tok));
+  for (int64_t t = 0; t < n_tok; ++t) positions[size_t(t)] = int32_t(n_seen + t);
+  return absl::OkStatus();
+}
+
+void FullKvCounters::save(ByteWriter& w) const {
+  w.put<int64_t>(capacity);
+  w.put<int64_t>(n_seen);
+}
+
+Status FullKvCounters::restore(ByteReader& r) {
+  reset();
+  EDGEINF_RETURN_IF_ERROR(r.expect<int64_t>(capacity, "context size"));
+  int64_t seen = 0;
+  EDGEINF_RETURN_IF_ERROR(r.get(&seen));
+  if (seen < 0 || seen > capacity) {
+    return absl::DataLossError(absl::StrCat(r.what(), ": ", seen, " tokens exceed the context size"));
+  }
+  n_seen = seen;
+  return absl::OkStatus();
+}
 
 class FullPolicy final : public KvPolicy {
  public:

@@ -5,7 +5,6 @@
 #include <cmath>
 #include <cstring>
 
-#include "absl/strings/str_cat.h"
 #include "kernels/cpu/ops.h"
 
 namespace edgeinf {
@@ -24,33 +23,6 @@ AttentionShape AttentionShape::of(const LlamaModel& model) {
   s.rope_freq_factors = model.rope_freq_factors();
   s.rope_neox = c.rope_neox;
   return s;
-}
-
-Status FullKvCounters::plan(int64_t n_tok) {
-  if (n_seen + n_tok > capacity) {
-    return absl::OutOfRangeError(
-        absl::StrCat("context is full: ", n_seen, " + ", n_tok, " tokens exceed the context size of ", capacity));
-  }
-  positions.resize(size_t(n_tok));
-  for (int64_t t = 0; t < n_tok; ++t) positions[size_t(t)] = int32_t(n_seen + t);
-  return absl::OkStatus();
-}
-
-void FullKvCounters::save(ByteWriter& w) const {
-  w.put<int64_t>(capacity);
-  w.put<int64_t>(n_seen);
-}
-
-Status FullKvCounters::restore(ByteReader& r) {
-  reset();
-  EDGEINF_RETURN_IF_ERROR(r.expect<int64_t>(capacity, "context size"));
-  int64_t seen = 0;
-  EDGEINF_RETURN_IF_ERROR(r.get(&seen));
-  if (seen < 0 || seen > capacity) {
-    return absl::DataLossError(absl::StrCat(r.what(), ": ", seen, " tokens exceed the context size"));
-  }
-  n_seen = seen;
-  return absl::OkStatus();
 }
 
 void save_kv_layers(ByteWriter& w, const std::vector<std::vector<float>>& k, const std::vector<std::vector<float>>& v,

@@ -1,6 +1,6 @@
-// What the KV policies and their device forms share: the counters and snapshot bytes of a full
-// cache, per-layer array growth and snapshot loops, and the kernel parameters of RoPE at given
-// positions, cache attention and the memory fold and read.
+// What the KV stores share: the kernel parameters of RoPE at given positions, cache attention and
+// the memory fold and read (every backend's store), and the CPU's per-layer array growth, snapshot
+// loops and layer steps.
 #pragma once
 
 #include <cstdint>
@@ -10,22 +10,6 @@
 #include "kernels/common/op_params.h"
 
 namespace edgeinf {
-
-// The counters of a full KV cache (every token at its absolute position up to a capacity): the
-// batch plan and their snapshot bytes, shared by the CPU policy and its device twin.
-struct FullKvCounters {
-  int64_t capacity = 0;
-  int64_t n_seen = 0;
-  std::vector<int32_t> positions;  // of the planned batch: n_seen, n_seen + 1, ...
-
-  // OutOfRange when n_tok more tokens do not fit; the plan is unchanged then.
-  Status plan(int64_t n_tok);
-  void commit() { n_seen += int64_t(positions.size()), positions.clear(); }
-  void reset() { n_seen = 0, positions.clear(); }
-  // The capacity and n_seen; restore checks both (reset on error).
-  void save(ByteWriter& w) const;
-  Status restore(ByteReader& r);
-};
 
 // Every layer's floats [first, last) of K and of V into a snapshot (layer by layer, K then V), and
 // back (the arrays must already hold `last` floats).

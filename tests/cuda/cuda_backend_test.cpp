@@ -2,7 +2,7 @@
 // type and both rotation styles (and of the real model when it is present), for prefill in GEMV-
 // and GEMM-sized batches and for decode, under full, streaming and edgeinfinite (no gate, scalar
 // gate, linear gate) with folding; batched decode against single streams; and sessions moving
-// between the devices through snapshots. Without a device every test skips with the reason.
+// between the devices through snapshots and through deltas. Without a device every test skips with the reason.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -339,7 +339,61 @@ TEST(CudaBackend, SessionsMoveBetweenDevicesThroughSnapshots) {
   }
 }
 
-TEST(CudaBackend, RefusesPoliciesWithoutADeviceTwin) {
+// Deltas (what a turn changed) taken on the device apply on the CPU and the other way round: the
+// policies are the same code, their arrays in a store on each side.
+TEST(CudaBackend, DeltaSnapshotsMoveBetweenDevices) {
+  const std::vector<uint8_t> bytes = random_model(kSpecs[1], 12);
+  std::unique_ptr<LlamaModel> model = load_model(bytes);
+  OPEN_CUDA_OR_SKIP(backend, *model);
+  Gates gates(*model);
+  kernels::cpu::ThreadPool pool(2);
+  testing::CpuBackends host(pool);
+  for (const PolicyCase& pc : policy_cases(gates.scalar.get(), gates.linear.get())) {
+    SCOPED_TRACE(pc.label);
+    const int n_batch = pc.kv.name == "full" ? 64 : 16;
+    auto gpu = make_context(*backend, pc.kv, n_batch);
+    auto cpu = make_context(host(*model), pc.kv, n_batch);
+    auto gpu_replica = make_context(*backend, pc.kv, n_batch);
+    auto cpu_replica = make_context(host(*model), pc.kv, n_batch);
+    int n_deltas = 0, seed = 50;
+    for (int n : {7, 20, 3, 33, 9, 41, 5}) {
+      const std::vector<TokenId> turn = random_tokens(n, kSpecs[1].n_vocab, uint64_t(seed++));
+      ASSERT_TRUE(gpu->eval(turn).ok());
+      ASSERT_TRUE(cpu->eval(turn).ok());
+      std::string from_gpu, from_cpu;
+      ByteWriter wg(&from_gpu), wc(&from_cpu);
+      const bool dg = testing::must(gpu->policy().save_delta(wg), "save_delta on the device");
+      const bool dc = testing::must(cpu->policy().save_delta(wc), "save_delta on the CPU");
+      ASSERT_EQ(dg, dc);
+      if (dg) {
+        ++n_deltas;
+        EXPECT_EQ(from_gpu.size(), from_cpu.size());
+        ByteReader rg(from_gpu, "delta"), rc(from_cpu, "delta");
+        ASSERT_TRUE(cpu_replica->policy().apply_delta(rg, pool).ok());
+        ASSERT_TRUE(gpu_replica->policy().apply_delta(rc, pool).ok());
+      } else {
+        const std::string whole_gpu = save(*gpu), whole_cpu = save(*cpu);
+        ByteReader rg(whole_gpu, "snapshot"), rc(whole_cpu, "snapshot");
+        ASSERT_TRUE(cpu_replica->policy().restore(rg).ok());
+        ASSERT_TRUE(gpu_replica->policy().restore(rc).ok());
+      }
+      gpu->policy().mark_saved();
+      cpu->policy().mark_saved();
+    }
+    EXPECT_GE(n_deltas, 3);
+    const std::vector<TokenId> next = random_tokens(6, kSpecs[1].n_vocab, 99);
+    auto a = cpu_replica->eval(next);
+    std::vector<float> moved_to_cpu(a->begin(), a->end());
+    auto g = gpu->eval(next);
+    EXPECT_LE(max_rel_diff(moved_to_cpu, std::vector<float>(g->begin(), g->end())), kDeviceLogitsRandomModel);
+    auto c = cpu->eval(next);
+    auto gm = gpu_replica->eval(next);
+    EXPECT_LE(max_rel_diff(std::vector<float>(gm->begin(), gm->end()), std::vector<float>(c->begin(), c->end())),
+              kDeviceLogitsRandomModel);
+  }
+}
+
+TEST(CudaBackend, RefusesPoliciesWithoutADeviceForm) {
   const std::vector<uint8_t> bytes = random_model(kSpecs[0], 10);
   std::unique_ptr<LlamaModel> model = load_model(bytes);
   OPEN_CUDA_OR_SKIP(backend, *model);

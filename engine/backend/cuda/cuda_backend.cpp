@@ -1,19 +1,21 @@
 // The CUDA backend: the model's weights (as stored: quantised blocks stay quantised) in one device
-// allocation, one stream and one cuBLAS handle, and the Llama forward pass of llama_context.cpp on
-// the kernels of kernels/cuda: dequantising GEMV for up to 8 tokens and for decode, cuBLAS over a
+// allocation, one stream and one cuBLAS handle, and the Llama forward pass (llama_pass.h) on the
+// kernels of kernels/cuda: dequantising GEMV for up to 8 tokens and for decode, cuBLAS over a
 // decoded weight scratch for longer prefill batches. Activations are shared by the backend's
 // contexts (one forward pass at a time) and grow to the largest batch seen; each context's
-// attention state is its policy's own arena (cuda_policy.h).
+// attention state is a KV store on the device (cuda_kv_store.h) under the engine's own policies.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <initializer_list>
 #include <mutex>
+#include <string_view>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "engine/backend/backend.h"
-#include "engine/backend/cuda/cuda_policy.h"
+#include "engine/backend/cuda/cuda_kv_store.h"
 #include "engine/backend/llama_pass.h"
 #include "kernels/cuda/arena.h"
 #include "kernels/cuda/cublas_api.h"
@@ -129,14 +131,22 @@ class CudaBackend final : public ModelBackend {
     return traits != nullptr && traits->device_form;
   }
 
+  // The policies are the CPU's (engine/kv); their arrays live in stores on this device.
   StatusOr<std::unique_ptr<KvPolicy>> make_policy(const KvPolicyOptions& options) override {
-    EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<CudaPolicy> p, make_cuda_policy(options, device_shape_, stream_));
-    return std::unique_ptr<KvPolicy>(std::move(p));
+    EDGEINF_RETURN_IF_ERROR(validate_kv_options(options, device_shape_));
+    if (!supports(options.name)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the ", options.name, " policy runs on the CPU only (--device cpu); on cuda: ",
+                       absl::StrJoin(kv_policy_names([](const KvPolicyTraits& t) { return t.device_form; }), ", ")));
+    }
+    return make_kv_policy(options, device_shape_, [this](const KvStoreShape& shape) {
+      return make_cuda_kv_store(device_shape_, shape, stream_);
+    });
   }
 
   Status forward(std::span<const TokenId> tokens, KvPolicy& policy, bool all_logits, float* logits) override {
-    auto* p = dynamic_cast<CudaPolicy*>(&policy);
-    if (p == nullptr) return absl::InvalidArgumentError("the policy was not made by the CUDA backend");
+    if (!on_this_device(policy)) return absl::InvalidArgumentError("the policy was not made by the CUDA backend");
+    KvPolicy* const p = &policy;
     const int64_t n = int64_t(tokens.size());
     if (n <= 0 || n > policy.max_batch()) {
       return absl::InvalidArgumentError(absl::StrCat("a forward batch takes 1 to ", policy.max_batch(), " tokens"));
@@ -144,7 +154,7 @@ class CudaBackend final : public ModelBackend {
     std::lock_guard<std::mutex> lock(mu_);
     EDGEINF_RETURN_IF_ERROR(reserve_activations(n));
     EDGEINF_RETURN_IF_ERROR(policy.begin_batch(n));
-    CudaPolicy* const one[] = {p};
+    KvPolicy* const one[] = {p};
     const int64_t first = all_logits ? 0 : n - 1;
     return run(tokens, one, false, first, logits);
   }
@@ -153,16 +163,13 @@ class CudaBackend final : public ModelBackend {
     if (policies.empty() || policies.size() != tokens.size()) {
       return absl::InvalidArgumentError("forward_each needs one token per policy");
     }
-    std::vector<CudaPolicy*> ps;
     for (KvPolicy* policy : policies) {
-      auto* p = dynamic_cast<CudaPolicy*>(policy);
-      if (p == nullptr) return absl::InvalidArgumentError("a policy was not made by the CUDA backend");
-      ps.push_back(p);
+      if (!on_this_device(*policy)) return absl::InvalidArgumentError("a policy was not made by the CUDA backend");
     }
     std::lock_guard<std::mutex> lock(mu_);
-    EDGEINF_RETURN_IF_ERROR(reserve_activations(int64_t(ps.size())));
-    for (CudaPolicy* p : ps) EDGEINF_RETURN_IF_ERROR(p->begin_batch(1));
-    return run(tokens, ps, true, 0, logits);
+    EDGEINF_RETURN_IF_ERROR(reserve_activations(int64_t(policies.size())));
+    for (KvPolicy* p : policies) EDGEINF_RETURN_IF_ERROR(p->begin_batch(1));
+    return run(tokens, policies, true, 0, logits);
   }
 
  private:
@@ -259,25 +266,29 @@ class CudaBackend final : public ModelBackend {
     return kcu::rmsnorm_forward({x, weight.data, out, n, c.n_embd, c.rms_eps}, stream_);
   }
 
+  // A policy whose arrays are in a store on a CUDA device.
+  static bool on_this_device(const KvPolicy& p) {
+    return p.store() != nullptr && std::string_view(p.store()->device()) == "cuda";
+  }
+
   // The forward pass (run_llama_pass) and the final norm and output projection of rows
   // [first, n) into logits (host). One policy takes every token; several take one token each.
-  Status run(std::span<const TokenId> tokens, std::span<CudaPolicy* const> policies, bool per_token, int64_t first,
+  Status run(std::span<const TokenId> tokens, std::span<KvPolicy* const> policies, bool per_token, int64_t first,
              float* logits) {
-    cudaError_t e = run_device(tokens, policies, per_token, first, logits);
-    for (CudaPolicy* p : policies) {
-      if (e == cudaSuccess && p->error() != cudaSuccess) e = p->error();
+    Status st = cuda_status(run_device(tokens, policies, per_token, first, logits), "the CUDA forward pass");
+    for (KvPolicy* p : policies) {
+      if (st.ok()) st = p->store()->error();
     }
-    if (e == cudaSuccess) {
-      for (CudaPolicy* p : policies) p->commit();
+    if (st.ok()) {
+      for (KvPolicy* p : policies) p->end_batch(pool_);
       return absl::OkStatus();
     }
     // The device state of these contexts is no longer known: start them afresh.
-    for (CudaPolicy* p : policies) p->reset();
-    const Status st = cuda_status(e, "the CUDA forward pass");
+    for (KvPolicy* p : policies) p->reset();
     // Out of memory leaves the device usable. Any other error that a fresh synchronisation still
     // reports is sticky: every later call on this device would fail with it.
     (void)cudaGetLastError();
-    if (e != cudaErrorMemoryAllocation && cudaStreamSynchronize(stream_) != cudaSuccess) {
+    if (st.code() != absl::StatusCode::kResourceExhausted && cudaStreamSynchronize(stream_) != cudaSuccess) {
       std::lock_guard<std::mutex> lock(failure_mu_);
       if (failure_.ok()) failure_ = st;
     }
@@ -303,7 +314,7 @@ class CudaBackend final : public ModelBackend {
     };
 
     CudaBackend& be;
-    std::span<CudaPolicy* const> policies;
+    std::span<KvPolicy* const> policies;
     bool per_token;
     float* host_logits;
 
@@ -324,11 +335,15 @@ class CudaBackend final : public ModelBackend {
     }
     cudaError_t attend(int il, int64_t n) {
       const Activations& a = be.act_;
-      if (policies.size() == 1) return policies[0]->attend_on_device({il, n, a.q, a.k, a.v, a.attn});
+      // The stores queue their steps on the stream and keep their own errors (checked in run()).
+      if (policies.size() == 1) {
+        policies[0]->attend({il, n, a.q, a.k, a.v, a.attn}, be.pool_);
+        return cudaSuccess;
+      }
       const int64_t q_dim = be.shape_.q_dim(), kv_dim = be.shape_.kv_dim();
       for (int64_t t = 0; t < n; ++t) {
-        EDGEINF_CUDA_TRY(policies[size_t(t)]->attend_on_device(
-            {il, 1, a.q + t * q_dim, a.k + t * kv_dim, a.v + t * kv_dim, a.attn + t * q_dim}));
+        policies[size_t(t)]->attend({il, 1, a.q + t * q_dim, a.k + t * kv_dim, a.v + t * kv_dim, a.attn + t * q_dim},
+                                    be.pool_);
       }
       return cudaSuccess;
     }
@@ -347,7 +362,7 @@ class CudaBackend final : public ModelBackend {
     }
   };
 
-  cudaError_t run_device(std::span<const TokenId> tokens, std::span<CudaPolicy* const> policies, bool per_token,
+  cudaError_t run_device(std::span<const TokenId> tokens, std::span<KvPolicy* const> policies, bool per_token,
                          int64_t first, float* logits) {
     const Activations& a = act_;
     const int64_t n = int64_t(tokens.size());
@@ -374,6 +389,7 @@ class CudaBackend final : public ModelBackend {
   mutable std::mutex failure_mu_;
   Status failure_;  // a sticky device error, once one happened
   Activations act_{};
+  kernels::cpu::ThreadPool pool_{1};  // what KvPolicy::attend takes; a device store runs nothing on it
   int64_t act_tokens_ = 0;
   float* w_scratch_ = nullptr;
 };
