@@ -2,6 +2,7 @@
 // as a table and as one JSON line for scripts/bench (which runs the llama.cpp side of the comparison).
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <thread>
 
@@ -11,6 +12,8 @@
 #include "absl/strings/str_split.h"
 #include "engine/cli/args.h"
 #include "engine/cli/commands.h"
+#include "engine/kv/kv_shape.h"
+#include "engine/kv/memory_gate.h"
 #include "engine/runtime/llama_context.h"
 
 namespace edgeinf::cli {
@@ -40,8 +43,10 @@ Status run(int argc, char** argv) {
   std::string model_path = default_model_path();
   std::string prefill_list = "512,2048";
   int depth = 512, n_decode = 64, threads = 0, reps = 3, n_batch = 512;
-  std::string device = "auto";
-  ArgParser p("bench", "Measures prefill and decode tokens/s (full KV).");
+  std::string device = "auto", policy = "full", gate_path;
+  KvShapeRequest shape;
+  float fixed_gate = -1.0f;
+  ArgParser p("bench", "Measures prefill and decode tokens/s of a KV policy (default full KV).");
   p.option("-m", "--model", "FILE", "GGUF model", &model_path);
   p.option("", "--prefill", "N,N", "prompt lengths to time (default 512,2048)", &prefill_list);
   p.option("", "--depth", "N", "context depth before decoding (default 512)", &depth);
@@ -49,8 +54,18 @@ Status run(int argc, char** argv) {
   p.option("-t", "--threads", "N", "CPU threads (default: all cores)", &threads);
   p.option("", "--device", "NAME", kDeviceHelp, &device);
   p.option("-r", "--reps", "N", "repetitions; the median is reported (default 3)", &reps);
-  p.option("-b", "--batch-size", "N", "prefill batch size (default 512)", &n_batch);
+  p.option("-b", "--batch-size", "N", "prefill batch size (default 512; a sink/window policy's is its segment)",
+           &n_batch);
+  p.option("", "--policy", "NAME", "KV policy (default full; its context is what the test needs)", &policy);
+  p.option("", "--sink", "S", "sink tokens (default: the gate's, else 4)", &shape.sink);
+  p.option("", "--window", "W", "window tokens (default: the gate's, else 1024)", &shape.window);
+  p.option("", "--segment", "L", "segment (default: the gate's, else 512)", &shape.segment);
+  p.option("", "--gate", "FILE", "edgeinfinite gate file (default: MODEL.gate.gguf if present; 'none': no gate)",
+           &gate_path);
+  p.option("", "--fixed-gate", "G", "edgeinfinite without a gate file: an untrained scalar gate of value G in (0, 1)",
+           &fixed_gate);
   EDGEINF_RETURN_IF_ERROR(p.parse(argc, argv, 2));
+  EDGEINF_RETURN_IF_ERROR(known_kv_policy(policy));
   std::vector<int> prefill;
   for (absl::string_view s : absl::StrSplit(prefill_list, ',', absl::SkipEmpty())) {
     int n = 0;
@@ -69,10 +84,33 @@ Status run(int argc, char** argv) {
   for (int n : prefill) max_ctx = std::max(max_ctx, n);
   EDGEINF_ASSIGN_OR_RETURN(const Backends backends, open_backends(device, *model, pool));
   LlamaContextOptions copt;
+  copt.kv.name = policy;
   copt.kv.n_ctx = max_ctx;
   copt.n_batch = n_batch;
+  std::unique_ptr<MemoryGate> gate;
+  if (kv_policy_traits(policy).compresses) {
+    EDGEINF_ASSIGN_OR_RETURN(
+        gate, load_default_gate(model_path, gate_path, AttentionShape::of(*model), model->gguf().fingerprint()));
+  }
+  EDGEINF_RETURN_IF_ERROR(resolve_kv_shape(shape, gate.get(), &copt.kv).status());
+  bool fixed = false;
+  if (!gate && fixed_gate > 0 && fixed_gate < 1 && kv_policy_traits(policy).compresses) {
+    GateConfig gc;
+    gc.sink = copt.kv.sink;
+    gc.window = copt.kv.window;
+    gc.segment = copt.kv.segment;
+    gc.update = copt.kv.update;
+    gate = std::make_unique<MemoryGate>(gc, AttentionShape::of(*model), std::log(fixed_gate / (1 - fixed_gate)));
+    fixed = true;
+  }
+  copt.kv.gate = gate_for_policy(copt.kv, gate.get());
   ModelBackend& backend = backends.for_policy(copt.kv.name);
-  std::printf("device: %s\n", device_label(backend).c_str());
+  std::string gate_name = "none";
+  if (copt.kv.gate != nullptr) {
+    gate_name = fixed ? absl::StrCat("fixed ", fixed_gate) : gate_kind_name(copt.kv.gate->config().kind);
+  }
+  std::printf("device: %s\npolicy: %s (S=%d W=%d L=%d, gate %s)\n", device_label(backend).c_str(), policy.c_str(),
+              copt.kv.sink, copt.kv.window, copt.kv.segment, gate_name.c_str());
   EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaContext> context, LlamaContext::create(backend, copt));
   LlamaContext& ctx = *context;
 
@@ -108,8 +146,8 @@ Status run(int argc, char** argv) {
     json.push_back(absl::StrCat("{\"test\":\"decode\",\"tokens\":", n_decode, ",\"depth\":", depth, ",\"seconds\":", t,
                                 ",\"tok_per_s\":", n_decode / t, "}"));
   }
-  std::printf("JSON {\"engine\":\"edgeinf\",\"device\":\"%s\",\"threads\":%d,\"results\":[%s]}\n", backend.device(),
-              threads, absl::StrJoin(json, ",").c_str());
+  std::printf("JSON {\"engine\":\"edgeinf\",\"device\":\"%s\",\"policy\":\"%s\",\"threads\":%d,\"results\":[%s]}\n",
+              backend.device(), policy.c_str(), threads, absl::StrJoin(json, ",").c_str());
   return absl::OkStatus();
 }
 

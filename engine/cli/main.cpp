@@ -25,6 +25,7 @@ void print_usage(FILE* out) {
       "  bench      measure prefill and decode tokens/s\n"
       "  eval       compare KV policies on long-context tasks\n"
       "  calibrate  train the EdgeInfinite memory gate of a model\n"
+      "  random-model  write a model shaped like another with random weights\n"
       "\n"
       "Run 'edgeinf <command> --help' for the options of a command.\n",
       out);
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
   if (std::strcmp(cmd, "bench") == 0) return edgeinf::cli::run_bench(argc, argv);
   if (std::strcmp(cmd, "eval") == 0) return edgeinf::cli::run_eval(argc, argv);
   if (std::strcmp(cmd, "calibrate") == 0) return edgeinf::cli::run_calibrate(argc, argv);
+  if (std::strcmp(cmd, "random-model") == 0) return edgeinf::cli::run_random_model(argc, argv);
   if (std::strcmp(cmd, "-h") == 0 || std::strcmp(cmd, "--help") == 0 || std::strcmp(cmd, "help") == 0) {
     print_usage(stdout);
     return 0;
