@@ -35,7 +35,13 @@ constexpr size_t kFileHeader = 24;
 constexpr size_t kHeadBytes = 64 << 10;  // read_head: enough for a record's header and metadata
 constexpr int kReadAttempts = 4;         // a compaction may remove files under a reader
 
+// A full disk (or quota) is RESOURCE_EXHAUSTED: the store answers, it has no room; anything else
+// is UNAVAILABLE (the store cannot be used now).
 Status errno_error(const std::string& what, const std::string& path, int e = errno) {
+  if (e == ENOSPC || e == EDQUOT) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("session store: the disk is full: ", what, " '", path, "': ", std::strerror(e)));
+  }
   return absl::UnavailableError(absl::StrCat("session store: ", what, " '", path, "': ", std::strerror(e)));
 }
 

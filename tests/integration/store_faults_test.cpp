@@ -1,6 +1,8 @@
 // The session store under faults, as a Kubernetes deployment meets them: Redis killed, shut down
 // or paused under traffic, replicas racing on one session (one Redis, one shared directory),
-// kill -9 of a replica mid-commit, damaged records; and what a commit costs.
+// kill -9 of a replica mid-commit, a full disk, damaged records; and what a commit costs.
+#include <sys/mount.h>
+
 #include <atomic>
 #include <random>
 #include <set>
@@ -397,6 +399,56 @@ TEST(StoreFaults, RedisCompactsTheChainAndReplicasReadIt) {
   ASSERT_TRUE(get_session(*s2->stub, a, &from2).ok());
   EXPECT_EQ(from1.etag(), from2.etag());
   EXPECT_EQ(from1.total_tokens(), from2.total_tokens());
+}
+
+TEST(StoreFaults, AFullDiskRefusesCommitsClearlyAndKeepsTheStateBefore) {
+  // The dir:// store on a small tmpfs (mounting needs root; elsewhere the test says so and skips).
+  const std::string mnt = temp_path("fulldisk");
+  fs::create_directories(mnt);
+  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=24m") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs at " << mnt << " (" << std::strerror(errno)
+                 << "): a full disk is tested as root";
+  }
+  struct Unmount {
+    std::string dir;
+    ~Unmount() { ::umount2(dir.c_str(), MNT_DETACH); }
+  } unmount{mnt};
+  auto s = Server::start("dir://" + mnt + "/store");
+  const std::string a = create_session(*s->stub);
+  const Turn first = generate(*s->stub, text_request(a, kStory, 8, 1));
+  ASSERT_TRUE(first.status.ok()) << first.status.error_message();
+  v1::Session before;
+  ASSERT_TRUE(get_session(*s->stub, a, &before).ok());
+
+  // Fill the disk.
+  const std::string filler = mnt + "/filler";
+  {
+    FILE* f = std::fopen(filler.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    const std::string block(1 << 16, 'x');
+    while (std::fwrite(block.data(), 1, block.size(), f) == block.size() && std::fflush(f) == 0) {
+    }
+    std::fclose(f);
+  }
+  const Turn refused = generate(*s->stub, text_request(a, " And then the rain came.", 8, 2));
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.status.error_message();
+  EXPECT_NE(refused.status.error_message().find("the disk is full"), std::string::npos)
+      << refused.status.error_message();
+  // The session is as it was before the refused turn, and the replica keeps serving.
+  v1::Session after;
+  ASSERT_TRUE(get_session(*s->stub, a, &after).ok());
+  EXPECT_EQ(after.etag(), before.etag());
+  EXPECT_EQ(after.total_tokens(), before.total_tokens());
+  EXPECT_EQ(health_status(s->channel, "edgeinfinite.v1.Inference"), "SERVING");
+  const Turn one_off = generate(*s->stub, text_request("", "Hello", 4, 3));
+  EXPECT_TRUE(one_off.status.ok()) << one_off.status.error_message();
+
+  // Room again: the session continues from the state before the refused turn.
+  fs::remove(filler);
+  const Turn again = generate(*s->stub, text_request(a, " And then the rain came.", 8, 2));
+  ASSERT_TRUE(again.status.ok()) << again.status.error_message();
+  EXPECT_EQ(again.final.usage().cached_tokens(), before.total_tokens());
+  s->proc->stop();
 }
 
 }  // namespace
