@@ -1,26 +1,13 @@
 #include "server/auth.h"
 
-#include <openssl/evp.h>
-
 #include <fstream>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "engine/api/text.h"
 
 namespace edgeinf::server {
-namespace {
-
-// Lowercase hex SHA-256 of the bytes: tokens are kept and compared as their hashes.
-std::string sha256_hex(std::string_view bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  if (EVP_Digest(bytes.data(), bytes.size(), digest, &n, EVP_sha256(), nullptr) != 1) return "";
-  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), n));
-}
-
-}  // namespace
 
 StatusOr<Auth> Auth::load(const std::string& path) {
   Auth a;

@@ -2,6 +2,7 @@
 
 #include "engine/session/session_meta.h"  // valid_session_id, quoted_name
 #include "engine/tokenizer/unicode.h"
+#include "engine/util/sha256.h"  // sha256_hex
 
 namespace edgeinf {
 

@@ -1,4 +1,5 @@
-// Names and text a service checks before they reach the engine.
+// Names and text a service checks before they reach the engine. The functions are the engine's
+// own (session_meta, unicode, sha256), declared here for the service.
 #pragma once
 
 #include <string>
@@ -12,5 +13,7 @@ bool valid_utf8(std::string_view text);
 bool valid_session_id(std::string_view id);
 // A client-given name shortened and quoted for an error message (at most 64 characters).
 std::string quoted_name(std::string_view name);
+// Lowercase hex SHA-256 of the bytes (bearer tokens are kept and compared as their hashes).
+std::string sha256_hex(std::string_view data);
 
 }  // namespace edgeinf

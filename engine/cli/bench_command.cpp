@@ -2,7 +2,6 @@
 // as a table and as one JSON line for scripts/bench (which runs the llama.cpp side of the comparison).
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <thread>
 
@@ -95,12 +94,7 @@ Status run(int argc, char** argv) {
   EDGEINF_RETURN_IF_ERROR(resolve_kv_shape(shape, gate.get(), &copt.kv).status());
   bool fixed = false;
   if (!gate && fixed_gate > 0 && fixed_gate < 1 && kv_policy_traits(policy).compresses) {
-    GateConfig gc;
-    gc.sink = copt.kv.sink;
-    gc.window = copt.kv.window;
-    gc.segment = copt.kv.segment;
-    gc.update = copt.kv.update;
-    gate = std::make_unique<MemoryGate>(gc, AttentionShape::of(*model), std::log(fixed_gate / (1 - fixed_gate)));
+    gate = edgeinf::fixed_gate(copt.kv, AttentionShape::of(*model), fixed_gate);
     fixed = true;
   }
   copt.kv.gate = gate_for_policy(copt.kv, gate.get());

@@ -324,12 +324,7 @@ Status run(int argc, char** argv) {
   std::string gate_name =
       gate ? absl::StrCat(gate_kind_name(gate->config().kind), " (trained)") : "none (memory unused)";
   if (!gate && a.fixed_gate > 0 && a.fixed_gate < 1) {
-    GateConfig gc;
-    gc.sink = a.kv.sink;
-    gc.window = a.kv.window;
-    gc.segment = a.kv.segment;
-    gc.update = a.kv.update;
-    gate = std::make_unique<MemoryGate>(gc, AttentionShape::of(*model), std::log(a.fixed_gate / (1 - a.fixed_gate)));
+    gate = fixed_gate(a.kv, AttentionShape::of(*model), a.fixed_gate);
     gate_name = absl::StrCat("fixed ", a.fixed_gate, " (untrained)");
   }
   std::fprintf(stderr, "eval: %zu tokens of prose from %s; S=%d W=%d L=%d budget=%d; update %s; gate: %s\n",

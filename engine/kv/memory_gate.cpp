@@ -139,6 +139,15 @@ StatusOr<std::unique_ptr<MemoryGate>> MemoryGate::load(const std::string& path, 
   return gate;
 }
 
+std::unique_ptr<MemoryGate> fixed_gate(const KvPolicyOptions& kv, const AttentionShape& shape, float value) {
+  GateConfig gc;
+  gc.sink = kv.sink;
+  gc.window = kv.window;
+  gc.segment = kv.segment;
+  gc.update = kv.update;
+  return std::make_unique<MemoryGate>(gc, shape, std::log(value / (1 - value)));
+}
+
 std::string default_gate_path(const std::string& model_path) {
   const std::string base = model_path.size() > 5 && model_path.substr(model_path.size() - 5) == ".gguf"
                                ? model_path.substr(0, model_path.size() - 5)

@@ -61,6 +61,10 @@ class MemoryGate {
   std::vector<std::vector<float>> bias_, weight_;
 };
 
+// An untrained scalar gate of the given value in (0, 1) for a policy of kv's shape (S, W, L, update
+// rule): for runs without a gate file that still read the memory (eval, bench).
+std::unique_ptr<MemoryGate> fixed_gate(const KvPolicyOptions& kv, const AttentionShape& shape, float value);
+
 // MODEL.gate.gguf beside MODEL.gguf.
 std::string default_gate_path(const std::string& model_path);
 // The gate for a model: `explicit_path` if given (an error if it cannot be used; "none": no gate),

@@ -147,10 +147,8 @@ class CudaKvStore final : public KvStore {
       float* v_cache = v_[size_t(a.layer)];
       EDGEINF_CUDA_TRY(rotate(a.q, s_.q_dim(), s_.n_head, pos_batch_, a.n_tok));
       EDGEINF_CUDA_TRY(rotate(a.k, s_.kv_dim(), s_.n_kv_head, pos_batch_, a.n_tok));
-      EDGEINF_CUDA_TRY(
-          copy_d2d(k_cache + base * s_.kv_dim(), static_cast<const float*>(a.k), a.n_tok * s_.kv_dim(), st_));
-      EDGEINF_CUDA_TRY(
-          copy_d2d(v_cache + base * s_.kv_dim(), static_cast<const float*>(a.v), a.n_tok * s_.kv_dim(), st_));
+      EDGEINF_CUDA_TRY(copy_d2d(k_cache + base * s_.kv_dim(), a.k, a.n_tok * s_.kv_dim(), st_));
+      EDGEINF_CUDA_TRY(copy_d2d(v_cache + base * s_.kv_dim(), a.v, a.n_tok * s_.kv_dim(), st_));
       return kcu::attention_forward(cache_attention_params(s_, a, k_cache, v_cache, base), st_);
     });
   }
@@ -162,14 +160,14 @@ class CudaKvStore final : public KvStore {
       float* k = k_[size_t(layer)] + first * kv_dim;
       float* v = v_[size_t(layer)] + first * kv_dim;
       if (keep) {
-        EDGEINF_CUDA_TRY(copy_d2d(k_leave_, static_cast<const float*>(k), n * kv_dim, st_));
+        EDGEINF_CUDA_TRY(copy_d2d(k_leave_, k, n * kv_dim, st_));
         EDGEINF_CUDA_TRY(rotate(k_leave_, kv_dim, s_.n_kv_head, pos_leaving_, n));
-        EDGEINF_CUDA_TRY(copy_d2d(v_leave_, static_cast<const float*>(v), n * kv_dim, st_));
+        EDGEINF_CUDA_TRY(copy_d2d(v_leave_, v, n * kv_dim, st_));
       }
       if (n_rest == 0) return cudaSuccess;
       for (float* x : {k, v}) {
-        EDGEINF_CUDA_TRY(copy_d2d(shift_scratch_, static_cast<const float*>(x + n * kv_dim), n_rest * kv_dim, st_));
-        EDGEINF_CUDA_TRY(copy_d2d(x, static_cast<const float*>(shift_scratch_), n_rest * kv_dim, st_));
+        EDGEINF_CUDA_TRY(copy_d2d(shift_scratch_, x + n * kv_dim, n_rest * kv_dim, st_));
+        EDGEINF_CUDA_TRY(copy_d2d(x, shift_scratch_, n_rest * kv_dim, st_));
       }
       return rotate(k, kv_dim, s_.n_kv_head, pos_rest_, n_rest);
     });
