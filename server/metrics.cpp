@@ -1,5 +1,10 @@
 #include "server/metrics.h"
 
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
 namespace edgeinf::server {
 namespace {
 
@@ -58,6 +63,8 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   active_turns_ = gauge("edgeinf_active_turns", "Turns the scheduler is running");
   committing_turns_ = gauge("edgeinf_committing_turns", "Turns writing their new state to the session store");
   resident_bytes_ = gauge("edgeinf_resident_memory_bytes", "Resident memory of the process");
+  open_fds_ = gauge("process_open_fds", "Open file descriptors of the process");
+  threads_ = gauge("process_threads", "Threads of the process");
   budget_bytes_ = gauge("edgeinf_memory_budget_bytes", "The process's memory budget (--memory_budget_mb)");
   fixed_bytes_ = gauge("edgeinf_memory_fixed_bytes",
                        "What the budget sets aside for the model, scratch and runtime besides contexts");
@@ -93,6 +100,23 @@ void Metrics::set_gauges(const Gauges& g) {
   resident_bytes_->Set(double(g.resident_bytes));
   budget_bytes_->Set(double(g.budget_bytes));
   fixed_bytes_->Set(double(g.fixed_bytes));
+  open_fds_->Set(double(g.open_fds));
+  threads_->Set(double(g.threads));
+}
+
+int64_t open_fds() {
+  std::error_code ec;
+  int64_t n = 0;
+  for (std::filesystem::directory_iterator it("/proc/self/fd", ec), end; !ec && it != end; it.increment(ec)) ++n;
+  return ec ? -1 : n - 1;  // less the descriptor that reads the directory
+}
+
+int64_t thread_count() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("Threads:", 0) == 0) return std::strtoll(line.c_str() + 8, nullptr, 10);
+  }
+  return -1;
 }
 
 }  // namespace edgeinf::server

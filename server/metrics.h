@@ -30,6 +30,7 @@ class Metrics {
   struct Gauges {
     int64_t hot_sessions = 0, charged_bytes = 0, queued_turns = 0, active_turns = 0, committing_turns = 0;
     int64_t resident_bytes = 0, budget_bytes = 0, fixed_bytes = 0;
+    int64_t open_fds = 0, threads = 0;
   };
   void set_gauges(const Gauges& g);
 
@@ -44,7 +45,11 @@ class Metrics {
   prometheus::Histogram* ttft_;
   prometheus::Histogram* itl_;
   prometheus::Gauge *store_up_, *hot_sessions_, *state_bytes_, *queue_depth_, *active_turns_, *committing_turns_;
-  prometheus::Gauge *resident_bytes_, *budget_bytes_, *fixed_bytes_;
+  prometheus::Gauge *resident_bytes_, *budget_bytes_, *fixed_bytes_, *open_fds_, *threads_;
 };
+
+// The process's open file descriptors and threads (Linux /proc/self), -1 when unknown.
+int64_t open_fds();
+int64_t thread_count();
 
 }  // namespace edgeinf::server

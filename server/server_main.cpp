@@ -349,6 +349,8 @@ int run(int argc, char** argv) {
     g.resident_bytes = int64_t(rss);
     g.budget_bytes = int64_t(ec.memory_budget_bytes);
     g.fixed_bytes = int64_t((*engine)->fixed_bytes());
+    g.open_fds = edgeinf::server::open_fds();
+    g.threads = edgeinf::server::thread_count();
     metrics.set_gauges(g);
     return s;
   };

@@ -91,6 +91,9 @@ class InferenceService final : public RawInferenceService {
 // "sessions/{id}" -> id; InvalidArgument otherwise.
 StatusOr<std::string> session_id_of(const std::string& name);
 void fill_session(const SessionInfo& s, v1::Session* out);
+// A Generate request as the engine's turn (all but the tenant); InvalidArgument saying what is
+// wrong. The engine checks the rest (Engine::check_turn) when the turn starts.
+StatusOr<TurnRequest> turn_request(const v1::GenerateRequest& req);
 
 // The reactors of the streaming methods (stream_reactors.cpp).
 grpc::ServerWriteReactor<grpc::ByteBuffer>* make_generate_reactor(InferenceService& svc,

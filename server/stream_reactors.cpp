@@ -67,6 +67,23 @@ StatusOr<GenerateOptions> generate_options(const v1::GenerateRequest& req) {
   return g;
 }
 
+}  // namespace
+
+StatusOr<TurnRequest> turn_request(const v1::GenerateRequest& req) {
+  TurnRequest t;
+  if (!req.session().empty()) {
+    EDGEINF_ASSIGN_OR_RETURN(t.session_id, session_id_of(req.session()));
+  }
+  EDGEINF_ASSIGN_OR_RETURN(t.gen, generate_options(req));
+  if (req.progress_every_tokens() < 0) return absl::InvalidArgumentError("progress_every_tokens must be >= 0");
+  t.progress_every = req.progress_every_tokens();
+  t.etag = req.etag();
+  t.prompt = turn_prompt(req);
+  return t;
+}
+
+namespace {
+
 // ---- Generate -----------------------------------------------------------------------------------
 
 // The engine queues events; this reactor writes them one at a time.
@@ -95,19 +112,11 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
 
  private:
   Status start(const grpc::ByteBuffer& bytes) {
-    auto req = std::make_shared<v1::GenerateRequest>();
-    EDGEINF_RETURN_IF_ERROR(parse_request(bytes, req.get()));
+    v1::GenerateRequest req;
+    EDGEINF_RETURN_IF_ERROR(parse_request(bytes, &req));
     EDGEINF_ASSIGN_OR_RETURN(std::string tenant, svc_.admit(ctx_));
-    TurnRequest t;
+    EDGEINF_ASSIGN_OR_RETURN(TurnRequest t, turn_request(req));
     t.tenant = tenant;
-    if (!req->session().empty()) {
-      EDGEINF_ASSIGN_OR_RETURN(t.session_id, session_id_of(req->session()));
-    }
-    EDGEINF_ASSIGN_OR_RETURN(t.gen, generate_options(*req));
-    if (req->progress_every_tokens() < 0) return absl::InvalidArgumentError("progress_every_tokens must be >= 0");
-    t.progress_every = req->progress_every_tokens();
-    t.etag = req->etag();
-    t.prompt = turn_prompt(*req);
     TurnEvents ev;
     ev.progress = [this](int64_t done, int64_t total) {
       v1::GenerateEvent e;
@@ -255,8 +264,8 @@ class IngestReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
   void OnDone() override { delete this; }
 
  private:
-  static constexpr size_t kCut = 64 << 10;                   // text gathered before it is tokenized
-  static constexpr size_t kHigh = 32 << 10, kLow = 8 << 10;  // tokens waiting: stop reading / read on
+  static constexpr size_t kCut = 64 << 10;  // text gathered before it is tokenized
+  static constexpr size_t kLow = 8 << 10;   // the next message is read once fewer tokens than this wait
 
   void submit(const std::string& id) {
     submitted_ = true;

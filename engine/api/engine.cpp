@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "engine/session/session_meta.h"
 #include "engine/util/process_memory.h"
 
 namespace edgeinf {
@@ -284,7 +285,7 @@ StatusOr<std::vector<TokenId>> Engine::prompt_tokens(const TurnPrompt& p, bool f
       for (const ChatMessage& m : p.messages) {
         if (m.role != "system" && m.role != "user" && m.role != "assistant") {
           return absl::InvalidArgumentError(
-              absl::StrCat("messages: unknown role '", m.role.substr(0, 32), "' (system, user, assistant)"));
+              absl::StrCat("messages: unknown role ", quoted_name(m.role), " (system, user, assistant)"));
         }
       }
       if (p.messages.empty()) return absl::InvalidArgumentError("messages is empty");
@@ -371,28 +372,21 @@ void Engine::submit(TurnRequest request, TurnEvents events, std::function<void(S
   scheduler_->submit(std::move(t));
 }
 
-Status Engine::prepare_turn(Turn& t) {
-  const TurnRequest& r = t.req;
-  t.input.clear();  // a turn that waited for memory comes here again
-  t.recent.clear();
-  if (t.ev.cancelled && t.ev.cancelled()) return absl::CancelledError("the request was cancelled");
-  EDGEINF_RETURN_IF_ERROR(health());
+StatusOr<std::vector<TokenId>> Engine::check_turn(const TurnRequest& r, bool fresh) const {
+  EDGEINF_RETURN_IF_ERROR(check_options(r));
+  return turn_tokens(r, fresh);
+}
+
+Status Engine::check_options(const TurnRequest& r) const {
   EDGEINF_RETURN_IF_ERROR(validate(r.gen.sampling));
   if (r.gen.max_tokens < 0 || r.gen.max_tokens > config_.max_tokens_limit) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_tokens must be in [0, ", config_.max_tokens_limit, "], got ", r.gen.max_tokens));
   }
-  bool fresh = true;
-  std::vector<TokenId> history;
-  if (!r.session_id.empty()) {
-    EDGEINF_ASSIGN_OR_RETURN(t.lease, sessions_->acquire(r.tenant, r.session_id, r.etag));
-    t.ctx = t.lease.ctx;
-    t.policy = t.lease.kv.name;
-    t.cached = t.lease.meta.total;
-    fresh = t.lease.meta.total == 0;
-    if (t.lease.meta.pending >= 0) t.input.push_back(t.lease.meta.pending);
-    history = t.lease.meta.recent;
-  }
+  return absl::OkStatus();
+}
+
+StatusOr<std::vector<TokenId>> Engine::turn_tokens(const TurnRequest& r, bool fresh) const {
   std::vector<TokenId> tokens;
   if (r.prompt.kind != TurnPrompt::Kind::kNone || r.stream == nullptr) {
     EDGEINF_ASSIGN_OR_RETURN(tokens, prompt_tokens(r.prompt, fresh));
@@ -409,8 +403,32 @@ Status Engine::prepare_turn(Turn& t) {
       return absl::InvalidArgumentError(absl::StrCat("token id ", id, " is outside the vocabulary"));
     }
   }
+  if (r.session_id.empty() && tokens.empty() && r.stream == nullptr) {
+    return absl::InvalidArgumentError("the prompt is empty");
+  }
+  return tokens;
+}
+
+Status Engine::prepare_turn(Turn& t) {
+  const TurnRequest& r = t.req;
+  t.input.clear();  // a turn that waited for memory comes here again
+  t.recent.clear();
+  if (t.ev.cancelled && t.ev.cancelled()) return absl::CancelledError("the request was cancelled");
+  EDGEINF_RETURN_IF_ERROR(health());
+  EDGEINF_RETURN_IF_ERROR(check_options(r));
+  bool fresh = true;
+  std::vector<TokenId> history;
+  if (!r.session_id.empty()) {
+    EDGEINF_ASSIGN_OR_RETURN(t.lease, sessions_->acquire(r.tenant, r.session_id, r.etag));
+    t.ctx = t.lease.ctx;
+    t.policy = t.lease.kv.name;
+    t.cached = t.lease.meta.total;
+    fresh = t.lease.meta.total == 0;
+    if (t.lease.meta.pending >= 0) t.input.push_back(t.lease.meta.pending);
+    history = t.lease.meta.recent;
+  }
+  EDGEINF_ASSIGN_OR_RETURN(std::vector<TokenId> tokens, turn_tokens(r, fresh));
   if (r.session_id.empty()) {
-    if (tokens.empty() && r.stream == nullptr) return absl::InvalidArgumentError("the prompt is empty");
     EDGEINF_ASSIGN_OR_RETURN(t.own, sessions_->one_off(default_kv_));
     t.ctx = t.own.get();
     t.policy = default_kv_.name;

@@ -190,6 +190,11 @@ class Engine {
   // Memory for records in flight: session loads, commits, exports and imports share it.
   IoMemory& io_memory() { return sessions_->io_memory(); }
 
+  // A turn's checks that need no session, as submit() makes them: sampling, max_tokens, the
+  // prompt's tokens (fresh: as a turn that opens a conversation), the prompt limit, the
+  // vocabulary. Returns the prompt's tokens.
+  StatusOr<std::vector<TokenId>> check_turn(const TurnRequest& request, bool fresh) const;
+
   // Queues a turn; `done` is called exactly once, on an engine thread, after the session's new
   // state is durable (or with the error; a failed or cancelled turn leaves the session as it was).
   void submit(TurnRequest request, TurnEvents events, std::function<void(StatusOr<TurnResult>)> done);
@@ -217,6 +222,9 @@ class Engine {
   // Ends a turn: its usage, a session turn's commit (on an I/O thread), the session's release, done.
   void end_turn(Turn& t, StatusOr<TurnResult> result);
   StatusOr<std::unique_ptr<LlamaContext>> new_context(const KvPolicyOptions& kv) const;
+  // check_turn's two halves: the options (checked before the session is read) and the tokens.
+  Status check_options(const TurnRequest& r) const;
+  StatusOr<std::vector<TokenId>> turn_tokens(const TurnRequest& r, bool fresh) const;
   // A turn's prompt as tokens; fresh: the turn opens a conversation.
   StatusOr<std::vector<TokenId>> prompt_tokens(const TurnPrompt& prompt, bool fresh) const;
   std::string gate_id(const KvPolicyOptions& kv) const;

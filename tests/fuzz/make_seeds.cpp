@@ -3,7 +3,9 @@
 //                  F32 weights, qwen2 with QKV biases and Q8_0, llama with a SentencePiece vocabulary
 //                  and Q4_0/Q4_1), each also cut at a few points and with one tensor of the wrong
 //                  shape (near-valid files);
-//   DIR/snapshot:  a full snapshot and a delta record of every KV policy on the fuzzer's shape.
+//   DIR/snapshot:  a full snapshot and a delta record of every KV policy on the fuzzer's shape;
+//   DIR/tokenizer: texts for the tokenizer fuzzer (prose, chat markup, whitespace and digits, many
+//                  scripts and emoji, malformed UTF-8, combining marks, contractions).
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -140,6 +142,25 @@ void snapshot_seeds(const std::string& dir) {
   }
 }
 
+// The tokenizer fuzzer's first byte: bit 0 parses control tokens; the rest picks the stop string.
+void tokenizer_seeds(const std::string& dir) {
+  const std::string texts[] = {
+      "The quick brown fox jumps over the lazy dog.",
+      "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n",
+      "  leading spaces,\ttabs\r\nand 12345 digits 3.14159",
+      "caf\xc3\xa9 na\xc3\xafve \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e \xf0\x9f\x98\x80\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd",
+      "broken \xc3 \xe2\x82 \xf0\x9f\x98 \xff\xfe\xed\xa0\x80 bytes",
+      "e\xcc\x81 \xe0\xa4\xb9\xe0\xa4\xbf\xe0\xa4\x82 combining marks",
+      "I'm you'll we've THEY'RE don't"};
+  uint8_t flag = 0;
+  for (const std::string& text : texts) {
+    std::vector<uint8_t> bytes(text.begin(), text.end());
+    bytes.insert(bytes.begin(), flag);
+    write_file(dir + "/text" + std::to_string(flag), bytes);
+    flag = uint8_t(flag + 37);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -150,7 +171,9 @@ int main(int argc, char** argv) {
   const std::string dir = argv[1];
   ::mkdir((dir + "/gguf").c_str(), 0755);
   ::mkdir((dir + "/snapshot").c_str(), 0755);
+  ::mkdir((dir + "/tokenizer").c_str(), 0755);
   gguf_seeds(dir + "/gguf");
   snapshot_seeds(dir + "/snapshot");
+  tokenizer_seeds(dir + "/tokenizer");
   return 0;
 }

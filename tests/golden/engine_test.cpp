@@ -119,6 +119,11 @@ TEST_F(EngineTest, BadPromptsAreRefusedWithTheReason) {
   EXPECT_EQ(code_and_message(ask("", {{"wizard", "hi"}})),
             std::make_pair(absl::StatusCode::kInvalidArgument,
                            std::string("messages: unknown role 'wizard' (system, user, assistant)")));
+  // A long role with characters outside ASCII is quoted shortened, still well-formed UTF-8.
+  const std::string role = std::string(31, 'r') + "\xc3\xa9" + std::string(40, 'r');
+  EXPECT_EQ(code_and_message(ask("", {{role, "hi"}})).second, "messages: unknown role '" + std::string(31, 'r') + "??" +
+                                                                  std::string(31, 'r') +
+                                                                  "...' (73 bytes) (system, user, assistant)");
   EXPECT_EQ(code_and_message(ask("", {})),
             std::make_pair(absl::StatusCode::kInvalidArgument, std::string("messages is empty")));
   TurnRequest none = ask("", {});

@@ -329,6 +329,31 @@ inline grpc::Status ingest(v1::Inference::Stub& stub, const std::string& session
   return w->Finish();
 }
 
+// A session's snapshot, read with ExportSession.
+inline grpc::Status export_session(v1::Inference::Stub& stub, const std::string& name, std::string* snapshot) {
+  grpc::ClientContext ctx;
+  v1::ExportSessionRequest req;
+  req.set_name(name);
+  auto r = stub.ExportSession(&ctx, req);
+  v1::SnapshotChunk c;
+  snapshot->clear();
+  while (r->Read(&c)) *snapshot += c.data();
+  return r->Finish();
+}
+
+// A snapshot imported as a new session, in 32 KiB chunks (under any message limit a test sets).
+inline grpc::Status import_session(v1::Inference::Stub& stub, const std::string& snapshot, v1::Session* out) {
+  grpc::ClientContext ctx;
+  auto w = stub.ImportSession(&ctx, out);
+  for (size_t off = 0; off < snapshot.size(); off += 32768) {
+    v1::SnapshotChunk c;
+    c.set_data(snapshot.substr(off, 32768));
+    if (!w->Write(c)) break;
+  }
+  w->WritesDone();
+  return w->Finish();
+}
+
 // A call with raw request bytes, messages the generated stubs would never send: each element of
 // `messages` goes out as one message, then the stream half-closes; the answers come back raw.
 struct RawResult {

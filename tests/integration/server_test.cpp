@@ -367,26 +367,10 @@ TEST(Server, IngestExportImportAndLimits) {
 
   // Export, import (a new session), and both continue identically.
   std::string snapshot;
-  {
-    grpc::ClientContext ctx;
-    v1::ExportSessionRequest req;
-    req.set_name(a);
-    auto r = s->stub->ExportSession(&ctx, req);
-    v1::SnapshotChunk c;
-    while (r->Read(&c)) snapshot += c.data();
-    ASSERT_TRUE(r->Finish().ok());
-  }
+  ASSERT_TRUE(export_session(*s->stub, a, &snapshot).ok());
   v1::Session imported;
   {
-    grpc::ClientContext ctx;
-    auto w = s->stub->ImportSession(&ctx, &imported);
-    for (size_t off = 0; off < snapshot.size(); off += 32768) {  // under --max_message_bytes
-      v1::SnapshotChunk c;
-      c.set_data(snapshot.substr(off, 32768));
-      ASSERT_TRUE(w->Write(c));
-    }
-    w->WritesDone();
-    const grpc::Status st = w->Finish();
+    const grpc::Status st = import_session(*s->stub, snapshot, &imported);
     ASSERT_TRUE(st.ok()) << st.error_message();
   }
   EXPECT_NE(imported.name(), a);
