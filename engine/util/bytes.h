@@ -55,6 +55,7 @@ class ByteReader {
   Status get_array(T* p, size_t n) {
     static_assert(std::is_trivially_copyable_v<T>);
     if (n > (in_.size() - pos_) / sizeof(T)) return truncated(n * sizeof(T));
+    if (n == 0) return absl::OkStatus();  // p may be an empty vector's null data()
     std::memcpy(p, in_.data() + pos_, n * sizeof(T));
     pos_ += n * sizeof(T);
     return absl::OkStatus();
