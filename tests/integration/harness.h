@@ -308,6 +308,14 @@ inline grpc::Status get_session(v1::Inference::Stub& stub, const std::string& na
   return stub.GetSession(&ctx, req, s);
 }
 
+inline grpc::Status delete_session(v1::Inference::Stub& stub, const std::string& name) {
+  grpc::ClientContext ctx;
+  v1::DeleteSessionRequest req;
+  req.set_name(name);
+  v1::DeleteSessionResponse resp;
+  return stub.DeleteSession(&ctx, req, &resp);
+}
+
 inline std::string temp_store() {
   const std::string dir = temp_path("store");
   fs::remove_all(dir);

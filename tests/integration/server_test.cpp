@@ -411,13 +411,7 @@ TEST(Server, IngestExportImportAndLimits) {
     EXPECT_EQ(w->Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   }
   // Delete frees a slot; a deleted session is gone.
-  {
-    grpc::ClientContext ctx;
-    v1::DeleteSessionRequest req;
-    req.set_name(a);
-    v1::DeleteSessionResponse resp;
-    ASSERT_TRUE(s->stub->DeleteSession(&ctx, req, &resp).ok());
-  }
+  ASSERT_TRUE(delete_session(*s->stub, a).ok());
   v1::Session gone;
   EXPECT_EQ(get_session(*s->stub, a, &gone).error_code(), grpc::StatusCode::NOT_FOUND);
   create_session(*s->stub, "", &st);

@@ -273,11 +273,7 @@ class CrashClients {
         acked_found = true;
       } else {
         if (!stale) ++imports_.found_unacked;
-        grpc::ClientContext dctx;
-        v1::DeleteSessionRequest del;
-        del.set_name(x.name());
-        v1::DeleteSessionResponse e;
-        EXPECT_TRUE(s.stub->DeleteSession(&dctx, del, &e).ok());
+        EXPECT_TRUE(delete_session(*s.stub, x.name()).ok());
       }
     }
     EXPECT_TRUE(acked_found) << "the acknowledged import " << imported_ << " is lost";
@@ -329,11 +325,7 @@ class CrashClients {
         ++imports_.acked;
         busy_import_ = false;
         if (!previous.empty()) {  // keep one imported session: the store stays small
-          grpc::ClientContext ctx;
-          v1::DeleteSessionRequest del;
-          del.set_name(previous);
-          v1::DeleteSessionResponse e;
-          imported_stale_ = s.stub->DeleteSession(&ctx, del, &e).ok() ? "" : previous;
+          imported_stale_ = delete_session(*s.stub, previous).ok() ? "" : previous;
         }
       }
     });
@@ -511,13 +503,7 @@ TEST(StoreFaults, DamagedRecordsAreDataLossOnEveryReadPathAndLoggedOnce) {
     }
     EXPECT_EQ(damaged, 1) << "a's head is intact; only b's is damaged";
   }
-  {
-    grpc::ClientContext ctx;
-    v1::DeleteSessionRequest req;
-    req.set_name(b);
-    v1::DeleteSessionResponse resp;
-    EXPECT_TRUE(s->stub->DeleteSession(&ctx, req, &resp).ok());
-  }
+  EXPECT_TRUE(delete_session(*s->stub, b).ok());
   EXPECT_EQ(get_session(*s->stub, b, &info).error_code(), grpc::StatusCode::NOT_FOUND);
   // Logged, once per damage.
   const std::string log = s->proc->log();
