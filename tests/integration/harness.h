@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
@@ -220,8 +221,10 @@ struct Turn {
   std::chrono::steady_clock::time_point started, first_delta, ended;
 };
 
+// `first_delta_seen`, when given, is set once the first delta has arrived (for tests that act mid-turn).
 inline Turn generate(v1::Inference::Stub& stub, const v1::GenerateRequest& req, const std::string& token = "",
-                     int cancel_after_deltas = -1, int deadline_ms = 0) {
+                     int cancel_after_deltas = -1, int deadline_ms = 0,
+                     std::atomic<bool>* first_delta_seen = nullptr) {
   grpc::ClientContext ctx;
   if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
   if (deadline_ms > 0) ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(deadline_ms));
@@ -236,7 +239,10 @@ inline Turn generate(v1::Inference::Stub& stub, const v1::GenerateRequest& req, 
       t.progress_total = ev.progress().tokens_total();
     }
     if (ev.has_delta()) {
-      if (deltas == 0) t.first_delta = std::chrono::steady_clock::now();
+      if (deltas == 0) {
+        t.first_delta = std::chrono::steady_clock::now();
+        if (first_delta_seen != nullptr) *first_delta_seen = true;
+      }
       t.text += ev.delta().text();
       t.ids.insert(t.ids.end(), ev.delta().token_ids().begin(), ev.delta().token_ids().end());
       if (++deltas == cancel_after_deltas) ctx.TryCancel();

@@ -496,7 +496,8 @@ TEST(Server, MemoryBudgetAdmissionMetricsAndGracefulShutdown) {
     EXPECT_TRUE(queued.status.ok()) << queued.status.error_message();
     EXPECT_GT(queued.final.usage().time_to_first_token_s(), 0.5) << "it waited for the first turn";
   }
-  auto s = Server::start(temp_store());
+  // A grace period far longer than the turn needs, so that a slow build (sanitizers) still finishes it.
+  auto s = Server::start(temp_store(), {"--shutdown_grace_s=600"});
   ASSERT_TRUE(generate(*s->stub, text_request("", kStory, 4, 1)).status.ok());
   // Metrics on their own port, with the names operators alert on.
   const std::string metrics = scrape(*s);
@@ -511,8 +512,12 @@ TEST(Server, MemoryBudgetAdmissionMetricsAndGracefulShutdown) {
   v1::GenerateRequest req = text_request("", kStory, 150, 1);
   req.mutable_stop()->set_ignore_eos(true);
   Turn in_flight;
-  std::thread client([&] { in_flight = generate(*s->stub, req); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  std::atomic<bool> streaming{false}, ended{false};
+  std::thread client([&] {
+    in_flight = generate(*s->stub, req, "", -1, 0, &streaming);
+    ended = true;
+  });
+  while (!streaming && !ended) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   s->proc->stop();
   client.join();
   EXPECT_TRUE(in_flight.status.ok()) << in_flight.status.error_message();
