@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/api/text.h"
+#include "server/reactor_sync.h"
 #include "server/service.h"
 
 namespace edgeinf::server {
@@ -97,6 +98,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
   }
 
   void OnWriteDone(bool ok) override {
+    InCallback in(this);
     std::unique_lock<std::mutex> lock(mu_);
     writing_ = false;
     if (!ok) {
@@ -107,8 +109,14 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
     }
     drive(lock);
   }
-  void OnCancel() override { cancelled_ = true; }
-  void OnDone() override { delete this; }
+  void OnCancel() override {
+    InCallback in(this);
+    cancelled_ = true;
+  }
+  void OnDone() override {
+    taken_back(this);
+    delete this;
+  }
 
  private:
   Status start(const grpc::ByteBuffer& bytes) {
@@ -196,6 +204,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
       writing_ = true;
       const grpc::ByteBuffer* next = &pending_.front();  // deque: stable until popped
       lock.unlock();
+      handed_over(this);
       StartWrite(next);
       return;
     }
@@ -203,7 +212,9 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
     finished_ = true;
     const Status st = status_;
     lock.unlock();
-    Finish(svc_.end(ctx_, "Generate", t0_, st));
+    const grpc::Status status = svc_.end(ctx_, "Generate", t0_, st);
+    handed_over(this);
+    Finish(status);
   }
 
   void finish_now(const Status& st) {
@@ -242,10 +253,12 @@ class IngestReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
       return;
     }
     tenant_ = *tenant;
+    handed_over(this);
     StartRead(&buf_);
   }
 
   void OnReadDone(bool ok) override {
+    InCallback in(this);
     if (!ok) return input_done();
     v1::IngestRequest req;
     if (Status st = parse_request(buf_, &req); !st.ok()) return fail(st);
@@ -260,8 +273,14 @@ class IngestReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
     if (Status st = feed(false); !st.ok()) return fail(st);
     read_more();
   }
-  void OnCancel() override { input_->abort(absl::CancelledError("the upload was cancelled")); }
-  void OnDone() override { delete this; }
+  void OnCancel() override {
+    InCallback in(this);
+    input_->abort(absl::CancelledError("the upload was cancelled"));
+  }
+  void OnDone() override {
+    taken_back(this);
+    delete this;
+  }
 
  private:
   static constexpr size_t kCut = 64 << 10;  // text gathered before it is tokenized
@@ -311,7 +330,10 @@ class IngestReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
   }
 
   void read_more() {
-    input_->when_below(kLow, [this] { StartRead(&buf_); });
+    input_->when_below(kLow, [this] {
+      handed_over(this);
+      StartRead(&buf_);
+    });
   }
 
   // The client half-closed, or the stream broke off.
@@ -340,7 +362,9 @@ class IngestReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
 
   void end(const Status& st) {
     if (ended_.exchange(true)) return;
-    Finish(svc_.end(ctx_, "Ingest", t0_, st));
+    const grpc::Status status = svc_.end(ctx_, "Ingest", t0_, st);
+    handed_over(this);
+    Finish(status);
   }
 
   InferenceService& svc_;
@@ -386,10 +410,14 @@ class ExportReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     });
   }
   void OnWriteDone(bool ok) override {
+    InCallback in(this);
     if (!ok) return end(absl::CancelledError("the client went away"));
     next();
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    taken_back(this);
+    delete this;
+  }
 
  private:
   void next() {
@@ -399,9 +427,14 @@ class ExportReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     chunk.set_data(bytes_.substr(pos_, kChunk));
     pos_ += kChunk;
     out_ = serialize(chunk);
+    handed_over(this);
     StartWrite(&out_);
   }
-  void end(const Status& st) { Finish(svc_.end(ctx_, "ExportSession", t0_, st)); }
+  void end(const Status& st) {
+    const grpc::Status status = svc_.end(ctx_, "ExportSession", t0_, st);
+    handed_over(this);
+    Finish(status);
+  }
   InferenceService& svc_;
   grpc::CallbackServerContext* ctx_;
   Clock::time_point t0_;
@@ -423,9 +456,11 @@ class ImportReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
       return;
     }
     tenant_ = *tenant;
+    handed_over(this);
     StartRead(&buf_);
   }
   void OnReadDone(bool ok) override {
+    InCallback in(this);
     if (ok) {
       v1::SnapshotChunk chunk;
       if (Status st = parse_request(buf_, &chunk); !st.ok()) return end(st);
@@ -442,6 +477,7 @@ class ImportReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
         held_ += kStep;
       }
       bytes_ += chunk.data();
+      handed_over(this);
       StartRead(&buf_);
       return;
     }
@@ -459,10 +495,17 @@ class ImportReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
       end(st);
     });
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    taken_back(this);
+    delete this;
+  }
 
  private:
-  void end(const Status& st) { Finish(svc_.end(ctx_, "ImportSession", t0_, st)); }
+  void end(const Status& st) {
+    const grpc::Status status = svc_.end(ctx_, "ImportSession", t0_, st);
+    handed_over(this);
+    Finish(status);
+  }
   InferenceService& svc_;
   grpc::CallbackServerContext* ctx_;
   grpc::ByteBuffer* resp_;

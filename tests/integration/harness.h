@@ -25,6 +25,7 @@
 
 #include "edgeinfinite/v1/inference.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "server/reactor_sync.h"
 #include "tests/test_paths.h"
 
 namespace edgeinf::testing {
@@ -223,8 +224,7 @@ struct Turn {
 
 // `first_delta_seen`, when given, is set once the first delta has arrived (for tests that act mid-turn).
 inline Turn generate(v1::Inference::Stub& stub, const v1::GenerateRequest& req, const std::string& token = "",
-                     int cancel_after_deltas = -1, int deadline_ms = 0,
-                     std::atomic<bool>* first_delta_seen = nullptr) {
+                     int cancel_after_deltas = -1, int deadline_ms = 0, std::atomic<bool>* first_delta_seen = nullptr) {
   grpc::ClientContext ctx;
   if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
   if (deadline_ms > 0) ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(deadline_ms));
@@ -388,21 +388,26 @@ inline RawResult raw_call(const std::shared_ptr<grpc::Channel>& channel, const s
     void start() {
       StartRead(&in_);
       next();
+      server::handed_over(this);
       StartCall();
     }
     void OnWriteDone(bool ok) override {
+      server::InCallback in(this);
       if (ok) next();
     }
     void OnReadDone(bool ok) override {
+      server::InCallback in(this);
       if (!ok) return;
       std::vector<grpc::Slice> slices;
       (void)in_.Dump(&slices);
       std::string bytes;
       for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
       result.responses.push_back(bytes);
+      server::handed_over(this);
       StartRead(&in_);
     }
     void OnDone(const grpc::Status& s) override {
+      server::taken_back(this);
       std::lock_guard<std::mutex> lock(mu_);
       result.status = s;
       done_ = true;
@@ -417,9 +422,12 @@ inline RawResult raw_call(const std::shared_ptr<grpc::Channel>& channel, const s
    private:
     void next() {
       if (sent_ < out_.size()) {
-        StartWrite(&out_[sent_++]);
+        const grpc::ByteBuffer* message = &out_[sent_++];
+        server::handed_over(this);
+        StartWrite(message);
       } else if (!closed_) {
         closed_ = true;
+        server::handed_over(this);
         StartWritesDone();
       }
     }
