@@ -5,7 +5,12 @@
 // as racing. These calls state the order for it; in every other build they are nothing.
 //   handed_over(this)  before each Start*/Finish and at the end of each callback
 //   taken_back(this)   at the start of each callback
+// OrderedReactor does the first for Start*/Finish of a server reactor; callbacks hold InCallback.
 #pragma once
+
+#include <grpcpp/support/status.h>
+
+#include <utility>
 
 #if defined(__SANITIZE_THREAD__)
 #define EDGEINF_TSAN 1
@@ -39,6 +44,33 @@ class InCallback {
 
  private:
   void* reactor_;
+};
+
+// A server reactor (grpc::ServerReadReactor or ServerWriteReactor) whose StartRead, StartWrite and
+// Finish hand it over first, and which deletes itself once gRPC is done with it.
+template <class Reactor>
+class OrderedReactor : public Reactor {
+ public:
+  void OnDone() override {
+    taken_back(this);
+    delete this;
+  }
+
+ protected:
+  template <class Message>
+  void StartRead(Message* m) {
+    handed_over(this);
+    Reactor::StartRead(m);
+  }
+  template <class Message>
+  void StartWrite(const Message* m) {
+    handed_over(this);
+    Reactor::StartWrite(m);
+  }
+  void Finish(grpc::Status status) {
+    handed_over(this);
+    Reactor::Finish(std::move(status));
+  }
 };
 
 }  // namespace edgeinf::server

@@ -88,7 +88,7 @@ namespace {
 // ---- Generate -----------------------------------------------------------------------------------
 
 // The engine queues events; this reactor writes them one at a time.
-class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+class GenerateReactor final : public OrderedReactor<grpc::ServerWriteReactor<grpc::ByteBuffer>> {
  public:
   GenerateReactor(InferenceService& svc, grpc::CallbackServerContext* ctx, const grpc::ByteBuffer& req)
       : svc_(svc), ctx_(ctx), t0_(Clock::now()) {
@@ -112,10 +112,6 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
   void OnCancel() override {
     InCallback in(this);
     cancelled_ = true;
-  }
-  void OnDone() override {
-    taken_back(this);
-    delete this;
   }
 
  private:
@@ -204,7 +200,6 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
       writing_ = true;
       const grpc::ByteBuffer* next = &pending_.front();  // deque: stable until popped
       lock.unlock();
-      handed_over(this);
       StartWrite(next);
       return;
     }
@@ -212,9 +207,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
     finished_ = true;
     const Status st = status_;
     lock.unlock();
-    const grpc::Status status = svc_.end(ctx_, "Generate", t0_, st);
-    handed_over(this);
-    Finish(status);
+    Finish(svc_.end(ctx_, "Generate", t0_, st));
   }
 
   void finish_now(const Status& st) {
@@ -242,7 +235,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
 // many tokens wait for the engine. Half-close completes the input; the turn then commits once.
 // A message that cannot be parsed, a document that is not UTF-8 or a broken-off stream aborts the
 // turn: nothing is committed.
-class IngestReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
+class IngestReactor final : public OrderedReactor<grpc::ServerReadReactor<grpc::ByteBuffer>> {
  public:
   IngestReactor(InferenceService& svc, grpc::CallbackServerContext* ctx, grpc::ByteBuffer* resp)
       : svc_(svc), ctx_(ctx), resp_(resp), t0_(Clock::now()), input_(std::make_shared<TurnInput>()) {
@@ -253,7 +246,6 @@ class IngestReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
       return;
     }
     tenant_ = *tenant;
-    handed_over(this);
     StartRead(&buf_);
   }
 
@@ -276,10 +268,6 @@ class IngestReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
   void OnCancel() override {
     InCallback in(this);
     input_->abort(absl::CancelledError("the upload was cancelled"));
-  }
-  void OnDone() override {
-    taken_back(this);
-    delete this;
   }
 
  private:
@@ -330,10 +318,7 @@ class IngestReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
   }
 
   void read_more() {
-    input_->when_below(kLow, [this] {
-      handed_over(this);
-      StartRead(&buf_);
-    });
+    input_->when_below(kLow, [this] { StartRead(&buf_); });
   }
 
   // The client half-closed, or the stream broke off.
@@ -362,9 +347,7 @@ class IngestReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
 
   void end(const Status& st) {
     if (ended_.exchange(true)) return;
-    const grpc::Status status = svc_.end(ctx_, "Ingest", t0_, st);
-    handed_over(this);
-    Finish(status);
+    Finish(svc_.end(ctx_, "Ingest", t0_, st));
   }
 
   InferenceService& svc_;
@@ -382,7 +365,7 @@ class IngestReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
 // ---- Export / Import ----------------------------------------------------------------------------
 
 // The snapshot (read on the executor) in 1 MiB chunks.
-class ExportReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+class ExportReactor final : public OrderedReactor<grpc::ServerWriteReactor<grpc::ByteBuffer>> {
  public:
   ExportReactor(InferenceService& svc, grpc::CallbackServerContext* ctx, const grpc::ByteBuffer& bytes)
       : svc_(svc), ctx_(ctx), t0_(Clock::now()) {
@@ -414,10 +397,6 @@ class ExportReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     if (!ok) return end(absl::CancelledError("the client went away"));
     next();
   }
-  void OnDone() override {
-    taken_back(this);
-    delete this;
-  }
 
  private:
   void next() {
@@ -427,14 +406,9 @@ class ExportReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     chunk.set_data(bytes_.substr(pos_, kChunk));
     pos_ += kChunk;
     out_ = serialize(chunk);
-    handed_over(this);
     StartWrite(&out_);
   }
-  void end(const Status& st) {
-    const grpc::Status status = svc_.end(ctx_, "ExportSession", t0_, st);
-    handed_over(this);
-    Finish(status);
-  }
+  void end(const Status& st) { Finish(svc_.end(ctx_, "ExportSession", t0_, st)); }
   InferenceService& svc_;
   grpc::CallbackServerContext* ctx_;
   Clock::time_point t0_;
@@ -445,7 +419,7 @@ class ExportReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 };
 
 // Collects the chunks, then imports on the executor.
-class ImportReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
+class ImportReactor final : public OrderedReactor<grpc::ServerReadReactor<grpc::ByteBuffer>> {
  public:
   ImportReactor(InferenceService& svc, grpc::CallbackServerContext* ctx, grpc::ByteBuffer* resp)
       : svc_(svc), ctx_(ctx), resp_(resp), t0_(Clock::now()) {
@@ -456,7 +430,6 @@ class ImportReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
       return;
     }
     tenant_ = *tenant;
-    handed_over(this);
     StartRead(&buf_);
   }
   void OnReadDone(bool ok) override {
@@ -477,7 +450,6 @@ class ImportReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
         held_ += kStep;
       }
       bytes_ += chunk.data();
-      handed_over(this);
       StartRead(&buf_);
       return;
     }
@@ -495,17 +467,9 @@ class ImportReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
       end(st);
     });
   }
-  void OnDone() override {
-    taken_back(this);
-    delete this;
-  }
 
  private:
-  void end(const Status& st) {
-    const grpc::Status status = svc_.end(ctx_, "ImportSession", t0_, st);
-    handed_over(this);
-    Finish(status);
-  }
+  void end(const Status& st) { Finish(svc_.end(ctx_, "ImportSession", t0_, st)); }
   InferenceService& svc_;
   grpc::CallbackServerContext* ctx_;
   grpc::ByteBuffer* resp_;
