@@ -10,7 +10,8 @@
 //       request from a weighted mix. Reports the achieved rate, every status code by kind,
 //       percentiles of time to first token, inter-token latency and turn duration after the
 //       warm-up, tokens/s, and (with --metrics) the server's resident memory, open files and
-//       threads sampled every second with their steady state after the warm-up. Exit 1 on any
+//       threads sampled every second with their steady state (after the warm-up, while requests
+//       still start; the series is in the JSON). Exit 1 on any
 //       unexpected status (anything but OK, CANCELLED for cancelled requests, and ABORTED where two
 //       requests may race on one session).
 //   chat --clients N --turns K [--max-tokens M] [--history-bytes B --text FILE]
@@ -659,14 +660,16 @@ int ScenarioRun::report() {
   print_row("turn duration", dur);
   if (!ingest_s.empty()) print_row("ingest (summary)", ingest_s);
 
-  // The server over time: all samples, and its steady state after the warm-up (the first and the
-  // last sixth of it, at least 10 s each, for open files and threads).
+  // The server over time: all samples, and its steady state from the end of the warm-up until
+  // requests stop starting (the drain after it is load going away, not a steady state); for open
+  // files and threads, the first and the last sixth of it, at least 10 s each.
   std::vector<double> rss, steady_rss;
   double fds_first = 0, fds_last = 0, threads_first = 0, threads_last = 0;
   for (const Sample& x : samples_) rss.push_back(x.rss);
+  const double load_end = s_.duration_s() > 0 ? std::min(s_.duration_s(), wall_) : wall_;
   std::vector<Sample> steady;
   for (const Sample& x : samples_) {
-    if (x.t >= s_.warmup_s()) steady.push_back(x), steady_rss.push_back(x.rss);
+    if (x.t >= s_.warmup_s() && x.t <= load_end) steady.push_back(x), steady_rss.push_back(x.rss);
   }
   double median = 0, low = 0, high = 0;
   if (!steady.empty()) {
@@ -688,10 +691,10 @@ int ScenarioRun::report() {
   }
   if (!steady.empty()) {
     std::printf(
-        "steady state (%zu samples after %.0f s): resident memory median %.0f MiB, %+.1f%% .. %+.1f%%; "
+        "steady state (%zu samples, %.0f s .. %.0f s): resident memory median %.0f MiB, %+.1f%% .. %+.1f%%; "
         "open files %.0f -> %.0f; threads %.0f -> %.0f (max over the first and the last sixth)\n",
-        steady.size(), s_.warmup_s(), median / 1048576, 100 * low, 100 * high, fds_first, fds_last, threads_first,
-        threads_last);
+        steady.size(), s_.warmup_s(), load_end, median / 1048576, 100 * low, 100 * high, fds_first, fds_last,
+        threads_first, threads_last);
   }
   if (!o_.json.empty()) {
     std::ofstream j(o_.json);
@@ -712,6 +715,14 @@ int ScenarioRun::report() {
         << ",\"steady_rss_low\":" << low << ",\"steady_rss_high\":" << high << ",\"steady_fds_first\":" << fds_first
         << ",\"steady_fds_last\":" << fds_last << ",\"steady_threads_first\":" << threads_first
         << ",\"steady_threads_last\":" << threads_last;
+    }
+    if (!samples_.empty()) {  // [seconds, resident bytes, open files, threads] every second
+      j << ",\"server_samples\":[";
+      for (size_t i = 0; i < samples_.size(); ++i) {
+        const Sample& x = samples_[i];
+        j << (i ? "," : "") << "[" << x.t << "," << x.rss << "," << x.fds << "," << x.threads << "]";
+      }
+      j << "]";
     }
     j << ",\"codes\":{";
     bool first = true;

@@ -84,6 +84,7 @@ TEST(Loadtest, ScenarioFileRunsEveryKindOfRequestAndSamplesTheServer) {
   // The server's open files and threads come from its own metrics.
   EXPECT_GT(json_number(j, "steady_fds_first"), 3) << j;
   EXPECT_GT(json_number(j, "steady_threads_first"), 3) << j;
+  EXPECT_NE(j.find("\"server_samples\":[["), std::string::npos) << j;  // the series, one sample a second
   // The summaries' sessions were deleted: only the pool's two are left.
   grpc::ClientContext ctx;
   v1::ListSessionsResponse list;
