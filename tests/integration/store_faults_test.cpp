@@ -245,15 +245,23 @@ class CrashClients {
   // Checks the stored state after a restart against what was acknowledged; learns the sessions on
   // the first call.
   void check(Server& s) {
-    if (turns_session_.empty()) {  // the sessions, past their first operation (which adds BOS)
+    if (turns_session_.empty()) {
+      // The sessions, past their first operation (which adds BOS), and what one more operation
+      // of each kind adds, known before the first kill (which may cut off the first answer).
       turns_session_ = create_session(*s.stub);
       ingest_session_ = create_session(*s.stub);
-      const Turn t = generate(*s.stub, turn_request(1));
-      ASSERT_TRUE(t.status.ok()) << t.status.error_message();
-      turn_tokens_ = t.final.session_tokens();
-      v1::IngestResponse resp;
-      ASSERT_TRUE(ingest(*s.stub, ingest_session_, {doc_}, &resp).ok());
-      ingest_tokens_ = resp.session().total_tokens();
+      for (uint64_t seed : {1, 2}) {
+        const Turn t = generate(*s.stub, turn_request(seed));
+        ASSERT_TRUE(t.status.ok()) << t.status.error_message();
+        if (seed == 2) learn(&turn_delta_, t.final.session_tokens() - turn_tokens_, "turn");
+        turn_tokens_ = t.final.session_tokens();
+        v1::IngestResponse resp;
+        ASSERT_TRUE(ingest(*s.stub, ingest_session_, {doc_}, &resp).ok());
+        if (seed == 2) learn(&ingest_delta_, resp.session().total_tokens() - ingest_tokens_, "ingest");
+        ingest_tokens_ = resp.session().total_tokens();
+      }
+      ASSERT_GT(turn_delta_, 0);
+      ASSERT_GT(ingest_delta_, 0);
     }
     check_counted(s, turns_session_, turns_, &turn_tokens_, &turn_delta_, "turns");
     check_counted(s, ingest_session_, ingests_, &ingest_tokens_, &ingest_delta_, "ingest");
