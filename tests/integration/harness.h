@@ -207,6 +207,18 @@ struct Server {
     return s;
   }
   std::string address() const { return "127.0.0.1:" + std::to_string(port); }
+
+  // A sanitizer's report in the server's log fails the test that started it, also where the test
+  // did not see the server die (a kill -9 test cannot tell an abort from its own kill).
+  ~Server() {
+    if (!proc) return;
+    proc->stop();
+    const std::string log = proc->log();
+    for (const char* mark :
+         {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer", ": runtime error: "}) {
+      if (log.find(mark) != std::string::npos) ADD_FAILURE() << "the server's log holds a sanitizer's report:\n" << log;
+    }
+  }
 };
 
 struct Turn {

@@ -422,9 +422,11 @@ TEST(StoreFaults, KillDashNineAtRandomMomentsLosesNoCommittedTurnAndLeavesNoHalf
     if (::testing::Test::HasFatalFailure()) return;
     clients.start(*s);
     std::this_thread::sleep_for(std::chrono::milliseconds(500 + int(rng() % 4500)));
+    const bool alive = s->proc->running();  // else it ended by itself: a crash, not this kill
     s->proc->stop(SIGKILL);
     ++kills;
     clients.stop();
+    ASSERT_TRUE(alive) << "the server ended before the kill:\n" << s->proc->log();
     if (::testing::Test::HasFatalFailure()) return;
   }
   auto s = Server::start(store, shape);
