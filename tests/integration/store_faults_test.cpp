@@ -3,6 +3,7 @@
 // kill -9 of a replica mid-commit, a full disk, damaged records; and what a commit costs.
 #include <sys/mount.h>
 
+#include <algorithm>
 #include <atomic>
 #include <random>
 #include <set>
@@ -250,6 +251,7 @@ class CrashClients {
       // of each kind adds, known before the first kill (which may cut off the first answer).
       turns_session_ = create_session(*s.stub);
       ingest_session_ = create_session(*s.stub);
+      const auto t0 = std::chrono::steady_clock::now();
       for (uint64_t seed : {1, 2}) {
         const Turn t = generate(*s.stub, turn_request(seed));
         ASSERT_TRUE(t.status.ok()) << t.status.error_message();
@@ -262,6 +264,7 @@ class CrashClients {
       }
       ASSERT_GT(turn_delta_, 0);
       ASSERT_GT(ingest_delta_, 0);
+      operation_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 4;
     }
     check_counted(s, turns_session_, turns_, &turn_tokens_, &turn_delta_, "turns");
     check_counted(s, ingest_session_, ingests_, &ingest_tokens_, &ingest_delta_, "ingest");
@@ -350,6 +353,8 @@ class CrashClients {
   }
 
   int64_t commits() const { return turns_.acked + ingests_.acked + imports_.acked; }
+  // How long one turn or upload took on the first server (seconds, their mean).
+  double operation_s() const { return operation_s_; }
   std::string summary() const {
     auto one = [](const char* name, const Kind& k) {
       return std::string(name) + " " + std::to_string(k.acked.load()) + " acknowledged, " +
@@ -388,6 +393,7 @@ class CrashClients {
   const int64_t snapshot_tokens_;
   std::string turns_session_, ingest_session_, imported_, imported_stale_;
   int64_t turn_tokens_ = 0, turn_delta_ = 0, ingest_tokens_ = 0, ingest_delta_ = 0;
+  double operation_s_ = 0;
   Kind turns_, ingests_, imports_;
   std::atomic<bool> stop_{false}, busy_turn_{false}, busy_ingest_{false}, busy_import_{false};
   std::vector<std::thread> threads_;
@@ -421,7 +427,10 @@ TEST(StoreFaults, KillDashNineAtRandomMomentsLosesNoCommittedTurnAndLeavesNoHalf
     clients.check(*s);
     if (::testing::Test::HasFatalFailure()) return;
     clients.start(*s);
-    std::this_thread::sleep_for(std::chrono::milliseconds(500 + int(rng() % 4500)));
+    // A kill 0.5 s to 5 s after the start, or up to 20 operations' time where they are slow (an
+    // instrumented build), so that operations complete between kills as well as get cut.
+    const int window_ms = std::max(4500, int(20000 * clients.operation_s()));
+    std::this_thread::sleep_for(std::chrono::milliseconds(500 + int(rng() % uint32_t(window_ms))));
     const bool alive = s->proc->running();  // else it ended by itself: a crash, not this kill
     s->proc->stop(SIGKILL);
     ++kills;
