@@ -58,7 +58,9 @@ inline std::string temp_path(const std::string& what) {
   return ::testing::TempDir() + "/edgeinf-" + what + "-" + std::to_string(::getpid()) + "-" + std::to_string(n++);
 }
 
-// A child process with its output in a log file; SIGTERM and reaped on destruction.
+// A child process with its output in a log file; SIGTERM and reaped on destruction, when a
+// sanitizer's report in its log fails the test that started it (also where the test did not see
+// it die: a kill -9 test cannot tell an abort from its own kill).
 class Process {
  public:
   Process(std::vector<std::string> argv, const std::string& log) : log_(log) {
@@ -77,7 +79,14 @@ class Process {
       std::_Exit(127);
     }
   }
-  ~Process() { stop(); }
+  ~Process() {
+    stop();
+    const std::string out = log();
+    for (const char* mark :
+         {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer", ": runtime error: "}) {
+      if (out.find(mark) != std::string::npos) ADD_FAILURE() << log_ << " holds a sanitizer's report:\n" << out;
+    }
+  }
   // SIGTERM (or another signal) and wait for the exit.
   void stop(int sig = SIGTERM) {
     if (pid_ <= 0) return;
@@ -207,18 +216,6 @@ struct Server {
     return s;
   }
   std::string address() const { return "127.0.0.1:" + std::to_string(port); }
-
-  // A sanitizer's report in the server's log fails the test that started it, also where the test
-  // did not see the server die (a kill -9 test cannot tell an abort from its own kill).
-  ~Server() {
-    if (!proc) return;
-    proc->stop();
-    const std::string log = proc->log();
-    for (const char* mark :
-         {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer", ": runtime error: "}) {
-      if (log.find(mark) != std::string::npos) ADD_FAILURE() << "the server's log holds a sanitizer's report:\n" << log;
-    }
-  }
 };
 
 struct Turn {
