@@ -4,7 +4,7 @@
 //   summarize FILE            upload FILE into a new session (progress bar), stream a summary
 //   ingest NAME FILE          upload FILE into session NAME (all or nothing)
 //   chat [--session NAME]     interactive; one line per user turn, empty line or EOF ends
-//   sessions list | create [POLICY] | get NAME | delete NAME | export NAME FILE | import FILE
+//   sessions list | create [POLICY [KV_TYPE]] | get NAME | delete NAME | export NAME FILE | import FILE
 //   info | health
 // Errors print "edgeinf-client: CODE: message" and exit 1 (2 for bad usage).
 #include <grpcpp/grpcpp.h>
@@ -49,7 +49,7 @@ int usage() {
       "  summarize FILE\n"
       "  ingest NAME FILE\n"
       "  chat [--session NAME]\n"
-      "  sessions list | create [POLICY] | get NAME | delete NAME | export NAME FILE | import FILE\n"
+      "  sessions list | create [POLICY [KV_TYPE]] | get NAME | delete NAME | export NAME FILE | import FILE\n"
       "  info | health\n",
       stderr);
   return 2;
@@ -74,11 +74,12 @@ void print_session(const v1::Session& s) {
     std::printf("%s DAMAGED: %s\n", s.name().c_str(), s.damage().c_str());
     return;
   }
-  std::printf("%s policy=%s S=%d W=%d L=%d tokens=%lld exact=%lld compressed=%lld dropped=%lld state=%.1fMiB etag=%s\n",
-              s.name().c_str(), s.policy().name().c_str(), s.policy().sink(), s.policy().window(), s.policy().segment(),
-              static_cast<long long>(s.total_tokens()), static_cast<long long>(s.exact_tokens()),
-              static_cast<long long>(s.compressed_tokens()), static_cast<long long>(s.dropped_tokens()),
-              double(s.state_bytes()) / (1 << 20), s.etag().c_str());
+  std::printf(
+      "%s policy=%s S=%d W=%d L=%d kv=%s tokens=%lld exact=%lld compressed=%lld dropped=%lld state=%.1fMiB etag=%s\n",
+      s.name().c_str(), s.policy().name().c_str(), s.policy().sink(), s.policy().window(), s.policy().segment(),
+      s.policy().kv_type().c_str(), static_cast<long long>(s.total_tokens()), static_cast<long long>(s.exact_tokens()),
+      static_cast<long long>(s.compressed_tokens()), static_cast<long long>(s.dropped_tokens()),
+      double(s.state_bytes()) / (1 << 20), s.etag().c_str());
 }
 
 // Streams one Generate call to stdout; usage goes to stderr.
@@ -220,6 +221,7 @@ int sessions(const Client& c, const std::vector<std::string>& a) {
   if (a[0] == "create") {
     v1::CreateSessionRequest req;
     if (a.size() > 1) req.mutable_policy()->set_name(a[1]);
+    if (a.size() > 2) req.mutable_policy()->set_kv_type(a[2]);
     v1::Session s;
     grpc::Status st = c.stub->CreateSession(ctx.get(), req, &s);
     if (!st.ok()) return fail(st);

@@ -53,6 +53,8 @@ ABSL_FLAG(std::string, policy, "edgeinfinite", "default KV policy of sessions an
 ABSL_FLAG(int, sink, -1, "sink tokens (default: the gate's, else 4)");
 ABSL_FLAG(int, window, -1, "window tokens (default: the gate's, else 1024)");
 ABSL_FLAG(int, segment, -1, "segment tokens (default: the gate's, else 512)");
+ABSL_FLAG(std::string, kv_type, "f32",
+          "how sessions store exact KV entries by default: f32, f16 or q8 (int8, a scale per 32 values)");
 ABSL_FLAG(std::string, auth_tokens, "",
           "file of lines 'SHA256(token) tenant' (hex SHA-256 of each bearer token); callers send "
           "'authorization: Bearer TOKEN'; empty = no authentication");
@@ -92,6 +94,7 @@ constexpr const char* kFlagNames[] = {"listen",
                                       "sink",
                                       "window",
                                       "segment",
+                                      "kv_type",
                                       "auth_tokens",
                                       "tls_cert",
                                       "tls_key",
@@ -265,6 +268,7 @@ int run(int argc, char** argv) {
   ec.shape.sink = absl::GetFlag(FLAGS_sink);
   ec.shape.window = absl::GetFlag(FLAGS_window);
   ec.shape.segment = absl::GetFlag(FLAGS_segment);
+  ec.shape.kv_type = absl::GetFlag(FLAGS_kv_type);
   ec.max_prompt_tokens = absl::GetFlag(FLAGS_max_prompt_tokens);
   ec.max_tokens_limit = absl::GetFlag(FLAGS_max_tokens_limit);
   ec.max_sessions_per_tenant = absl::GetFlag(FLAGS_max_sessions_per_tenant);
@@ -291,8 +295,9 @@ int run(int argc, char** argv) {
   const edgeinf::EngineInfo info = (*engine)->info();
   const edgeinf::KvPolicyOptions& kv = info.default_kv;
   spdlog::info("device {}", info.device);
-  spdlog::info("model {} ({}); policy {} S={} W={} L={}; gate {}; store {}", ec.model_path, info.model_fingerprint,
-               kv.name, kv.sink, kv.window, kv.segment, info.gate.empty() ? "none" : info.gate, store_url->url);
+  spdlog::info("model {} ({}); policy {} S={} W={} L={} KV {}; gate {}; store {}", ec.model_path,
+               info.model_fingerprint, kv.name, kv.sink, kv.window, kv.segment, edgeinf::kv_type_name(kv.kv_type),
+               info.gate.empty() ? "none" : info.gate, store_url->url);
   spdlog::info(
       "memory budget {} MiB: {} MiB for the model, scratch, runtime and records in flight, the rest for sessions",
       ec.memory_budget_bytes >> 20, (*engine)->fixed_bytes() >> 20);

@@ -38,6 +38,7 @@ void fill_policy(const KvPolicyOptions& kv, v1::PolicyConfig* p) {
   p->set_segment(kv.segment);
   p->set_budget(kv.budget);
   p->set_context(kv.n_ctx);
+  p->set_kv_type(kv_type_name(kv.kv_type));
 }
 
 }  // namespace
@@ -145,6 +146,7 @@ grpc::ServerUnaryReactor* InferenceService::CreateSession(grpc::CallbackServerCo
         if (p.sink() > 0) shape.sink = p.sink();
         if (p.window() > 0) shape.window = p.window();
         if (p.segment() > 0) shape.segment = p.segment();
+        shape.kv_type = p.kv_type();
         EDGEINF_ASSIGN_OR_RETURN(SessionInfo info,
                                  engine_.create_session(tenant, p.name(), shape, p.budget(), p.context()));
         fill_session(info, out);

@@ -286,6 +286,8 @@ Status run(int argc, char** argv) {
   p.option("", "--sink", "S", "sink tokens (default: the gate's, else 4)", &shape.sink);
   p.option("", "--window", "W", "window tokens (default: the gate's, else 1020: S + W = 1024)", &shape.window);
   p.option("", "--segment", "L", "segment tokens (default: the gate's, else 512)", &shape.segment);
+  p.option("", "--kv-type", "TYPE",
+           "how KV entries are stored: f32, f16 or q8 (int8, a scale per 32 values) (default f32)", &shape.kv_type);
   p.option("", "--update", "RULE", "edgeinfinite memory update: delta or linear (default: the gate's, else delta)",
            &shape.update);
   p.option("", "--gate", "FILE", "edgeinfinite gate file (default MODEL.gate.gguf if present; 'none': no gate)",
@@ -327,9 +329,9 @@ Status run(int argc, char** argv) {
     gate = fixed_gate(a.kv, AttentionShape::of(*model), a.fixed_gate);
     gate_name = absl::StrCat("fixed ", a.fixed_gate, " (untrained)");
   }
-  std::fprintf(stderr, "eval: %zu tokens of prose from %s; S=%d W=%d L=%d budget=%d; update %s; gate: %s\n",
+  std::fprintf(stderr, "eval: %zu tokens of prose from %s; S=%d W=%d L=%d budget=%d; KV %s; update %s; gate: %s\n",
                prose.size(), a.text.c_str(), a.kv.sink, a.kv.window, a.kv.segment, a.kv.budget,
-               memory_update_name(a.kv.update), gate_name.c_str());
+               kv_type_name(a.kv.kv_type), memory_update_name(a.kv.update), gate_name.c_str());
 
   std::vector<Run> runs;
   for (const std::string& task : tasks) {
@@ -372,8 +374,8 @@ Status run(int argc, char** argv) {
     std::ofstream j(a.json);
     j << "{\"model\":\"" << json_escape(a.model) << "\",\"text\":\"" << json_escape(a.text)
       << "\",\"sink\":" << a.kv.sink << ",\"window\":" << a.kv.window << ",\"segment\":" << a.kv.segment
-      << ",\"budget\":" << a.kv.budget << ",\"gate\":\"" << json_escape(gate_name) << "\",\"update\":\""
-      << memory_update_name(a.kv.update) << "\",\"runs\":[";
+      << ",\"budget\":" << a.kv.budget << ",\"kv_type\":\"" << kv_type_name(a.kv.kv_type) << "\",\"gate\":\""
+      << json_escape(gate_name) << "\",\"update\":\"" << memory_update_name(a.kv.update) << "\",\"runs\":[";
     for (size_t i = 0; i < rows.size(); ++i) {
       const auto& [run, res] = rows[i];
       j << (i ? "," : "") << "{\"task\":\"" << run.task << "\",\"policy\":\"" << run.policy

@@ -1,20 +1,29 @@
 // The CPU's KV store (kv_store.h): host arrays that grow with the rows in use, kernels::cpu.
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "engine/kv/kv_common.h"
 #include "engine/kv/kv_store.h"
 #include "engine/kv/memory_gate.h"
+#include "kernels/common/kv_rows.h"
 #include "kernels/cpu/ops.h"
 
 namespace edgeinf {
 namespace {
 
+// Rows an encoded store re-rotates at once (decoded into f32 scratch, rotated, encoded again).
+constexpr int64_t kRerotateRows = 128;
+
 class CpuKvStore final : public KvStore {
  public:
-  CpuKvStore(const AttentionShape& s, const KvStoreShape& shape) : s_(s), shape_(shape) {
+  CpuKvStore(const AttentionShape& s, const KvStoreShape& shape)
+      : s_(s), shape_(shape), row_bytes_(kernels::kv_value_offset(shape.type, s.kv_dim())) {
     k_.resize(size_t(s.n_layer));
     v_.resize(size_t(s.n_layer));
+    if (shape.type != KvType::kF32 && shape.segment > 0) {
+      rerotate_.resize(size_t(std::min(kRerotateRows, shape.rows) * s.kv_dim()));
+    }
     if (!shape.memory) return;
     const size_t d = size_t(s.head_dim), seg = size_t(shape.segment);
     m_.assign(size_t(s.n_layer), std::vector<float>(size_t(s.n_kv_head) * d * d, 0.0f));
@@ -28,13 +37,13 @@ class CpuKvStore final : public KvStore {
   const char* device() const override { return "cpu"; }
 
   void reserve(int64_t n) override {
-    const size_t kv_dim = size_t(s_.kv_dim());
-    grow_layers(k_, size_t(n) * kv_dim, size_t(shape_.rows) * kv_dim, kv_dim);
-    grow_layers(v_, size_t(n) * kv_dim, size_t(shape_.rows) * kv_dim, kv_dim);
+    grow_layers(k_, size_t(n) * row_bytes_, size_t(shape_.rows) * row_bytes_, row_bytes_);
+    grow_layers(v_, size_t(n) * row_bytes_, size_t(shape_.rows) * row_bytes_, row_bytes_);
   }
+  size_t row_bytes() const override { return row_bytes_; }
   size_t bytes() const override { return layers_bytes(k_) + layers_bytes(v_) + memory_bytes(); }
   size_t max_bytes() const override {
-    return 2 * size_t(s_.n_layer) * size_t(shape_.rows * s_.kv_dim()) * sizeof(float) + memory_bytes();
+    return 2 * size_t(s_.n_layer) * size_t(shape_.rows) * row_bytes_ + memory_bytes();
   }
   size_t memory_bytes() const override { return layers_bytes(m_) + layers_bytes(z_); }
 
@@ -46,24 +55,37 @@ class CpuKvStore final : public KvStore {
 
   void rotate_store_attend(const LayerAttention& a, int64_t base, kernels::cpu::ThreadPool& pool) override {
     EDGEINF_CHECK(int64_t(batch_.size()) >= a.n_tok);
-    edgeinf::rotate_store_attend(s_, a, batch_.data(), k_[size_t(a.layer)].data(), v_[size_t(a.layer)].data(), base,
-                                 pool);
+    edgeinf::rotate_store_attend(s_, a, batch_.data(), shape_.type, k_[size_t(a.layer)].data(),
+                                 v_[size_t(a.layer)].data(), base, pool);
   }
 
   void evict(int layer, int64_t first, int64_t n, int64_t end, bool keep, kernels::cpu::ThreadPool& pool) override {
     const int64_t kv_dim = s_.kv_dim(), n_rest = end - first - n;
+    const size_t rb = row_bytes_;
     EDGEINF_CHECK(n_rest >= 0 && int64_t(rest_.size()) >= n_rest);
-    float* k = k_[size_t(layer)].data() + first * kv_dim;
-    float* v = v_[size_t(layer)].data() + first * kv_dim;
+    uint8_t* k = k_[size_t(layer)].data() + size_t(first) * rb;
+    uint8_t* v = v_[size_t(layer)].data() + size_t(first) * rb;
     if (keep) {
       EDGEINF_CHECK(shape_.memory && n <= shape_.segment && int64_t(leaving_.size()) >= n);
-      std::memcpy(k_leave_.data(), k, size_t(n * kv_dim) * sizeof(float));
+      decode_kv_rows(shape_.type, k, k_leave_.data(), n, kv_dim, pool);
       rotate(s_, k_leave_.data(), kv_dim, s_.n_kv_head, leaving_.data(), n, pool);
-      std::memcpy(v_leave_.data(), v, size_t(n * kv_dim) * sizeof(float));
+      decode_kv_rows(shape_.type, v, v_leave_.data(), n, kv_dim, pool);
     }
-    std::memmove(k, k + n * kv_dim, size_t(n_rest * kv_dim) * sizeof(float));
-    std::memmove(v, v + n * kv_dim, size_t(n_rest * kv_dim) * sizeof(float));
-    rotate(s_, k, kv_dim, s_.n_kv_head, rest_.data(), n_rest, pool);
+    std::memmove(k, k + size_t(n) * rb, size_t(n_rest) * rb);
+    std::memmove(v, v + size_t(n) * rb, size_t(n_rest) * rb);
+    if (shape_.type == KvType::kF32) {
+      rotate(s_, reinterpret_cast<float*>(k), kv_dim, s_.n_kv_head, rest_.data(), n_rest, pool);
+      return;
+    }
+    // Encoded keys: decoded, re-rotated and encoded again, a slice of rows at a time.
+    const int64_t step = int64_t(rerotate_.size()) / kv_dim;
+    for (int64_t r = 0; r < n_rest; r += step) {
+      const int64_t m = std::min(step, n_rest - r);
+      uint8_t* rows = k + size_t(r) * rb;
+      decode_kv_rows(shape_.type, rows, rerotate_.data(), m, kv_dim, pool);
+      rotate(s_, rerotate_.data(), kv_dim, s_.n_kv_head, rest_.data() + r, m, pool);
+      encode_kv_rows(shape_.type, rerotate_.data(), rows, m, kv_dim, pool);
+    }
   }
 
   void fold(int layer, int64_t n, bool delta, kernels::cpu::ThreadPool& pool) override {
@@ -89,14 +111,12 @@ class CpuKvStore final : public KvStore {
   }
 
   Status save_rows(ByteWriter& w, int64_t first, int64_t last) const override {
-    const size_t kv_dim = size_t(s_.kv_dim());
-    save_kv_layers(w, k_, v_, size_t(first) * kv_dim, size_t(last) * kv_dim);
+    save_kv_layers(w, k_, v_, size_t(first) * row_bytes_, size_t(last) * row_bytes_);
     return absl::OkStatus();
   }
   Status load_rows(ByteReader& r, int64_t first, int64_t last) override {
     reserve(last);
-    const size_t kv_dim = size_t(s_.kv_dim());
-    return restore_kv_layers(r, k_, v_, size_t(first) * kv_dim, size_t(last) * kv_dim);
+    return restore_kv_layers(r, k_, v_, size_t(first) * row_bytes_, size_t(last) * row_bytes_);
   }
   Status save_memory(ByteWriter& w) const override {
     for (size_t il = 0; il < m_.size(); ++il) {
@@ -121,9 +141,11 @@ class CpuKvStore final : public KvStore {
  private:
   AttentionShape s_;
   KvStoreShape shape_;
-  std::vector<std::vector<float>> k_, v_;  // per layer [rows in use, kv_dim], growing to shape_.rows
+  size_t row_bytes_;
+  KvLayers k_, v_;                         // per layer [rows in use, kv_dim] encoded, up to shape_.rows
   std::vector<std::vector<float>> m_, z_;  // per layer [n_kv_head, d, d] and [n_kv_head, d]
   std::vector<float> k_leave_, v_leave_, read_, g_;
+  std::vector<float> rerotate_;  // an encoded store's keys being re-rotated [kRerotateRows, kv_dim]
   std::vector<int32_t> batch_, leaving_, rest_;
 };
 

@@ -11,7 +11,7 @@ EdgeInfinitePolicy::EdgeInfinitePolicy(const AttentionShape& s, const KvPolicyOp
       gate_(o.gate) {}
 
 KvStoreShape EdgeInfinitePolicy::store_shape(const KvPolicyOptions& o) {
-  return SinkWindowCache::store_shape(o.sink, o.window, o.segment, true, o.gate);
+  return SinkWindowCache::store_shape(o.sink, o.window, o.segment, true, o.gate, o.kv_type);
 }
 
 Status EdgeInfinitePolicy::begin_batch(int64_t n_tok) {

@@ -110,7 +110,7 @@ class FullPolicy final : public KvPolicy {
   size_t delta_size() const override {
     if (marked_ == 0) return 0;
     return sizeof(int64_t) + 2 * sizeof(int64_t) +
-           2 * size_t(s_.n_layer) * size_t((c_.n_seen - marked_) * s_.kv_dim()) * sizeof(float);
+           2 * size_t(s_.n_layer) * size_t(c_.n_seen - marked_) * store_->row_bytes();
   }
 
   Status apply_delta(ByteReader& r, kernels::cpu::ThreadPool&) override {
@@ -147,7 +147,8 @@ class FullPolicy final : public KvPolicy {
 StatusOr<std::unique_ptr<KvPolicy>> make_full_policy(const KvPolicyOptions& o, const AttentionShape& s,
                                                      const KvStoreMaker& stores) {
   const int64_t capacity = o.n_ctx > 0 ? o.n_ctx : s.n_ctx_train;
-  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<KvStore> store, stores(KvStoreShape{capacity, 0, false, nullptr}));
+  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<KvStore> store,
+                           stores(KvStoreShape{capacity, 0, false, nullptr, o.kv_type}));
   return std::unique_ptr<KvPolicy>(std::make_unique<FullPolicy>(s, capacity, std::move(store)));
 }
 

@@ -5,7 +5,9 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/common/kv_rows.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/vec.h"
 
 namespace edgeinf {
 
@@ -25,16 +27,14 @@ AttentionShape AttentionShape::of(const LlamaModel& model) {
   return s;
 }
 
-void save_kv_layers(ByteWriter& w, const std::vector<std::vector<float>>& k, const std::vector<std::vector<float>>& v,
-                    size_t first, size_t last) {
+void save_kv_layers(ByteWriter& w, const KvLayers& k, const KvLayers& v, size_t first, size_t last) {
   for (size_t il = 0; il < k.size(); ++il) {
     w.put_array(k[il].data() + first, last - first);
     w.put_array(v[il].data() + first, last - first);
   }
 }
 
-Status restore_kv_layers(ByteReader& r, std::vector<std::vector<float>>& k, std::vector<std::vector<float>>& v,
-                         size_t first, size_t last) {
+Status restore_kv_layers(ByteReader& r, KvLayers& k, KvLayers& v, size_t first, size_t last) {
   for (size_t il = 0; il < k.size(); ++il) {
     EDGEINF_CHECK(k[il].size() >= last && v[il].size() >= last);
     EDGEINF_RETURN_IF_ERROR(r.get_array(k[il].data() + first, last - first));
@@ -43,9 +43,9 @@ Status restore_kv_layers(ByteReader& r, std::vector<std::vector<float>>& k, std:
   return absl::OkStatus();
 }
 
-void grow_layers(std::vector<std::vector<float>>& layers, size_t n, size_t max_n, size_t row) {
+void grow_layers(KvLayers& layers, size_t n, size_t max_n, size_t row) {
   EDGEINF_CHECK(n <= max_n && row > 0);
-  for (std::vector<float>& l : layers) {
+  for (std::vector<uint8_t>& l : layers) {
     if (l.size() >= n) continue;
     size_t want = std::max(n, l.size() + l.size() / 2);
     want = std::min(max_n, (want + row - 1) / row * row);
@@ -54,10 +54,25 @@ void grow_layers(std::vector<std::vector<float>>& layers, size_t n, size_t max_n
   }
 }
 
-size_t layers_bytes(const std::vector<std::vector<float>>& layers) {
-  size_t n = 0;
-  for (const std::vector<float>& l : layers) n += l.size() * sizeof(float);
-  return n;
+void encode_kv_rows(KvType type, const float* src, uint8_t* dst, int64_t n_rows, int64_t n,
+                    kernels::cpu::ThreadPool& pool) {
+  const size_t row = kernels::kv_value_offset(type, n);
+  if (type == KvType::kF32) {
+    std::memcpy(dst, src, size_t(n_rows) * row);
+    return;
+  }
+  pool.run(n_rows, [&](int64_t r) { kernels::encode_kv_values(type, src + r * n, dst + size_t(r) * row, n); });
+}
+
+void decode_kv_rows(KvType type, const uint8_t* src, float* dst, int64_t n_rows, int64_t n,
+                    kernels::cpu::ThreadPool& pool) {
+  const size_t row = kernels::kv_value_offset(type, n);
+  if (type == KvType::kF32) {
+    std::memcpy(dst, src, size_t(n_rows) * row);
+    return;
+  }
+  const kernels::cpu::VecOps& v = kernels::cpu::vec_ops();
+  pool.run(n_rows, [&](int64_t r) { v.dequantize_row(type, src + size_t(r) * row, dst + r * n, n); });
 }
 
 kernels::RopeParams rope_params(const AttentionShape& s, float* x, int64_t stride, int n_head, const int32_t* positions,
@@ -77,14 +92,15 @@ kernels::RopeParams rope_params(const AttentionShape& s, float* x, int64_t strid
   return r;
 }
 
-kernels::AttentionParams cache_attention_params(const AttentionShape& s, const LayerAttention& a, const float* k_cache,
-                                                const float* v_cache, int64_t base) {
+kernels::AttentionParams cache_attention_params(const AttentionShape& s, const LayerAttention& a, KvType type,
+                                                const void* k_cache, const void* v_cache, int64_t base) {
   const int64_t n_kv = base + a.n_tok;
   kernels::AttentionParams p;
   p.q = a.q;
   p.q_stride = s.q_dim();
   p.k = k_cache;
   p.v = v_cache;
+  p.kv_type = type;
   p.kv_stride = s.kv_dim();
   p.kv_head_stride = s.head_dim;
   p.out = a.out;
@@ -134,14 +150,14 @@ void rotate(const AttentionShape& s, float* x, int64_t stride, int n_head, const
   kernels::cpu::rope_forward(rope_params(s, x, stride, n_head, positions, n_tok), pool);
 }
 
-void rotate_store_attend(const AttentionShape& s, const LayerAttention& a, const int32_t* positions, float* k_cache,
-                         float* v_cache, int64_t base, kernels::cpu::ThreadPool& pool) {
+void rotate_store_attend(const AttentionShape& s, const LayerAttention& a, const int32_t* positions, KvType type,
+                         uint8_t* k_cache, uint8_t* v_cache, int64_t base, kernels::cpu::ThreadPool& pool) {
   rotate(s, a.q, s.q_dim(), s.n_head, positions, a.n_tok, pool);
   rotate(s, a.k, s.kv_dim(), s.n_kv_head, positions, a.n_tok, pool);
-  const size_t bytes = size_t(a.n_tok * s.kv_dim()) * sizeof(float);
-  std::memcpy(k_cache + base * s.kv_dim(), a.k, bytes);
-  std::memcpy(v_cache + base * s.kv_dim(), a.v, bytes);
-  kernels::cpu::attention_forward(cache_attention_params(s, a, k_cache, v_cache, base), pool);
+  const size_t at = kernels::kv_value_offset(type, base * s.kv_dim());
+  encode_kv_rows(type, a.k, k_cache + at, a.n_tok, s.kv_dim(), pool);
+  encode_kv_rows(type, a.v, v_cache + at, a.n_tok, s.kv_dim(), pool);
+  kernels::cpu::attention_forward(cache_attention_params(s, a, type, k_cache, v_cache, base), pool);
 }
 
 }  // namespace edgeinf

@@ -15,6 +15,7 @@
 #include "engine/model/llama_model.h"
 #include "engine/util/bytes.h"
 #include "engine/util/status.h"
+#include "kernels/common/quant_blocks.h"
 #include "kernels/cpu/thread_pool.h"
 
 namespace edgeinf {
@@ -27,6 +28,14 @@ using KvStoreMaker = std::function<StatusOr<std::unique_ptr<KvStore>>(const KvSt
 
 enum class MemoryUpdate { kLinear, kDelta };
 
+// How a policy stores its exact KV entries (kernels/common/kv_rows.h): f32 (exact), f16, or q8
+// (int8 with an fp16 scale per block of 32 values of a head). EdgeInfinite's memory stays f32.
+using KvType = kernels::WeightType;
+// "f32", "f16", "q8".
+const char* kv_type_name(KvType type);
+// The type of that name; InvalidArgument naming the three otherwise.
+StatusOr<KvType> parse_kv_type(std::string_view name);
+
 struct KvPolicyOptions {
   std::string name = "full";
   int n_ctx = 0;        // full: KV capacity in tokens (0 = the model's training context)
@@ -38,6 +47,7 @@ struct KvPolicyOptions {
   int pool_kernel = 7;  // snapkv, pyramidkv: 1-D max-pool kernel over the votes
   float pyramid_beta = 20.0f;
   MemoryUpdate update = MemoryUpdate::kDelta;
+  KvType kv_type = KvType::kF32;     // the exact entries' storage type
   const MemoryGate* gate = nullptr;  // edgeinfinite: nullptr = gate 0 (StreamingLLM behaviour)
 };
 
@@ -154,7 +164,7 @@ const KvPolicyTraits& kv_policy_traits(std::string_view name);
 // The gate a policy of these options reads: `gate` for a policy that compresses, else nullptr.
 const MemoryGate* gate_for_policy(const KvPolicyOptions& options, const MemoryGate* gate);
 
-// InvalidArgument when options.name is unknown or its shape unusable for the model.
+// InvalidArgument when options.name is unknown or its shape or KV type unusable for the model.
 Status validate_kv_options(const KvPolicyOptions& options, const AttentionShape& shape);
 // Creates the policy named in options.name (full, streaming, snapkv, pyramidkv, edgeinfinite), its
 // arrays in a store the maker makes (a policy with a device form), else on the host.

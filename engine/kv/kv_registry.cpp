@@ -1,10 +1,12 @@
 // The one table of KV policies: adding a policy is a new file and a line here.
 #include <algorithm>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "engine/kv/kv_policy.h"
 #include "engine/kv/kv_store.h"
+#include "kernels/common/kv_rows.h"
 
 namespace edgeinf {
 
@@ -66,10 +68,35 @@ const MemoryGate* gate_for_policy(const KvPolicyOptions& options, const MemoryGa
   return traits != nullptr && traits->compresses ? gate : nullptr;
 }
 
+const char* kv_type_name(KvType type) {
+  switch (type) {
+    case KvType::kF32: return "f32";
+    case KvType::kF16: return "f16";
+    case KvType::kQ8_0: return "q8";
+    default: return "unsupported";
+  }
+}
+
+StatusOr<KvType> parse_kv_type(std::string_view name) {
+  for (KvType t : {KvType::kF32, KvType::kF16, KvType::kQ8_0}) {
+    if (name == kv_type_name(t)) return t;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown KV type '", absl::CHexEscape(std::string(name.substr(0, 32))), "' (f32, f16, q8)"));
+}
+
 Status validate_kv_options(const KvPolicyOptions& o, const AttentionShape& s) {
   EDGEINF_RETURN_IF_ERROR(known_kv_policy(o.name));
   const KvPolicyTraits* entry = find_kv_policy(o.name);
   if (o.n_ctx < 0) return absl::InvalidArgumentError("context size must be >= 0");
+  if (!kernels::kv_type_supported(o.kv_type)) {
+    return absl::InvalidArgumentError(absl::StrCat("KV type ", uint32_t(o.kv_type), " is not f32, f16 or q8"));
+  }
+  if (s.head_dim % kernels::kv_block_values(o.kv_type) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("the ", kv_type_name(o.kv_type), " KV type stores blocks of ",
+                                                   kernels::kv_block_values(o.kv_type),
+                                                   " values of a head; this model's heads have ", s.head_dim));
+  }
   if (entry->selects) {
     const int64_t budget = o.budget > 0 ? o.budget : int64_t(o.sink) + o.window;
     if (o.obs_window <= 0 || o.pool_kernel <= 0 || o.segment <= 0 || budget <= 2 * int64_t(o.obs_window) ||

@@ -31,6 +31,9 @@ StatusOr<std::string> resolve_kv_shape(const KvShapeRequest& given, const Memory
   } else if (g != nullptr) {
     kv->update = g->update;
   }
+  if (!given.kv_type.empty()) {
+    EDGEINF_ASSIGN_OR_RETURN(kv->kv_type, parse_kv_type(given.kv_type));
+  }
   return warning;
 }
 

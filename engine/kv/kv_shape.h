@@ -1,5 +1,5 @@
-// The shape of a sink/window policy (S, W, L and the memory update rule) as a user gives it, and
-// its resolution against the gate's training shape and the defaults.
+// The shape of a sink/window policy (S, W, L, the memory update rule, the KV type) as a user gives
+// it, and its resolution against the gate's training shape and the defaults.
 #pragma once
 
 #include <string>
@@ -10,17 +10,20 @@
 
 namespace edgeinf {
 
-// S, W, L and the update rule as a command line or request gives them; unset: negative or empty.
+// S, W, L, the update rule and the KV type as a command line or request gives them; unset: negative
+// or empty.
 struct KvShapeRequest {
   int sink = -1;
   int window = -1;
   int segment = -1;
   std::string update;
+  std::string kv_type;
 };
 
 // Fills kv's sink, window, segment and update rule: given values first, else the shape the gate was
-// trained for (when there is a gate), else kv's own values. Returns a warning when a given value
-// differs from the gate's training shape ("" otherwise); InvalidArgument for an unknown update rule.
+// trained for (when there is a gate), else kv's own values; and the KV type when given. Returns a
+// warning when a given value differs from the gate's training shape ("" otherwise);
+// InvalidArgument for an unknown update rule or KV type.
 StatusOr<std::string> resolve_kv_shape(const KvShapeRequest& given, const MemoryGate* gate, KvPolicyOptions* kv);
 
 }  // namespace edgeinf

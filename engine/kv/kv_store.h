@@ -4,11 +4,13 @@
 // kernel calls with the parameters of kv_common.h. Policies hold counters and plans only, so an
 // algorithm is written once for every device.
 //
-// The arrays, per layer: K and V [rows, n_kv_head * head_dim], token-major, each key rotated to
-// the RoPE position its row was given; with memory, EdgeInfinite's M [n_kv_head, d, d] and
-// z [n_kv_head, d]. A store also keeps a batch's scratch: the rows that left (pre-RoPE keys and
-// values, read by fold) and the memory's read-out. Pointers in a LayerAttention are the
-// backend's (device pointers on a device); positions are given on the host.
+// The arrays, per layer: K and V [rows, n_kv_head * head_dim], token-major, in the shape's KV
+// type (f32, f16 or q8: kernels/common/kv_rows.h), each key rotated to the RoPE position its row
+// was given (an encoded key that moves is decoded, re-rotated and encoded again); with memory,
+// EdgeInfinite's M [n_kv_head, d, d] and z [n_kv_head, d]. A store also keeps a batch's scratch:
+// the rows that left (pre-RoPE keys and values, read by fold) and the memory's read-out. Pointers
+// in a LayerAttention are the backend's (device pointers on a device); positions are given on the
+// host.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +27,7 @@ struct KvStoreShape {
   int64_t segment = 0;               // rows that leave at once at most, and queries per memory read
   bool memory = false;               // M and z per layer, the leaving rows and the read-out
   const MemoryGate* gate = nullptr;  // what blend_memory applies (host; a device store copies it)
+  KvType type = KvType::kF32;        // how K/V rows are stored (M, z and the scratch stay f32)
 };
 
 // The RoPE positions of a batch, set once per batch: the rows it stores, the rotation that takes
@@ -41,6 +44,8 @@ class KvStore {
   // Makes rows [0, n) usable, keeping their contents (a CPU store grows its arrays with the rows
   // in use, geometrically; a device store holds every row from the start).
   virtual void reserve(int64_t n) = 0;
+  // Bytes of one layer's K (or V) row in the store's type.
+  virtual size_t row_bytes() const = 0;
   // Bytes of K/V rows and memory allocated now, and with every row.
   virtual size_t bytes() const = 0;
   virtual size_t max_bytes() const = 0;
@@ -63,8 +68,9 @@ class KvStore {
   // Zeroes the memory and forgets a device error.
   virtual void reset() = 0;
 
-  // Snapshots: rows [first, last) of every layer (layer by layer, K then V), and the memory
-  // (layer by layer, M then z). save fails only when the arrays cannot be read (a device error).
+  // Snapshots: rows [first, last) of every layer (layer by layer, K then V, row_bytes() each), and
+  // the memory (layer by layer, M then z). save fails only when the arrays cannot be read (a device
+  // error).
   virtual Status save_rows(ByteWriter& w, int64_t first, int64_t last) const = 0;
   virtual Status load_rows(ByteReader& r, int64_t first, int64_t last) = 0;
   virtual Status save_memory(ByteWriter& w) const = 0;

@@ -73,8 +73,9 @@ RowPositions sink_window_positions(const SinkWindowCounters& c, std::vector<int3
 SinkWindowCache::SinkWindowCache(const AttentionShape& shape, int sink, int window, int segment, KvStore& store)
     : s_(shape), c_{sink, window, segment}, store_(store) {}
 
-KvStoreShape SinkWindowCache::store_shape(int sink, int window, int segment, bool memory, const MemoryGate* gate) {
-  return KvStoreShape{int64_t(sink) + window + segment, segment, memory, gate};
+KvStoreShape SinkWindowCache::store_shape(int sink, int window, int segment, bool memory, const MemoryGate* gate,
+                                          KvType type) {
+  return KvStoreShape{int64_t(sink) + window + segment, segment, memory, gate, type};
 }
 
 void SinkWindowCache::plan(int64_t n_tok) {
@@ -137,7 +138,7 @@ size_t SinkWindowCache::delta_size() const {
   const int64_t first = delta_first();
   if (first < 0) return 0;
   return 2 * sizeof(int64_t) + sizeof(uint32_t) + journal_.evictions.size() * sizeof(int64_t) + 6 * sizeof(int64_t) +
-         sizeof(int64_t) + 2 * size_t(s_.n_layer) * size_t((c_.n_cached - first) * s_.kv_dim()) * sizeof(float);
+         sizeof(int64_t) + 2 * size_t(s_.n_layer) * size_t(c_.n_cached - first) * store_.row_bytes();
 }
 
 // Delta bytes: the marked state's entries and tokens; the evictions since; the counters now; the

@@ -45,7 +45,7 @@ class SinkWindowCache {
   // The arrays live in `store` (made with store_shape), which the caller keeps alive.
   SinkWindowCache(const AttentionShape& shape, int sink, int window, int segment, KvStore& store);
   // The store a cache of these sizes needs; memory: EdgeInfinite's memory besides it.
-  static KvStoreShape store_shape(int sink, int window, int segment, bool memory, const MemoryGate* gate);
+  static KvStoreShape store_shape(int sink, int window, int segment, bool memory, const MemoryGate* gate, KvType type);
 
   int64_t capacity() const { return c_.capacity(); }
   int64_t segment() const { return c_.segment; }

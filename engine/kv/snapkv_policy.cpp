@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "engine/kv/kv_common.h"
+#include "kernels/common/kv_rows.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/vec.h"
 
@@ -19,12 +20,13 @@ SelectionPolicy::SelectionPolicy(const char* name, const AttentionShape& s, cons
       segment_(o.segment),
       obs_window_(o.obs_window),
       pool_kernel_(o.pool_kernel),
-      budget_(std::move(layer_budgets)) {
-  const int64_t hd = s.head_dim;
+      budget_(std::move(layer_budgets)),
+      type_(o.kv_type),
+      row_bytes_(kernels::kv_value_offset(o.kv_type, s.head_dim)) {
   for (int il = 0; il < s.n_layer; ++il) {
     capacity_.push_back(budget_[size_t(il)] + segment_);
-    k_.emplace_back(size_t(s.n_kv_head * capacity_.back() * hd));
-    v_.emplace_back(size_t(s.n_kv_head * capacity_.back() * hd));
+    k_.emplace_back(size_t(s.n_kv_head * capacity_.back()) * row_bytes_);
+    v_.emplace_back(size_t(s.n_kv_head * capacity_.back()) * row_bytes_);
     recent_q_.emplace_back(size_t(obs_window_ * s.q_dim()));
     pos_.emplace_back(size_t(s.n_kv_head * capacity_.back()), -1);
   }
@@ -46,11 +48,7 @@ std::vector<int32_t> SelectionPolicy::kept_positions(int layer, int kv_head) con
 
 int64_t SelectionPolicy::n_kept() const { return *std::max_element(n_entries_.begin(), n_entries_.end()); }
 
-size_t SelectionPolicy::state_bytes() const {
-  size_t bytes = 0;
-  for (int il = 0; il < s_.n_layer; ++il) bytes += (k_[size_t(il)].size() + v_[size_t(il)].size()) * sizeof(float);
-  return bytes;
-}
+size_t SelectionPolicy::state_bytes() const { return layers_bytes(k_) + layers_bytes(v_); }
 
 Status SelectionPolicy::begin_batch(int64_t n_tok) {
   EDGEINF_CHECK(n_tok > 0 && n_tok <= segment_);
@@ -68,9 +66,9 @@ void SelectionPolicy::attend(const LayerAttention& a, kernels::cpu::ThreadPool& 
   rotate(s_, a.k, s_.kv_dim(), s_.n_kv_head, positions_.data(), a.n_tok, pool);
   for (int g = 0; g < s_.n_kv_head; ++g) {
     for (int64_t t = 0; t < a.n_tok; ++t) {
-      const size_t dst = size_t((g * cap + base + t) * hd);
-      std::memcpy(k_[size_t(il)].data() + dst, a.k + t * s_.kv_dim() + g * hd, size_t(hd) * sizeof(float));
-      std::memcpy(v_[size_t(il)].data() + dst, a.v + t * s_.kv_dim() + g * hd, size_t(hd) * sizeof(float));
+      const size_t dst = size_t(g * cap + base + t) * row_bytes_;
+      kernels::encode_kv_values(type_, a.k + t * s_.kv_dim() + g * hd, k_[size_t(il)].data() + dst, hd);
+      kernels::encode_kv_values(type_, a.v + t * s_.kv_dim() + g * hd, v_[size_t(il)].data() + dst, hd);
       pos_[size_t(il)][size_t(g * cap + base + t)] = positions_[size_t(t)];
     }
   }
@@ -79,6 +77,7 @@ void SelectionPolicy::attend(const LayerAttention& a, kernels::cpu::ThreadPool& 
   p.q_stride = s_.q_dim();
   p.k = k_[size_t(il)].data();
   p.v = v_[size_t(il)].data();
+  p.kv_type = type_;
   p.kv_stride = hd;
   p.kv_head_stride = cap * hd;
   p.out = a.out;
@@ -122,8 +121,8 @@ void SelectionPolicy::select(int il, kernels::cpu::ThreadPool& pool) {
   const float scale = 1.0f / std::sqrt(float(hd));
   const kernels::cpu::VecOps& vec = kernels::cpu::vec_ops();
   pool.run(s_.n_kv_head, [&](int64_t g) {
-    float* k = k_[size_t(il)].data() + g * cap * hd;
-    float* v = v_[size_t(il)].data() + g * cap * hd;
+    uint8_t* k = k_[size_t(il)].data() + size_t(g * cap) * row_bytes_;
+    uint8_t* v = v_[size_t(il)].data() + size_t(g * cap) * row_bytes_;
     int32_t* pos = pos_[size_t(il)].data() + g * cap;
     std::vector<float> votes(static_cast<size_t>(n_prefix), 0.0f), scores(static_cast<size_t>(n));
     // Each window query (of every head in the group) votes with its softmax over the keys it sees.
@@ -133,7 +132,7 @@ void SelectionPolicy::select(int il, kernels::cpu::ThreadPool& pool) {
         const int64_t n_visible = n_prefix + i + 1;
         float mx = -INFINITY;
         for (int64_t j = 0; j < n_visible; ++j) {
-          scores[size_t(j)] = vec.dot(q, k + j * hd, hd) * scale;
+          scores[size_t(j)] = vec.dot_row(type_, k + size_t(j) * row_bytes_, q, hd) * scale;
           mx = std::max(mx, scores[size_t(j)]);
         }
         const float inv = 1.0f / vec.exp_sum(scores.data(), mx, n_visible);
@@ -161,8 +160,8 @@ void SelectionPolicy::select(int il, kernels::cpu::ThreadPool& pool) {
     for (size_t dst = 0; dst < order.size(); ++dst) {
       const int64_t src = order[dst];
       if (src == int64_t(dst)) continue;
-      std::memcpy(k + int64_t(dst) * hd, k + src * hd, size_t(hd) * sizeof(float));
-      std::memcpy(v + int64_t(dst) * hd, v + src * hd, size_t(hd) * sizeof(float));
+      std::memcpy(k + dst * row_bytes_, k + size_t(src) * row_bytes_, row_bytes_);
+      std::memcpy(v + dst * row_bytes_, v + size_t(src) * row_bytes_, row_bytes_);
       pos[dst] = pos[src];
     }
   });

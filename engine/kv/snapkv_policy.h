@@ -41,11 +41,14 @@ class SelectionPolicy : public KvPolicy {
   AttentionShape s_;
   int64_t segment_, obs_window_, pool_kernel_;
   std::vector<int64_t> budget_, capacity_, n_entries_;
+  KvType type_;
+  size_t row_bytes_;  // one entry of one head in type_
   int64_t n_seen_ = 0, n_batch_ = 0, n_evicted_ = 0;
   std::vector<int32_t> positions_;
-  // Per layer: K, V [n_kv_head, capacity, head_dim] (rotated K); the last obs_window rotated
-  // queries [obs_window, n_head * head_dim] in arrival order, and how many are valid.
-  std::vector<std::vector<float>> k_, v_, recent_q_;
+  // Per layer: K, V [n_kv_head, capacity, head_dim] (rotated K) in type_; the last obs_window
+  // rotated queries [obs_window, n_head * head_dim] in arrival order, and how many are valid.
+  std::vector<std::vector<uint8_t>> k_, v_;
+  std::vector<std::vector<float>> recent_q_;
   // Per layer: the absolute position of each entry [n_kv_head, capacity].
   std::vector<std::vector<int32_t>> pos_;
   std::vector<int64_t> n_recent_q_;

@@ -47,8 +47,9 @@ class StreamingPolicy final : public KvPolicy {
 
 StatusOr<std::unique_ptr<KvPolicy>> make_streaming_policy(const KvPolicyOptions& o, const AttentionShape& s,
                                                           const KvStoreMaker& stores) {
-  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<KvStore> store,
-                           stores(SinkWindowCache::store_shape(o.sink, o.window, o.segment, false, nullptr)));
+  EDGEINF_ASSIGN_OR_RETURN(
+      std::unique_ptr<KvStore> store,
+      stores(SinkWindowCache::store_shape(o.sink, o.window, o.segment, false, nullptr, o.kv_type)));
   return std::unique_ptr<KvPolicy>(std::make_unique<StreamingPolicy>(s, o, std::move(store)));
 }
 

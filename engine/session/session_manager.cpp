@@ -89,7 +89,7 @@ SessionManager::SessionManager(const SessionManagerConfig& config, std::unique_p
 
 size_t SessionManager::bound_of(const KvPolicyOptions& kv) {
   const std::string name = absl::StrCat(kv.name, "/", kv.n_ctx, "/", kv.sink, "/", kv.window, "/", kv.segment, "/",
-                                        kv.budget, "/", kv.obs_window);
+                                        kv.budget, "/", kv.obs_window, "/", kv_type_name(kv.kv_type));
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (auto it = bounds_.find(name); it != bounds_.end()) return it->second;

@@ -26,9 +26,11 @@ void write_header(const SnapshotHeader& h, ByteWriter& w) {
   w.put<float>(h.kv.pyramid_beta);
   w.put<uint8_t>(h.kv.update == MemoryUpdate::kDelta ? 1 : 0);
   w.put_string(h.gate_id);
+  w.put_string(kv_type_name(h.kv.kv_type));
 }
 
-Status read_header(ByteReader& r, SnapshotHeader* h) {
+// Version 1 headers end with the gate: their KV entries are f32.
+Status read_header(ByteReader& r, uint32_t version, SnapshotHeader* h) {
   EDGEINF_RETURN_IF_ERROR(r.get_string(&h->model_fingerprint, 256));
   EDGEINF_RETURN_IF_ERROR(r.get_string(&h->kv.name, 64));
   EDGEINF_RETURN_IF_ERROR(r.get(&h->kv.n_ctx));
@@ -42,7 +44,15 @@ Status read_header(ByteReader& r, SnapshotHeader* h) {
   uint8_t delta = 0;
   EDGEINF_RETURN_IF_ERROR(r.get(&delta));
   h->kv.update = delta ? MemoryUpdate::kDelta : MemoryUpdate::kLinear;
-  return r.get_string(&h->gate_id, 256);
+  EDGEINF_RETURN_IF_ERROR(r.get_string(&h->gate_id, 256));
+  h->kv.kv_type = KvType::kF32;
+  if (version < 2) return absl::OkStatus();
+  std::string type;
+  EDGEINF_RETURN_IF_ERROR(r.get_string(&type, 16));
+  StatusOr<KvType> t = parse_kv_type(type);
+  if (!t.ok()) return absl::FailedPreconditionError(absl::StrCat("session snapshot: ", t.status().message()));
+  h->kv.kv_type = *t;
+  return absl::OkStatus();
 }
 
 // Writes a record into one buffer: the table first with room for the checksums, the sections
@@ -111,9 +121,10 @@ StatusOr<SnapshotView> parse(std::string_view bytes, bool head_only) {
   }
   uint32_t version = 0, n_sections = 0;
   EDGEINF_RETURN_IF_ERROR(r.get(&version));
-  if (version != kSnapshotVersion) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("session snapshot: format version ", version, ", this server reads version ", kSnapshotVersion));
+  if (version < kOldestSnapshotVersion || version > kSnapshotVersion) {
+    return absl::FailedPreconditionError(absl::StrCat("session snapshot: format version ", version,
+                                                      ", this server reads versions ", kOldestSnapshotVersion, " to ",
+                                                      kSnapshotVersion));
   }
   EDGEINF_RETURN_IF_ERROR(r.get(&n_sections));
   if (n_sections == 0 || n_sections > kMaxSections) {
@@ -150,7 +161,7 @@ StatusOr<SnapshotView> parse(std::string_view bytes, bool head_only) {
     }
     if (e.id == kHeader) {
       ByteReader hr(data, "session snapshot header");
-      EDGEINF_RETURN_IF_ERROR(read_header(hr, &view.header));
+      EDGEINF_RETURN_IF_ERROR(read_header(hr, version, &view.header));
     } else if (e.id == kSession) {
       view.session_meta = data;
     } else if (e.id == kPolicy) {

@@ -6,7 +6,7 @@
 //   per section: u32 id, u64 size, u32 crc32c of its bytes
 //   the sections' bytes, in table order
 //
-// Sections, in this order: kHeader (model fingerprint, KV policy and shape, gate identity),
+// Sections, in this order: kHeader (model fingerprint, KV policy and shape, gate identity, KV type),
 // kSession (the caller's session metadata, opaque here), then either kPolicy (KvPolicy::save: the
 // whole state, a full snapshot) or kPolicyDelta (KvPolicy::save_delta: the changes since the
 // snapshot before it, a delta record). A header and metadata come first so that a prefix of a
@@ -23,7 +23,9 @@
 
 namespace edgeinf {
 
-inline constexpr uint32_t kSnapshotVersion = 1;
+// Version 2 added the KV type to the header; version 1 snapshots (f32 entries) still load.
+inline constexpr uint32_t kSnapshotVersion = 2;
+inline constexpr uint32_t kOldestSnapshotVersion = 1;
 
 // What must match for a snapshot's state to be usable.
 struct SnapshotHeader {

@@ -54,14 +54,16 @@ struct RopeParams {
 
 // Softmax attention of queries q[n_tok, n_head, head_dim] over n_kv keys/values per KV head, with
 // grouped heads (query head h reads KV head g = h / (n_head / n_kv_head)). Key j of head g starts at
-// k + g * kv_head_stride + j * kv_stride: token-major caches use (head_dim, n_kv_head * head_dim),
-// head-major ones (capacity * head_dim, head_dim).
+// value g * kv_head_stride + j * kv_stride of k: token-major caches use (head_dim, n_kv_head *
+// head_dim), head-major ones (capacity * head_dim, head_dim). K and V hold values of kv_type (f32,
+// f16 or q8, kv_rows.h; strides count values, head_dim a multiple of the type's block).
 // Query t sees keys j <= causal_base + t (causal_base = n_kv - n_tok for a plain causal prefix).
 struct AttentionParams {
   const float* q = nullptr;
   int64_t q_stride = 0;
-  const float* k = nullptr;
-  const float* v = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  WeightType kv_type = WeightType::kF32;
   int64_t kv_stride = 0;
   int64_t kv_head_stride = 0;
   float* out = nullptr;

@@ -2,7 +2,9 @@
 // the visible keys lane, lane + 32, ... keeping its own online-softmax state and accumulator
 // (kernels/common/online_softmax.h); the 32 partial states then merge exactly in shared memory.
 // Keys are the policy's contiguous sink (+) window (+) segment cache; query t sees keys
-// j <= causal_base + t; query head h reads KV head h / (n_head / n_kv_head).
+// j <= causal_base + t; query head h reads KV head h / (n_head / n_kv_head). One kernel per cache
+// type (kv_rows.h): K and V values are decoded as they are read.
+#include "kernels/common/kv_rows.h"
 #include "kernels/common/online_softmax.h"
 #include "kernels/cuda/ops.h"
 
@@ -13,6 +15,7 @@ constexpr int kWarp = 32;
 constexpr int kMaxHeadDim = 256;
 constexpr int kWarpsPerBlock = 2;
 
+template <WeightType T>
 __global__ void attention_kernel(AttentionParams p) {
   __shared__ float acc_s[kWarpsPerBlock][kWarp][kMaxHeadDim / 4];  // reused in 4 passes of head_dim / 4
   __shared__ float max_s[kWarpsPerBlock][kWarp], sum_s[kWarpsPerBlock][kWarp];
@@ -30,13 +33,12 @@ __global__ void attention_kernel(AttentionParams p) {
   for (int k = 0; k < d; ++k) acc[k] = 0.0f;
   OnlineSoftmax st;
   for (int64_t j = lane; j < n_visible; j += kWarp) {
-    const float* kj = p.k + int64_t(g) * p.kv_head_stride + j * p.kv_stride;
-    const float* vj = p.v + int64_t(g) * p.kv_head_stride + j * p.kv_stride;
+    const int64_t kv = int64_t(g) * p.kv_head_stride + j * p.kv_stride;
     float s = 0.0f;
-    for (int k = 0; k < d; ++k) s += q[k] * kj[k];
+    for (int k = 0; k < d; ++k) s += q[k] * kv_value<T>(p.k, kv + k);
     float w = 0.0f;
     const float f = online_softmax_add(st, s * p.scale, &w);
-    for (int k = 0; k < d; ++k) acc[k] = acc[k] * f + w * vj[k];
+    for (int k = 0; k < d; ++k) acc[k] = acc[k] * f + w * kv_value<T>(p.v, kv + k);
   }
   max_s[warp][lane] = st.max;
   sum_s[warp][lane] = st.sum;
@@ -71,10 +73,18 @@ __global__ void attention_kernel(AttentionParams p) {
 }  // namespace
 
 cudaError_t attention_forward(const AttentionParams& p, cudaStream_t stream) {
-  if (p.head_dim > kMaxHeadDim || p.n_kv_head <= 0 || p.n_head % p.n_kv_head != 0) return cudaErrorInvalidValue;
+  if (p.head_dim > kMaxHeadDim || p.n_kv_head <= 0 || p.n_head % p.n_kv_head != 0 || !kv_type_supported(p.kv_type) ||
+      p.head_dim % kv_block_values(p.kv_type) != 0) {
+    return cudaErrorInvalidValue;
+  }
   const int64_t rows = p.n_tok * p.n_head;
   if (rows <= 0) return cudaSuccess;
-  attention_kernel<<<unsigned((rows + kWarpsPerBlock - 1) / kWarpsPerBlock), kWarpsPerBlock * kWarp, 0, stream>>>(p);
+  const unsigned blocks = unsigned((rows + kWarpsPerBlock - 1) / kWarpsPerBlock), threads = kWarpsPerBlock * kWarp;
+  switch (p.kv_type) {
+    case WeightType::kF16: attention_kernel<WeightType::kF16><<<blocks, threads, 0, stream>>>(p); break;
+    case WeightType::kQ8_0: attention_kernel<WeightType::kQ8_0><<<blocks, threads, 0, stream>>>(p); break;
+    default: attention_kernel<WeightType::kF32><<<blocks, threads, 0, stream>>>(p); break;
+  }
   return cudaGetLastError();
 }
 

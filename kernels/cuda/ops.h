@@ -27,6 +27,10 @@ cudaError_t gate_blend_forward(const GateBlendParams& p, cudaStream_t stream);
 // Memory compression (linear or delta rule). scratch: n_tok * n_kv_head * head_dim floats for the
 // delta rule's retrieval (may be null for the linear rule). head_dim <= 256.
 cudaError_t memory_compress(const MemoryCompressParams& p, float* scratch, cudaStream_t stream);
+// KV cache rows (kernels/common/kv_rows.h): n values (a multiple of the type's block) from f32 to
+// `type` at dst, and back.
+cudaError_t kv_encode(WeightType type, const float* x, void* dst, int64_t n, cudaStream_t stream);
+cudaError_t kv_decode(WeightType type, const void* src, float* y, int64_t n, cudaStream_t stream);
 // Dequantising GEMV, y = W x (+ bias), for up to 8 tokens (decode); any supported weight type.
 cudaError_t gemv_forward(const MatmulParams& p, cudaStream_t stream);
 // Decodes the whole weight matrix of p into w_f32 [n_out, n_in].

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/common/dequant_block.h"
 #include "kernels/common/rope.h"
 #include "kernels/reference/dequantize.h"
 
@@ -63,9 +64,9 @@ void attention_forward(const AttentionParams& p) {
       const int64_t kv_off = int64_t(h / group) * p.kv_head_stride;
       float max_score = -INFINITY;
       for (int64_t j = 0; j < n_visible; ++j) {
-        const float* k = p.k + j * p.kv_stride + kv_off;
+        const int64_t k = j * p.kv_stride + kv_off;
         float dot = 0.0f;
-        for (int d = 0; d < p.head_dim; ++d) dot += q[d] * k[d];
+        for (int d = 0; d < p.head_dim; ++d) dot += q[d] * weight_value(p.kv_type, p.k, k + d);
         scores[size_t(j)] = dot * p.scale;
         max_score = std::max(max_score, scores[size_t(j)]);
       }
@@ -77,9 +78,9 @@ void attention_forward(const AttentionParams& p) {
       float* out = p.out + t * p.out_stride + int64_t(h) * p.head_dim;
       for (int d = 0; d < p.head_dim; ++d) out[d] = 0.0f;
       for (int64_t j = 0; j < n_visible; ++j) {
-        const float* v = p.v + j * p.kv_stride + kv_off;
+        const int64_t v = j * p.kv_stride + kv_off;
         const float w = scores[size_t(j)] / sum;
-        for (int d = 0; d < p.head_dim; ++d) out[d] += w * v[d];
+        for (int d = 0; d < p.head_dim; ++d) out[d] += w * weight_value(p.kv_type, p.v, v + d);
       }
     }
   }

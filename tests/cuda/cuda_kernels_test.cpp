@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "kernels/common/kv_rows.h"
 #include "kernels/cuda/arena.h"
 #include "kernels/cuda/cublas_api.h"
 #include "kernels/cuda/ops.h"
@@ -102,7 +103,7 @@ TEST(CudaKernels, Swiglu) {
 }
 
 // Prefill segments and single-token decode over a sink (+) window (+) segment cache, GQA, both
-// cache layouts.
+// cache layouts, the cache in f32, f16 and q8 (encoded by the reference's quantisers).
 TEST(CudaKernels, SegmentAttentionWithOnlineSoftmax) {
   SKIP_WITHOUT_DEVICE();
   struct Case {
@@ -110,27 +111,73 @@ TEST(CudaKernels, SegmentAttentionWithOnlineSoftmax) {
     int n_head, n_kv_head, head_dim;
     bool head_major;
   };
-  for (const Case& c : {Case{1, 1, 9, 3, 64, false}, Case{1, 1541, 9, 3, 64, false}, Case{37, 300, 6, 2, 48, true},
-                        Case{64, 64, 4, 4, 128, false}, Case{5, 1000, 9, 3, 64, true}}) {
-    const int64_t q_stride = int64_t(c.n_head) * c.head_dim;
-    const int64_t kv_stride = c.head_major ? c.head_dim : int64_t(c.n_kv_head) * c.head_dim;
-    const int64_t kv_head_stride = c.head_major ? c.n_kv * c.head_dim : c.head_dim;
-    const auto q = random_floats(size_t(c.n_tok * q_stride), 7);
-    const auto k = random_floats(size_t(c.n_kv * c.n_kv_head * c.head_dim), 8);
-    const auto v = random_floats(size_t(c.n_kv * c.n_kv_head * c.head_dim), 9);
-    std::vector<float> want(size_t(c.n_tok * q_stride));
-    AttentionParams p{q.data(),         q_stride,    k.data(),    v.data(),   kv_stride,
-                      kv_head_stride,   want.data(), q_stride,    c.n_tok,    c.n_kv,
-                      c.n_kv - c.n_tok, c.n_head,    c.n_kv_head, c.head_dim, 1.0f / std::sqrt(float(c.head_dim))};
-    reference::attention_forward(p);
-    DeviceBuffer<float> dq(q), dk(k), dv(v), dout(std::vector<float>(want.size()));
-    p.q = dq.ptr;
-    p.k = dk.ptr;
-    p.v = dv.ptr;
-    p.out = dout.ptr;
-    ASSERT_EQ(cuda::attention_forward(p, nullptr), cudaSuccess);
+  for (WeightType type : {WeightType::kF32, WeightType::kF16, WeightType::kQ8_0}) {
+    for (const Case& c : {Case{1, 1, 9, 3, 64, false}, Case{1, 1541, 9, 3, 64, false}, Case{37, 300, 6, 2, 48, true},
+                          Case{64, 64, 4, 4, 128, false}, Case{5, 1000, 9, 3, 64, true}}) {
+      if (c.head_dim % kv_block_values(type) != 0) continue;
+      const int64_t q_stride = int64_t(c.n_head) * c.head_dim;
+      const int64_t kv_stride = c.head_major ? c.head_dim : int64_t(c.n_kv_head) * c.head_dim;
+      const int64_t kv_head_stride = c.head_major ? c.n_kv * c.head_dim : c.head_dim;
+      const auto q = random_floats(size_t(c.n_tok * q_stride), 7);
+      const auto kf = random_floats(size_t(c.n_kv * c.n_kv_head * c.head_dim), 8);
+      const auto vf = random_floats(size_t(c.n_kv * c.n_kv_head * c.head_dim), 9);
+      // Rows of head_dim values, encoded in place of their floats.
+      const size_t rb = row_bytes(type, c.head_dim);
+      std::vector<uint8_t> k(size_t(c.n_kv * c.n_kv_head) * rb), v(k.size());
+      for (size_t r = 0; r < size_t(c.n_kv * c.n_kv_head); ++r) {
+        reference::quantize_row(type, kf.data() + r * size_t(c.head_dim), k.data() + r * rb, c.head_dim);
+        reference::quantize_row(type, vf.data() + r * size_t(c.head_dim), v.data() + r * rb, c.head_dim);
+      }
+      std::vector<float> want(size_t(c.n_tok * q_stride));
+      AttentionParams p;
+      p.q = q.data();
+      p.q_stride = q_stride;
+      p.k = k.data();
+      p.v = v.data();
+      p.kv_type = type;
+      p.kv_stride = kv_stride;
+      p.kv_head_stride = kv_head_stride;
+      p.out = want.data();
+      p.out_stride = q_stride;
+      p.n_tok = c.n_tok;
+      p.n_kv = c.n_kv;
+      p.causal_base = c.n_kv - c.n_tok;
+      p.n_head = c.n_head;
+      p.n_kv_head = c.n_kv_head;
+      p.head_dim = c.head_dim;
+      p.scale = 1.0f / std::sqrt(float(c.head_dim));
+      reference::attention_forward(p);
+      DeviceBuffer<float> dq(q), dout(std::vector<float>(want.size()));
+      DeviceBuffer<uint8_t> dk(k), dv(v);
+      p.q = dq.ptr;
+      p.k = dk.ptr;
+      p.v = dv.ptr;
+      p.out = dout.ptr;
+      ASSERT_EQ(cuda::attention_forward(p, nullptr), cudaSuccess);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      expect_close(dout.host(), want, kCudaReductionTol, weight_type_traits(uint32_t(type))->name);
+    }
+  }
+}
+
+// KV rows encoded and decoded on the device give the host encoder's bytes and values.
+TEST(CudaKernels, KvRowsEncodeAndDecodeLikeTheHost) {
+  SKIP_WITHOUT_DEVICE();
+  const int64_t n = 7 * 192;
+  const auto x = random_floats(size_t(n), 21);
+  for (WeightType type : {WeightType::kF32, WeightType::kF16, WeightType::kQ8_0}) {
+    const char* name = weight_type_traits(uint32_t(type))->name;
+    std::vector<uint8_t> want(kv_value_offset(type, n));
+    encode_kv_values(type, x.data(), want.data(), n);
+    DeviceBuffer<float> dx(x), dy(std::vector<float>(static_cast<size_t>(n)));
+    DeviceBuffer<uint8_t> enc(std::vector<uint8_t>(want.size()));
+    ASSERT_EQ(cuda::kv_encode(type, dx.ptr, enc.ptr, n, nullptr), cudaSuccess) << name;
+    ASSERT_EQ(cuda::kv_decode(type, enc.ptr, dy.ptr, n, nullptr), cudaSuccess) << name;
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    expect_close(dout.host(), want, kCudaReductionTol, "attention");
+    EXPECT_TRUE(enc.host() == want) << name;
+    std::vector<float> back(static_cast<size_t>(n));
+    reference::dequantize_row(type, want.data(), back.data(), n);
+    EXPECT_TRUE(dy.host() == back) << name;
   }
 }
 

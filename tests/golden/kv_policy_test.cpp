@@ -3,11 +3,14 @@
 //  - gate forced to 0: edgeinfinite equals streaming with the same S, W, L, bit for bit;
 //  - a budget that holds the whole input: streaming equals full;
 //  - the state of edgeinfinite and streaming has the same size after 16K, 64K and 128K tokens,
-//    and the exact part never holds more than S + W + L entries.
+//    and the exact part never holds more than S + W + L entries;
+//  - f16 and q8 entries take half and 34/128 of f32's bytes (the memory stays f32).
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <string>
 
 #include "engine/kv/memory_gate.h"
 #include "engine/runtime/llama_context.h"
@@ -191,6 +194,35 @@ TEST(KvPolicy, StateGrowsToItsBoundAndStaysThereFor16K64K128KTokens) {
     EXPECT_EQ((*ctx)->policy().n_seen(), 128 * 1024);
     EXPECT_EQ((*ctx)->policy().n_compressed(), 128 * 1024 - (*ctx)->policy().n_kept());
     std::printf("%-13s state %zu bytes after 16K, 64K and 128K tokens\n", name, bytes[0]);
+  }
+}
+
+// A session's state bytes on the real model's shape (SmolLM2-135M: 30 layers, 3 KV heads of 64),
+// S = 4, W = 1020, L = 512, full at 8K: f16 halves the exact entries, q8 keeps 34 bytes of every
+// 128 (int8 values and an fp16 scale per 32); EdgeInfinite's compressed memory stays f32.
+TEST(KvPolicy, EncodedEntriesShrinkTheRealModelsState) {
+  const AttentionShape shape = AttentionShape::of(real_model());
+  for (const char* name : {"full", "streaming", "edgeinfinite", "snapkv", "pyramidkv"}) {
+    size_t bytes[3] = {0, 0, 0};
+    int i = 0;
+    for (KvType type : {KvType::kF32, KvType::kF16, KvType::kQ8_0}) {
+      KvPolicyOptions o = window_options(name, 4, 1020, 512);
+      o.n_ctx = 8192;
+      o.kv_type = type;
+      auto policy = make_kv_policy(o, shape);
+      ASSERT_TRUE(policy.ok()) << name << " " << kv_type_name(type) << ": " << policy.status();
+      bytes[i++] = (*policy)->max_state_bytes();
+    }
+    const size_t memory = std::string(name) == "edgeinfinite"
+                              ? size_t(shape.n_layer) * size_t(shape.n_kv_head) *
+                                    size_t(shape.head_dim * shape.head_dim + shape.head_dim) * sizeof(float)
+                              : 0;
+    std::printf("%-13s state at most: f32 %.2f MiB, f16 %.2f MiB (%.1f %%), q8 %.2f MiB (%.1f %%)\n", name,
+                double(bytes[0]) / (1 << 20), double(bytes[1]) / (1 << 20), 100.0 * double(bytes[1]) / double(bytes[0]),
+                double(bytes[2]) / (1 << 20), 100.0 * double(bytes[2]) / double(bytes[0]));
+    EXPECT_EQ(bytes[1] - memory, (bytes[0] - memory) / 2) << name;
+    EXPECT_EQ((bytes[2] - memory) * 128, (bytes[0] - memory) * 34) << name;
+    EXPECT_LE(double(bytes[2]), 0.30 * double(bytes[0])) << name;
   }
 }
 

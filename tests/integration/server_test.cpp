@@ -120,6 +120,58 @@ TEST(Server, ResumedSessionMatchesUninterruptedAndSurvivesRestart) {
   EXPECT_EQ(b2.final.usage().compressed_tokens(), compressed);
 }
 
+// Sessions choose how their exact KV entries are stored; f16 and q8 states are smaller, go to
+// the store with their type and continue after a restart exactly as an uninterrupted twin does.
+// The server's --kv_type is the default; an unknown type is INVALID_ARGUMENT.
+TEST(Server, SessionsOfEveryKvTypeResumeAcrossARestart) {
+  const std::string store = temp_store();
+  const std::string first = std::string(kStory) + kStory, second = " What colour was the door?";
+  const char* types[] = {"f32", "f16", "q8"};
+  std::string twins[3], resumed[3], text_second[3];
+  int64_t state[3] = {0, 0, 0};
+  {
+    auto s = Server::start(store);
+    for (int i = 0; i < 3; ++i) {
+      v1::PolicyConfig p;
+      p.set_kv_type(types[i]);
+      twins[i] = create_session(*s->stub, "", nullptr, p);
+      resumed[i] = create_session(*s->stub, "", nullptr, p);
+      const Turn a1 = generate(*s->stub, text_request(twins[i], first, 16, 7));
+      ASSERT_TRUE(a1.status.ok()) << types[i] << ": " << a1.status.error_message();
+      const Turn a2 = generate(*s->stub, text_request(twins[i], second, 16, 8));
+      ASSERT_TRUE(a2.status.ok()) << types[i] << ": " << a2.status.error_message();
+      text_second[i] = a2.text;
+      const Turn b1 = generate(*s->stub, text_request(resumed[i], first, 16, 7));
+      ASSERT_TRUE(b1.status.ok()) << types[i];
+      EXPECT_EQ(b1.text, a1.text) << types[i];
+      v1::Session info;
+      ASSERT_TRUE(get_session(*s->stub, twins[i], &info).ok());
+      EXPECT_EQ(info.policy().kv_type(), types[i]);
+      state[i] = info.state_bytes();
+    }
+    EXPECT_LT(state[1], state[0]);
+    EXPECT_LT(state[2], state[1]);
+    grpc::Status st;
+    v1::PolicyConfig bad;
+    bad.set_kv_type("q4");
+    create_session(*s->stub, "", &st, bad);
+    EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << st.error_message();
+    EXPECT_NE(st.error_message().find("f32, f16, q8"), std::string::npos) << st.error_message();
+  }
+  auto s = Server::start(store, {"--kv_type=q8"});
+  for (int i = 0; i < 3; ++i) {
+    v1::Session info;
+    ASSERT_TRUE(get_session(*s->stub, resumed[i], &info).ok());
+    EXPECT_EQ(info.policy().kv_type(), types[i]) << "the type comes back with the session";
+    const Turn b2 = generate(*s->stub, text_request(resumed[i], second, 16, 8));
+    ASSERT_TRUE(b2.status.ok()) << types[i] << ": " << b2.status.error_message();
+    EXPECT_EQ(b2.text, text_second[i]) << types[i] << ": resumed from the store, it continues as its twin did";
+  }
+  v1::Session info;
+  ASSERT_TRUE(get_session(*s->stub, create_session(*s->stub), &info).ok());
+  EXPECT_EQ(info.policy().kv_type(), "q8") << "--kv_type sets the default";
+}
+
 TEST(Server, CancelAndDeadlineLeaveTheSessionAsItWas) {
   auto s = Server::start(temp_store());
   const std::string a = create_session(*s->stub);

@@ -175,6 +175,60 @@ TEST(Ops, AttentionGroupedCausal) {
   }
 }
 
+// f16 and q8 caches (encoded by the reference's quantisers), token-major with grouped heads and
+// head-major, with more keys than one decoded tile: the CPU kernel decodes the same values as the
+// reference, so only summation order differs.
+TEST(Ops, AttentionOverEncodedCachesMatchesTheReference) {
+  struct Shape {
+    int n_head, n_kv_head, head_dim;
+    int64_t n_tok, n_kv;
+    bool head_major;
+  };
+  for (WeightType type : {WeightType::kF16, WeightType::kQ8_0}) {
+    for (Shape s : {Shape{9, 3, 64, 1, 1, false}, Shape{9, 3, 64, 1, 150, false}, Shape{4, 2, 32, 7, 70, false},
+                    Shape{6, 1, 96, 33, 200, false}, Shape{4, 2, 64, 16, 129, true}, Shape{2, 1, 32, 1, 64, true}}) {
+      const int64_t q_stride = int64_t(s.n_head) * s.head_dim, kv_dim = int64_t(s.n_kv_head) * s.head_dim;
+      const std::vector<float> q = random_floats(size_t(s.n_tok * q_stride), 1);
+      const std::vector<float> kf = random_floats(size_t(s.n_kv * kv_dim), 2);
+      const std::vector<float> vf = random_floats(size_t(s.n_kv * kv_dim), 3);
+      // Rows of head_dim values, at (token, head) or (head, token) order.
+      const size_t rb = row_bytes(type, s.head_dim);
+      std::vector<uint8_t> k(size_t(s.n_kv * s.n_kv_head) * rb), v(k.size());
+      for (int64_t t = 0; t < s.n_kv; ++t) {
+        for (int g = 0; g < s.n_kv_head; ++g) {
+          const size_t row = s.head_major ? size_t(g * s.n_kv + t) : size_t(t * s.n_kv_head + g);
+          reference::quantize_row(type, kf.data() + t * kv_dim + g * s.head_dim, k.data() + row * rb, s.head_dim);
+          reference::quantize_row(type, vf.data() + t * kv_dim + g * s.head_dim, v.data() + row * rb, s.head_dim);
+        }
+      }
+      std::vector<float> want(q.size()), got(q.size());
+      AttentionParams p;
+      p.q = q.data();
+      p.q_stride = q_stride;
+      p.k = k.data();
+      p.v = v.data();
+      p.kv_type = type;
+      p.kv_stride = s.head_major ? s.head_dim : kv_dim;
+      p.kv_head_stride = s.head_major ? s.n_kv * s.head_dim : s.head_dim;
+      p.out_stride = q_stride;
+      p.n_tok = s.n_tok;
+      p.n_kv = s.n_kv;
+      p.causal_base = s.n_kv - s.n_tok;
+      p.n_head = s.n_head;
+      p.n_kv_head = s.n_kv_head;
+      p.head_dim = s.head_dim;
+      p.scale = 1.0f / std::sqrt(float(s.head_dim));
+      p.out = want.data();
+      reference::attention_forward(p);
+      p.out = got.data();
+      cpu::attention_forward(p, pool());
+      auto c = compare(got.data(), want.data(), int64_t(got.size()), testing::kAttentionTol);
+      EXPECT_TRUE(c.ok) << row_bytes(type, 32) << "-byte blocks, heads " << s.n_head << "/" << s.n_kv_head << " n_tok "
+                        << s.n_tok << " n_kv " << s.n_kv << (s.head_major ? " head-major" : "") << ": " << c.report;
+    }
+  }
+}
+
 TEST(Ops, AttentionFirstTokenSeesOnlyItself) {
   // With one visible key the output is exactly that key's value row.
   const std::vector<float> q = random_floats(8, 1), k = random_floats(16, 2), v = random_floats(16, 3);

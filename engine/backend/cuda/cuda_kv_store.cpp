@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/kv/kv_common.h"
 #include "engine/kv/memory_gate.h"
+#include "kernels/common/kv_rows.h"
 #include "kernels/common/linear_memory.h"
 #include "kernels/cuda/arena.h"
 #include "kernels/cuda/ops.h"
@@ -46,7 +47,8 @@ cudaError_t upload(T* dev, const T* host, int64_t n, cudaStream_t st) {
 
 class CudaKvStore final : public KvStore {
  public:
-  CudaKvStore(const AttentionShape& s, const KvStoreShape& shape, cudaStream_t st) : s_(s), shape_(shape), st_(st) {}
+  CudaKvStore(const AttentionShape& s, const KvStoreShape& shape, cudaStream_t st)
+      : s_(s), shape_(shape), st_(st), row_bytes_(kernels::kv_value_offset(shape.type, s.kv_dim())) {}
 
   // Takes the arrays from the layout (first to size the arena, then from it).
   void layout(ArenaLayout& l) {
@@ -55,10 +57,11 @@ class CudaKvStore final : public KvStore {
     k_.assign(n_layer, nullptr);
     v_.assign(n_layer, nullptr);
     for (size_t il = 0; il < n_layer; ++il) {
-      k_[il] = l.take<float>(rows * kv_dim);
-      v_[il] = l.take<float>(rows * kv_dim);
+      k_[il] = l.take<uint8_t>(rows * row_bytes_);
+      v_[il] = l.take<uint8_t>(rows * row_bytes_);
     }
-    if (shape_.segment > 0) shift_scratch_ = l.take<float>(rows * kv_dim);  // rows only move when some leave
+    // Rows only move when some leave: their bytes, or an encoded store's keys being re-rotated.
+    if (shape_.segment > 0) shift_scratch_ = l.take<float>(rows * kv_dim);
     pos_ = l.take<int32_t>(2 * rows + seg);  // at most: a batch, the leaving rows, the rest
     if (!shape_.memory) return;
     const MemoryGate* gate = shape_.gate;
@@ -116,9 +119,10 @@ class CudaKvStore final : public KvStore {
 
   const char* device() const override { return "cuda"; }
   void reserve(int64_t n) override { EDGEINF_CHECK(n <= shape_.rows); }
+  size_t row_bytes() const override { return row_bytes_; }
   size_t bytes() const override { return max_bytes(); }
   size_t max_bytes() const override {
-    return 2 * size_t(s_.n_layer) * size_t(shape_.rows * s_.kv_dim()) * sizeof(float) + memory_bytes();
+    return 2 * size_t(s_.n_layer) * size_t(shape_.rows) * row_bytes_ + memory_bytes();
   }
   size_t memory_bytes() const override {
     if (!shape_.memory) return 0;
@@ -143,33 +147,42 @@ class CudaKvStore final : public KvStore {
 
   void rotate_store_attend(const LayerAttention& a, int64_t base, kernels::cpu::ThreadPool&) override {
     run([&]() -> cudaError_t {
-      float* k_cache = k_[size_t(a.layer)];
-      float* v_cache = v_[size_t(a.layer)];
+      uint8_t* k_cache = k_[size_t(a.layer)];
+      uint8_t* v_cache = v_[size_t(a.layer)];
+      const int64_t kv_dim = s_.kv_dim();
       EDGEINF_CUDA_TRY(rotate(a.q, s_.q_dim(), s_.n_head, pos_batch_, a.n_tok));
-      EDGEINF_CUDA_TRY(rotate(a.k, s_.kv_dim(), s_.n_kv_head, pos_batch_, a.n_tok));
-      EDGEINF_CUDA_TRY(copy_d2d(k_cache + base * s_.kv_dim(), a.k, a.n_tok * s_.kv_dim(), st_));
-      EDGEINF_CUDA_TRY(copy_d2d(v_cache + base * s_.kv_dim(), a.v, a.n_tok * s_.kv_dim(), st_));
-      return kcu::attention_forward(cache_attention_params(s_, a, k_cache, v_cache, base), st_);
+      EDGEINF_CUDA_TRY(rotate(a.k, kv_dim, s_.n_kv_head, pos_batch_, a.n_tok));
+      EDGEINF_CUDA_TRY(kcu::kv_encode(shape_.type, a.k, k_cache + size_t(base) * row_bytes_, a.n_tok * kv_dim, st_));
+      EDGEINF_CUDA_TRY(kcu::kv_encode(shape_.type, a.v, v_cache + size_t(base) * row_bytes_, a.n_tok * kv_dim, st_));
+      return kcu::attention_forward(cache_attention_params(s_, a, shape_.type, k_cache, v_cache, base), st_);
     });
   }
 
-  // Rows moving down go through the scratch (the copies may overlap).
+  // Rows moving down go through the scratch (the copies may overlap); an encoded store's keys are
+  // then decoded into it, re-rotated and encoded again.
   void evict(int layer, int64_t first, int64_t n, int64_t end, bool keep, kernels::cpu::ThreadPool&) override {
     run([&]() -> cudaError_t {
       const int64_t kv_dim = s_.kv_dim(), n_rest = end - first - n;
-      float* k = k_[size_t(layer)] + first * kv_dim;
-      float* v = v_[size_t(layer)] + first * kv_dim;
+      const size_t rb = row_bytes_;
+      uint8_t* k = k_[size_t(layer)] + size_t(first) * rb;
+      uint8_t* v = v_[size_t(layer)] + size_t(first) * rb;
       if (keep) {
-        EDGEINF_CUDA_TRY(copy_d2d(k_leave_, k, n * kv_dim, st_));
+        EDGEINF_CUDA_TRY(kcu::kv_decode(shape_.type, k, k_leave_, n * kv_dim, st_));
         EDGEINF_CUDA_TRY(rotate(k_leave_, kv_dim, s_.n_kv_head, pos_leaving_, n));
-        EDGEINF_CUDA_TRY(copy_d2d(v_leave_, v, n * kv_dim, st_));
+        EDGEINF_CUDA_TRY(kcu::kv_decode(shape_.type, v, v_leave_, n * kv_dim, st_));
       }
       if (n_rest == 0) return cudaSuccess;
-      for (float* x : {k, v}) {
-        EDGEINF_CUDA_TRY(copy_d2d(shift_scratch_, x + n * kv_dim, n_rest * kv_dim, st_));
-        EDGEINF_CUDA_TRY(copy_d2d(x, shift_scratch_, n_rest * kv_dim, st_));
+      uint8_t* scratch = reinterpret_cast<uint8_t*>(shift_scratch_);
+      for (uint8_t* x : {k, v}) {
+        EDGEINF_CUDA_TRY(copy_d2d(scratch, x + size_t(n) * rb, int64_t(size_t(n_rest) * rb), st_));
+        EDGEINF_CUDA_TRY(copy_d2d(x, scratch, int64_t(size_t(n_rest) * rb), st_));
       }
-      return rotate(k, kv_dim, s_.n_kv_head, pos_rest_, n_rest);
+      if (shape_.type == KvType::kF32) {
+        return rotate(reinterpret_cast<float*>(k), kv_dim, s_.n_kv_head, pos_rest_, n_rest);
+      }
+      EDGEINF_CUDA_TRY(kcu::kv_decode(shape_.type, k, shift_scratch_, n_rest * kv_dim, st_));
+      EDGEINF_CUDA_TRY(rotate(shift_scratch_, kv_dim, s_.n_kv_head, pos_rest_, n_rest));
+      return kcu::kv_encode(shape_.type, shift_scratch_, k, n_rest * kv_dim, st_);
     });
   }
 
@@ -230,19 +243,19 @@ class CudaKvStore final : public KvStore {
   }
 
   Status save_rows(ByteWriter& w, int64_t first, int64_t last) const override {
-    const int64_t kv_dim = s_.kv_dim();
+    const size_t at = size_t(first) * row_bytes_, n = size_t(last - first) * row_bytes_;
     for (size_t il = 0; il < k_.size(); ++il) {
-      EDGEINF_RETURN_IF_ERROR(save_array(w, k_[il] + first * kv_dim, (last - first) * kv_dim));
-      EDGEINF_RETURN_IF_ERROR(save_array(w, v_[il] + first * kv_dim, (last - first) * kv_dim));
+      EDGEINF_RETURN_IF_ERROR(save_array(w, k_[il] + at, int64_t(n)));
+      EDGEINF_RETURN_IF_ERROR(save_array(w, v_[il] + at, int64_t(n)));
     }
     return absl::OkStatus();
   }
   Status load_rows(ByteReader& r, int64_t first, int64_t last) override {
     EDGEINF_CHECK(last <= shape_.rows);
-    const int64_t kv_dim = s_.kv_dim();
+    const size_t at = size_t(first) * row_bytes_, n = size_t(last - first) * row_bytes_;
     for (size_t il = 0; il < k_.size(); ++il) {
-      EDGEINF_RETURN_IF_ERROR(load_array(r, k_[il] + first * kv_dim, (last - first) * kv_dim));
-      EDGEINF_RETURN_IF_ERROR(load_array(r, v_[il] + first * kv_dim, (last - first) * kv_dim));
+      EDGEINF_RETURN_IF_ERROR(load_array(r, k_[il] + at, int64_t(n)));
+      EDGEINF_RETURN_IF_ERROR(load_array(r, v_[il] + at, int64_t(n)));
     }
     return absl::OkStatus();
   }
@@ -275,17 +288,21 @@ class CudaKvStore final : public KvStore {
   cudaError_t rotate(float* x, int64_t stride, int n_head, const int32_t* positions, int64_t n_tok) {
     return kcu::rope_forward(rope_params(s_, x, stride, n_head, positions, n_tok), st_);
   }
-  // One device array into the snapshot, and back, through a host staging vector.
-  Status save_array(ByteWriter& w, const float* dev, int64_t n) const {
-    stage_.resize(size_t(n));
-    EDGEINF_RETURN_IF_ERROR(cuda_status(download(stage_.data(), dev, n, st_), "reading session state from the device"));
+  // One device array of n elements into the snapshot, and back, through a host staging vector.
+  template <typename T>
+  Status save_array(ByteWriter& w, const T* dev, int64_t n) const {
+    stage_.resize(size_t(n) * sizeof(T));
+    T* host = reinterpret_cast<T*>(stage_.data());
+    EDGEINF_RETURN_IF_ERROR(cuda_status(download(host, dev, n, st_), "reading session state from the device"));
     w.put_array(stage_.data(), stage_.size());
     return absl::OkStatus();
   }
-  Status load_array(ByteReader& r, float* dev, int64_t n) {
-    stage_.resize(size_t(n));
+  template <typename T>
+  Status load_array(ByteReader& r, T* dev, int64_t n) {
+    stage_.resize(size_t(n) * sizeof(T));
     EDGEINF_RETURN_IF_ERROR(r.get_array(stage_.data(), stage_.size()));
-    return cuda_status(upload(dev, stage_.data(), n, st_), "writing session state to the device");
+    return cuda_status(upload(dev, reinterpret_cast<const T*>(stage_.data()), n, st_),
+                       "writing session state to the device");
   }
 
   AttentionShape s_;
@@ -293,7 +310,8 @@ class CudaKvStore final : public KvStore {
   cudaStream_t st_;
   DeviceArena arena_;
   cudaError_t error_ = cudaSuccess;
-  std::vector<float*> k_, v_;  // per layer [rows, kv_dim]
+  size_t row_bytes_;             // one row of K or V in shape_.type
+  std::vector<uint8_t*> k_, v_;  // per layer [rows, kv_dim] in shape_.type
   float* shift_scratch_ = nullptr;
   int32_t* pos_ = nullptr;  // the batch's positions, then the leaving rows', then the rest's
   int32_t *pos_batch_ = nullptr, *pos_leaving_ = nullptr, *pos_rest_ = nullptr;
@@ -301,7 +319,7 @@ class CudaKvStore final : public KvStore {
   std::vector<float*> m_, z_;            // per layer [n_kv_head, d, d] and [n_kv_head, d]
   std::vector<float*> gate_w_, gate_g_;  // linear: weight and bias; scalar: gate values per row
   float *k_leave_ = nullptr, *v_leave_ = nullptr, *retrieval_ = nullptr, *read_ = nullptr, *g_ = nullptr;
-  mutable std::vector<float> stage_;
+  mutable std::vector<uint8_t> stage_;
 };
 
 }  // namespace
