@@ -16,6 +16,7 @@
 #include "kernels/reference/dequantize.h"
 #include "kernels/reference/memory.h"
 #include "kernels/reference/ops.h"
+#include "tests/kernels/attention_case.h"
 #include "tests/tolerances.h"
 
 namespace edgeinf::kernels {
@@ -106,49 +107,19 @@ TEST(CudaKernels, Swiglu) {
 // cache layouts, the cache in f32, f16 and q8 (encoded by the reference's quantisers).
 TEST(CudaKernels, SegmentAttentionWithOnlineSoftmax) {
   SKIP_WITHOUT_DEVICE();
-  struct Case {
-    int64_t n_tok, n_kv;
-    int n_head, n_kv_head, head_dim;
-    bool head_major;
-  };
   for (WeightType type : {WeightType::kF32, WeightType::kF16, WeightType::kQ8_0}) {
-    for (const Case& c : {Case{1, 1, 9, 3, 64, false}, Case{1, 1541, 9, 3, 64, false}, Case{37, 300, 6, 2, 48, true},
-                          Case{64, 64, 4, 4, 128, false}, Case{5, 1000, 9, 3, 64, true}}) {
+    for (const testing::AttentionCase& c : {testing::AttentionCase{1, 1, 9, 3, 64},
+                                            {1, 1541, 9, 3, 64},
+                                            {37, 300, 6, 2, 48, true},
+                                            {64, 64, 4, 4, 128},
+                                            {5, 1000, 9, 3, 64, true}}) {
       if (c.head_dim % kv_block_values(type) != 0) continue;
-      const int64_t q_stride = int64_t(c.n_head) * c.head_dim;
-      const int64_t kv_stride = c.head_major ? c.head_dim : int64_t(c.n_kv_head) * c.head_dim;
-      const int64_t kv_head_stride = c.head_major ? c.n_kv * c.head_dim : c.head_dim;
-      const auto q = random_floats(size_t(c.n_tok * q_stride), 7);
-      const auto kf = random_floats(size_t(c.n_kv * c.n_kv_head * c.head_dim), 8);
-      const auto vf = random_floats(size_t(c.n_kv * c.n_kv_head * c.head_dim), 9);
-      // Rows of head_dim values, encoded in place of their floats.
-      const size_t rb = row_bytes(type, c.head_dim);
-      std::vector<uint8_t> k(size_t(c.n_kv * c.n_kv_head) * rb), v(k.size());
-      for (size_t r = 0; r < size_t(c.n_kv * c.n_kv_head); ++r) {
-        reference::quantize_row(type, kf.data() + r * size_t(c.head_dim), k.data() + r * rb, c.head_dim);
-        reference::quantize_row(type, vf.data() + r * size_t(c.head_dim), v.data() + r * rb, c.head_dim);
-      }
-      std::vector<float> want(size_t(c.n_tok * q_stride));
-      AttentionParams p;
-      p.q = q.data();
-      p.q_stride = q_stride;
-      p.k = k.data();
-      p.v = v.data();
-      p.kv_type = type;
-      p.kv_stride = kv_stride;
-      p.kv_head_stride = kv_head_stride;
-      p.out = want.data();
-      p.out_stride = q_stride;
-      p.n_tok = c.n_tok;
-      p.n_kv = c.n_kv;
-      p.causal_base = c.n_kv - c.n_tok;
-      p.n_head = c.n_head;
-      p.n_kv_head = c.n_kv_head;
-      p.head_dim = c.head_dim;
-      p.scale = 1.0f / std::sqrt(float(c.head_dim));
+      const testing::AttentionInputs in = testing::attention_inputs(c, type, 7);
+      std::vector<float> want(in.q.size());
+      AttentionParams p = testing::attention_params(c, type, in.q.data(), in.k.data(), in.v.data(), want.data());
       reference::attention_forward(p);
-      DeviceBuffer<float> dq(q), dout(std::vector<float>(want.size()));
-      DeviceBuffer<uint8_t> dk(k), dv(v);
+      DeviceBuffer<float> dq(in.q), dout(std::vector<float>(want.size()));
+      DeviceBuffer<uint8_t> dk(in.k), dv(in.v);
       p.q = dq.ptr;
       p.k = dk.ptr;
       p.v = dv.ptr;

@@ -19,9 +19,9 @@ std::vector<float> awkward_values() {
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<float> x(size_t(8 * kQK));
   for (float& v : x) v = normal(rng);
-  for (int j = 0; j < kQK; ++j) x[size_t(kQK + j)] = 0.0f;                      // an all-zero block
-  for (int j = 0; j < kQK; ++j) x[size_t(2 * kQK + j)] = float(j - 16) * 0.5f;  // a ramp of exact halves
-  for (int j = 0; j < kQK; ++j) x[size_t(3 * kQK + j)] = 1e-30f * float(j + 1);  // below fp16's range
+  for (int j = 0; j < kQK; ++j) x[size_t(kQK + j)] = 0.0f;                               // an all-zero block
+  for (int j = 0; j < kQK; ++j) x[size_t(2 * kQK + j)] = float(j - 16) * 0.5f;           // a ramp of exact halves
+  for (int j = 0; j < kQK; ++j) x[size_t(3 * kQK + j)] = 1e-30f * float(j + 1);          // below fp16's range
   for (int j = 0; j < kQK; ++j) x[size_t(4 * kQK + j)] = 6e4f * (j % 2 ? 1.0f : -1.0f);  // near fp16's top
   x[size_t(5 * kQK)] = -3.0f;  // one large negative value sets the scale of its block
   return x;

@@ -9,6 +9,7 @@
 #include "kernels/cpu/vec.h"
 #include "kernels/reference/dequantize.h"
 #include "kernels/reference/ops.h"
+#include "tests/kernels/attention_case.h"
 #include "tests/tolerances.h"
 
 namespace edgeinf::kernels {
@@ -139,39 +140,22 @@ TEST(Ops, RopeRotatesTheDocumentedPairs) {
 }
 
 TEST(Ops, AttentionGroupedCausal) {
-  struct Shape {
-    int n_head, n_kv_head, head_dim;
-    int64_t n_tok, n_kv;
-  };
-  for (Shape s : {Shape{9, 3, 64, 1, 1}, Shape{9, 3, 64, 7, 7}, Shape{4, 4, 16, 5, 23}, Shape{6, 1, 24, 33, 70},
-                  Shape{2, 1, 20, 9, 9}, Shape{3, 3, 100, 17, 40}}) {
-    const int64_t q_stride = int64_t(s.n_head) * s.head_dim, kv_stride = int64_t(s.n_kv_head) * s.head_dim;
-    const std::vector<float> q = random_floats(size_t(s.n_tok * q_stride), 1);
-    const std::vector<float> k = random_floats(size_t(s.n_kv * kv_stride), 2);
-    const std::vector<float> v = random_floats(size_t(s.n_kv * kv_stride), 3);
-    std::vector<float> want(q.size()), got(q.size());
-    AttentionParams p;
-    p.q = q.data();
-    p.q_stride = q_stride;
-    p.k = k.data();
-    p.v = v.data();
-    p.kv_stride = kv_stride;
-    p.kv_head_stride = s.head_dim;
-    p.out_stride = q_stride;
-    p.n_tok = s.n_tok;
-    p.n_kv = s.n_kv;
-    p.causal_base = s.n_kv - s.n_tok;
-    p.n_head = s.n_head;
-    p.n_kv_head = s.n_kv_head;
-    p.head_dim = s.head_dim;
-    p.scale = 1.0f / std::sqrt(float(s.head_dim));
-    p.out = want.data();
+  for (const testing::AttentionCase& c : {testing::AttentionCase{1, 1, 9, 3, 64},
+                                          {7, 7, 9, 3, 64},
+                                          {5, 23, 4, 4, 16},
+                                          {33, 70, 6, 1, 24},
+                                          {9, 9, 2, 1, 20},
+                                          {17, 40, 3, 3, 100}}) {
+    const testing::AttentionInputs in = testing::attention_inputs(c, WeightType::kF32, 1);
+    std::vector<float> want(in.q.size()), got(in.q.size());
+    AttentionParams p =
+        testing::attention_params(c, WeightType::kF32, in.q.data(), in.k.data(), in.v.data(), want.data());
     reference::attention_forward(p);
     p.out = got.data();
     cpu::attention_forward(p, pool());
-    auto c = compare(got.data(), want.data(), int64_t(got.size()), testing::kAttentionTol);
-    EXPECT_TRUE(c.ok) << "heads " << s.n_head << "/" << s.n_kv_head << " n_tok " << s.n_tok << " n_kv " << s.n_kv
-                      << ": " << c.report;
+    auto cmp = compare(got.data(), want.data(), int64_t(got.size()), testing::kAttentionTol);
+    EXPECT_TRUE(cmp.ok) << "heads " << c.n_head << "/" << c.n_kv_head << " n_tok " << c.n_tok << " n_kv " << c.n_kv
+                        << ": " << cmp.report;
   }
 }
 
@@ -179,52 +163,23 @@ TEST(Ops, AttentionGroupedCausal) {
 // head-major, with more keys than one decoded tile: the CPU kernel decodes the same values as the
 // reference, so only summation order differs.
 TEST(Ops, AttentionOverEncodedCachesMatchesTheReference) {
-  struct Shape {
-    int n_head, n_kv_head, head_dim;
-    int64_t n_tok, n_kv;
-    bool head_major;
-  };
   for (WeightType type : {WeightType::kF16, WeightType::kQ8_0}) {
-    for (Shape s : {Shape{9, 3, 64, 1, 1, false}, Shape{9, 3, 64, 1, 150, false}, Shape{4, 2, 32, 7, 70, false},
-                    Shape{6, 1, 96, 33, 200, false}, Shape{4, 2, 64, 16, 129, true}, Shape{2, 1, 32, 1, 64, true}}) {
-      const int64_t q_stride = int64_t(s.n_head) * s.head_dim, kv_dim = int64_t(s.n_kv_head) * s.head_dim;
-      const std::vector<float> q = random_floats(size_t(s.n_tok * q_stride), 1);
-      const std::vector<float> kf = random_floats(size_t(s.n_kv * kv_dim), 2);
-      const std::vector<float> vf = random_floats(size_t(s.n_kv * kv_dim), 3);
-      // Rows of head_dim values, at (token, head) or (head, token) order.
-      const size_t rb = row_bytes(type, s.head_dim);
-      std::vector<uint8_t> k(size_t(s.n_kv * s.n_kv_head) * rb), v(k.size());
-      for (int64_t t = 0; t < s.n_kv; ++t) {
-        for (int g = 0; g < s.n_kv_head; ++g) {
-          const size_t row = s.head_major ? size_t(g * s.n_kv + t) : size_t(t * s.n_kv_head + g);
-          reference::quantize_row(type, kf.data() + t * kv_dim + g * s.head_dim, k.data() + row * rb, s.head_dim);
-          reference::quantize_row(type, vf.data() + t * kv_dim + g * s.head_dim, v.data() + row * rb, s.head_dim);
-        }
-      }
-      std::vector<float> want(q.size()), got(q.size());
-      AttentionParams p;
-      p.q = q.data();
-      p.q_stride = q_stride;
-      p.k = k.data();
-      p.v = v.data();
-      p.kv_type = type;
-      p.kv_stride = s.head_major ? s.head_dim : kv_dim;
-      p.kv_head_stride = s.head_major ? s.n_kv * s.head_dim : s.head_dim;
-      p.out_stride = q_stride;
-      p.n_tok = s.n_tok;
-      p.n_kv = s.n_kv;
-      p.causal_base = s.n_kv - s.n_tok;
-      p.n_head = s.n_head;
-      p.n_kv_head = s.n_kv_head;
-      p.head_dim = s.head_dim;
-      p.scale = 1.0f / std::sqrt(float(s.head_dim));
-      p.out = want.data();
+    for (const testing::AttentionCase& c : {testing::AttentionCase{1, 1, 9, 3, 64},
+                                            {1, 150, 9, 3, 64},
+                                            {7, 70, 4, 2, 32},
+                                            {33, 200, 6, 1, 96},
+                                            {16, 129, 4, 2, 64, true},
+                                            {1, 64, 2, 1, 32, true}}) {
+      const testing::AttentionInputs in = testing::attention_inputs(c, type, 1);
+      std::vector<float> want(in.q.size()), got(in.q.size());
+      AttentionParams p = testing::attention_params(c, type, in.q.data(), in.k.data(), in.v.data(), want.data());
       reference::attention_forward(p);
       p.out = got.data();
       cpu::attention_forward(p, pool());
-      auto c = compare(got.data(), want.data(), int64_t(got.size()), testing::kAttentionTol);
-      EXPECT_TRUE(c.ok) << row_bytes(type, 32) << "-byte blocks, heads " << s.n_head << "/" << s.n_kv_head << " n_tok "
-                        << s.n_tok << " n_kv " << s.n_kv << (s.head_major ? " head-major" : "") << ": " << c.report;
+      auto cmp = compare(got.data(), want.data(), int64_t(got.size()), testing::kAttentionTol);
+      EXPECT_TRUE(cmp.ok) << row_bytes(type, 32) << "-byte blocks, heads " << c.n_head << "/" << c.n_kv_head
+                          << " n_tok " << c.n_tok << " n_kv " << c.n_kv << (c.head_major ? " head-major" : "") << ": "
+                          << cmp.report;
     }
   }
 }

@@ -28,6 +28,29 @@ AttentionShape tiny_shape() {
   return s;
 }
 
+// A batch of n tokens' random queries, keys and values (pre-RoPE) and room for its output; each
+// token's key and value are also appended to keys and values.
+struct Batch {
+  std::vector<float> q, k, v, out;
+};
+Batch random_batch(const AttentionShape& s, int64_t n, std::mt19937& rng, std::vector<std::vector<float>>& keys,
+                   std::vector<std::vector<float>>& values) {
+  std::normal_distribution<float> dist;
+  Batch b{std::vector<float>(size_t(n * s.q_dim())), std::vector<float>(size_t(n * s.kv_dim())),
+          std::vector<float>(size_t(n * s.kv_dim())), std::vector<float>(size_t(n * s.q_dim()))};
+  for (float& x : b.q) x = dist(rng);
+  for (int64_t t = 0; t < n; ++t) {
+    std::vector<float> kt(size_t(s.kv_dim())), vt(size_t(s.kv_dim()));
+    for (float& x : kt) x = dist(rng);
+    for (float& x : vt) x = dist(rng);
+    std::copy(kt.begin(), kt.end(), b.k.begin() + t * s.kv_dim());
+    std::copy(vt.begin(), vt.end(), b.v.begin() + t * s.kv_dim());
+    keys.push_back(std::move(kt));
+    values.push_back(std::move(vt));
+  }
+  return b;
+}
+
 TEST(SinkWindowCache, EvictsOldestWindowTokensAsPreRopeKeys) {
   const AttentionShape s = tiny_shape();
   const int S = 2, W = 5, L = 3;
@@ -36,7 +59,6 @@ TEST(SinkWindowCache, EvictsOldestWindowTokensAsPreRopeKeys) {
   SinkWindowCache cache(s, S, W, L, *store);
   kernels::cpu::ThreadPool pool(1);
   std::mt19937 rng(1);
-  std::normal_distribution<float> dist;
   std::vector<std::vector<float>> keys, values;  // pre-RoPE, per token
   int64_t next_to_leave = S;                     // tokens leave in order, after the sinks
   for (int step = 0; step < 12; ++step) {
@@ -44,18 +66,7 @@ TEST(SinkWindowCache, EvictsOldestWindowTokensAsPreRopeKeys) {
     cache.plan(n);
     const int64_t leaving = cache.n_leaving();
     EXPECT_LE(cache.n_cached() - leaving + n, S + W + L);
-    std::vector<float> q(size_t(n * s.q_dim())), k(size_t(n * s.kv_dim())), v(size_t(n * s.kv_dim())),
-        out(size_t(n * s.q_dim()));
-    for (float& x : q) x = dist(rng);
-    for (int64_t t = 0; t < n; ++t) {
-      std::vector<float> kt(size_t(s.kv_dim())), vt(size_t(s.kv_dim()));
-      for (float& x : kt) x = dist(rng);
-      for (float& x : vt) x = dist(rng);
-      std::copy(kt.begin(), kt.end(), k.begin() + t * s.kv_dim());
-      std::copy(vt.begin(), vt.end(), v.begin() + t * s.kv_dim());
-      keys.push_back(kt);
-      values.push_back(vt);
-    }
+    Batch b = random_batch(s, n, rng, keys, values);
     for (int layer = 0; layer < s.n_layer; ++layer) {
       cache.evict(layer, true, pool);
       const float* k_out = store->host_leaving_keys();
@@ -67,8 +78,8 @@ TEST(SinkWindowCache, EvictsOldestWindowTokensAsPreRopeKeys) {
         EXPECT_TRUE(ck.ok) << "step " << step << " token " << next_to_leave + i << ": " << ck.report;
         for (int j = 0; j < s.kv_dim(); ++j) EXPECT_EQ(v_out[i * s.kv_dim() + j], want_v[size_t(j)]);
       }
-      std::vector<float> qq = q, kk = k;  // each layer rotates its own copy
-      cache.attend({layer, n, qq.data(), kk.data(), v.data(), out.data()}, pool);
+      std::vector<float> qq = b.q, kk = b.k;  // each layer rotates its own copy
+      cache.attend({layer, n, qq.data(), kk.data(), b.v.data(), b.out.data()}, pool);
     }
     next_to_leave += leaving;
     cache.commit();
@@ -97,7 +108,6 @@ TEST(SinkWindowCache, EncodedKeysDriftLittleThroughTheirShifts) {
           make_cpu_kv_store(s, SinkWindowCache::store_shape(S, W, L, true, nullptr, type));
       SinkWindowCache cache(s, S, W, L, *store);
       std::mt19937 rng(7);
-      std::normal_distribution<float> dist;
       std::vector<std::vector<float>> keys, values;
       int64_t next_to_leave = S;
       double err2 = 0, once2 = 0;
@@ -116,18 +126,7 @@ TEST(SinkWindowCache, EncodedKeysDriftLittleThroughTheirShifts) {
         const int64_t n = L;
         cache.plan(n);
         const int64_t leaving = cache.n_leaving();
-        std::vector<float> q(size_t(n * s.q_dim())), k(size_t(n * s.kv_dim())), v(size_t(n * s.kv_dim())),
-            out(size_t(n * s.q_dim()));
-        for (float& x : q) x = dist(rng);
-        for (int64_t t = 0; t < n; ++t) {
-          std::vector<float> kt(size_t(s.kv_dim())), vt(size_t(s.kv_dim()));
-          for (float& x : kt) x = dist(rng);
-          for (float& x : vt) x = dist(rng);
-          std::copy(kt.begin(), kt.end(), k.begin() + t * s.kv_dim());
-          std::copy(vt.begin(), vt.end(), v.begin() + t * s.kv_dim());
-          keys.push_back(kt);
-          values.push_back(vt);
-        }
+        Batch b = random_batch(s, n, rng, keys, values);
         cache.evict(0, true, pool);
         for (int64_t i = 0; i < leaving; ++i) {
           const std::vector<float>& want_k = keys[size_t(next_to_leave + i)];
@@ -143,11 +142,10 @@ TEST(SinkWindowCache, EncodedKeysDriftLittleThroughTheirShifts) {
           }
           ++n_checked;
         }
-        cache.attend({0, n, q.data(), k.data(), v.data(), out.data()}, pool);
-        for (int layer = 1; layer < s.n_layer; ++layer) {
-          cache.evict(layer, false, pool);
-          std::vector<float> qq = q, kk = k;
-          cache.attend({layer, n, qq.data(), kk.data(), v.data(), out.data()}, pool);
+        for (int layer = 0; layer < s.n_layer; ++layer) {
+          if (layer > 0) cache.evict(layer, false, pool);
+          std::vector<float> qq = b.q, kk = b.k;
+          cache.attend({layer, n, qq.data(), kk.data(), b.v.data(), b.out.data()}, pool);
         }
         next_to_leave += leaving;
         cache.commit();
