@@ -59,8 +59,7 @@ Status run(int argc, char** argv) {
   p.option("", "--sink", "S", "sink tokens (default: the gate's, else 4)", &shape.sink);
   p.option("", "--window", "W", "window tokens (default: the gate's, else 1024)", &shape.window);
   p.option("", "--segment", "L", "segment (default: the gate's, else 512)", &shape.segment);
-  p.option("", "--kv-type", "TYPE",
-           "how KV entries are stored: f32, f16 or q8 (int8, a scale per 32 values) (default f32)", &shape.kv_type);
+  p.option("", "--kv-type", "TYPE", kKvTypeHelp, &shape.kv_type);
   p.option("", "--gate", "FILE", "edgeinfinite gate file (default: MODEL.gate.gguf if present; 'none': no gate)",
            &gate_path);
   p.option("", "--fixed-gate", "G", "edgeinfinite without a gate file: an untrained scalar gate of value G in (0, 1)",

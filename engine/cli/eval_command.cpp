@@ -286,8 +286,7 @@ Status run(int argc, char** argv) {
   p.option("", "--sink", "S", "sink tokens (default: the gate's, else 4)", &shape.sink);
   p.option("", "--window", "W", "window tokens (default: the gate's, else 1020: S + W = 1024)", &shape.window);
   p.option("", "--segment", "L", "segment tokens (default: the gate's, else 512)", &shape.segment);
-  p.option("", "--kv-type", "TYPE",
-           "how KV entries are stored: f32, f16 or q8 (int8, a scale per 32 values) (default f32)", &shape.kv_type);
+  p.option("", "--kv-type", "TYPE", kKvTypeHelp, &shape.kv_type);
   p.option("", "--update", "RULE", "edgeinfinite memory update: delta or linear (default: the gate's, else delta)",
            &shape.update);
   p.option("", "--gate", "FILE", "edgeinfinite gate file (default MODEL.gate.gguf if present; 'none': no gate)",

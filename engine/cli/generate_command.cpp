@@ -90,8 +90,7 @@ Status run(int argc, char** argv) {
   p.option("", "--segment", "L", "segment size for prefill and folding (default: the gate's, else 512)",
            &a.shape.segment);
   p.option("", "--budget", "B", "snapkv/pyramidkv: KV entries per head (default S + W)", &a.kv.budget);
-  p.option("", "--kv-type", "TYPE",
-           "how KV entries are stored: f32, f16 or q8 (int8, a scale per 32 values) (default f32)", &a.shape.kv_type);
+  p.option("", "--kv-type", "TYPE", kKvTypeHelp, &a.shape.kv_type);
   p.option("", "--update", "RULE", "edgeinfinite memory update: delta or linear (default: the gate's, else delta)",
            &a.shape.update);
   p.option("", "--gate", "FILE", "edgeinfinite gate file (default: MODEL.gate.gguf if present; 'none': no gate)",

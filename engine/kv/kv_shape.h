@@ -20,6 +20,10 @@ struct KvShapeRequest {
   std::string kv_type;
 };
 
+// The help text of the command lines' --kv-type.
+inline constexpr const char* kKvTypeHelp =
+    "how KV entries are stored: f32, f16 or q8 (int8, a scale per 32 values) (default f32)";
+
 // Fills kv's sink, window, segment and update rule: given values first, else the shape the gate was
 // trained for (when there is a gate), else kv's own values; and the KV type when given. Returns a
 // warning when a given value differs from the gate's training shape ("" otherwise);
