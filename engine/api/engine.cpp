@@ -455,22 +455,24 @@ Status Engine::prepare_turn(Turn& t) {
 }
 
 Status Engine::feed(std::span<StepScheduler::Job* const> jobs) {
-  std::vector<LlamaContext*> ctxs;
-  std::vector<TokenId> toks;
+  // The scheduler's thread feeds every step: its buffers keep their size.
+  thread_local std::vector<LlamaContext*> ctxs;
+  thread_local std::vector<TokenId> toks;
+  ctxs.clear(), toks.clear();
   for (StepScheduler::Job* j : jobs) {
     Turn& t = static_cast<Turn&>(*j);
     ctxs.push_back(t.ctx), toks.push_back(t.feed);
   }
-  auto logits = LlamaContext::eval_each(ctxs, toks);
-  for (size_t i = 0; i < jobs.size(); ++i) {
-    Turn& t = static_cast<Turn&>(*jobs[i]);
+  const Status st = LlamaContext::eval_each(ctxs, toks);
+  for (StepScheduler::Job* j : jobs) {
+    Turn& t = static_cast<Turn&>(*j);
     t.feed = -1;
     t.dirty = true;
-    if (!logits.ok()) continue;
-    t.logits = (*logits)[i];
+    if (!st.ok()) continue;
+    t.logits = t.ctx->logits();
     t.last = -1;  // fed
   }
-  return logits.status();
+  return st;
 }
 
 bool Engine::pull_stream(Turn& t, Status* failed) {

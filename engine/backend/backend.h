@@ -34,6 +34,10 @@ class ModelBackend {
   // every backend, so a session moves freely between devices. Only this backend runs it.
   // InvalidArgument for an unknown or unsupported policy, ResourceExhausted when the device has no room.
   virtual StatusOr<std::unique_ptr<KvPolicy>> make_policy(const KvPolicyOptions& options) = 0;
+  // Sizes the backend's scratch for a policy's step shape (the CPU's per-thread kernel buffers,
+  // before its next pass; a device's are sized with the policy), so its steps allocate nothing.
+  // LlamaContext calls it; thread-safe.
+  virtual void prepare(const KvPolicy& policy) { (void)policy; }
 
   // Runs tokens (at most the policy's max_batch) through the model over a policy this backend made,
   // and writes to the host array `logits` those of the last token ([n_vocab]) or of every token

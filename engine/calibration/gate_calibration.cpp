@@ -139,6 +139,10 @@ class DistillPolicy final : public KvPolicy {
 
   const char* name() const override { return "distill"; }
   int64_t max_batch() const override { return std::min(full_->max_batch(), edge_->max_batch()); }
+  StepShape step_shape() const override {
+    const StepShape a = full_->step_shape(), b = edge_->step_shape();
+    return {std::max(a.keys, b.keys), std::max(a.folded, b.folded)};
+  }
   int64_t capacity() const override { return full_->capacity(); }
   Status begin_batch(int64_t n_tok) override {
     EDGEINF_RETURN_IF_ERROR(full_->begin_batch(n_tok));

@@ -1,4 +1,5 @@
-// The CPU's KV store (kv_store.h): host arrays that grow with the rows in use, kernels::cpu.
+// The CPU's KV store (kv_store.h): host arrays sized at creation for the store's bound (their
+// resident bytes follow the rows in use), kernels::cpu. Nothing is allocated after creation.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -18,9 +19,10 @@ constexpr int64_t kRerotateRows = 128;
 class CpuKvStore final : public KvStore {
  public:
   CpuKvStore(const AttentionShape& s, const KvStoreShape& shape)
-      : s_(s), shape_(shape), row_bytes_(kernels::kv_value_offset(shape.type, s.kv_dim())) {
-    k_.resize(size_t(s.n_layer));
-    v_.resize(size_t(s.n_layer));
+      : s_(s),
+        shape_(shape),
+        row_bytes_(kernels::kv_value_offset(shape.type, s.kv_dim())),
+        rows_(s.n_layer, shape.rows, row_bytes_) {
     if (shape.type != KvType::kF32 && shape.segment > 0) {
       rerotate_.resize(size_t(std::min(kRerotateRows, shape.rows) * s.kv_dim()));
     }
@@ -36,45 +38,37 @@ class CpuKvStore final : public KvStore {
 
   const char* device() const override { return "cpu"; }
 
-  void reserve(int64_t n) override {
-    grow_layers(k_, size_t(n) * row_bytes_, size_t(shape_.rows) * row_bytes_, row_bytes_);
-    grow_layers(v_, size_t(n) * row_bytes_, size_t(shape_.rows) * row_bytes_, row_bytes_);
-  }
+  void reserve(int64_t n) override { rows_.use(n); }
   size_t row_bytes() const override { return row_bytes_; }
-  size_t bytes() const override { return layers_bytes(k_) + layers_bytes(v_) + memory_bytes(); }
-  size_t max_bytes() const override {
-    return 2 * size_t(s_.n_layer) * size_t(shape_.rows) * row_bytes_ + memory_bytes();
-  }
+  size_t bytes() const override { return rows_.bytes() + memory_bytes(); }
+  size_t max_bytes() const override { return rows_.max_bytes() + memory_bytes(); }
   size_t memory_bytes() const override { return layers_bytes(m_) + layers_bytes(z_); }
 
-  void set_positions(const RowPositions& p) override {
-    batch_.assign(p.batch.begin(), p.batch.end());
-    leaving_.assign(p.leaving.begin(), p.leaving.end());
-    rest_.assign(p.rest.begin(), p.rest.end());
-  }
+  void set_positions(const RowPositions& p) override { positions_ = p; }
 
   void rotate_store_attend(const LayerAttention& a, int64_t base, kernels::cpu::ThreadPool& pool) override {
-    EDGEINF_CHECK(int64_t(batch_.size()) >= a.n_tok);
-    edgeinf::rotate_store_attend(s_, a, batch_.data(), shape_.type, k_[size_t(a.layer)].data(),
-                                 v_[size_t(a.layer)].data(), base, pool);
+    EDGEINF_CHECK(int64_t(positions_.batch.size()) >= a.n_tok);
+    edgeinf::rotate_store_attend(s_, a, positions_.batch.data(), shape_.type, rows_.k(a.layer), rows_.v(a.layer), base,
+                                 shape_.rows, pool);
   }
 
   void evict(int layer, int64_t first, int64_t n, int64_t end, bool keep, kernels::cpu::ThreadPool& pool) override {
     const int64_t kv_dim = s_.kv_dim(), n_rest = end - first - n;
     const size_t rb = row_bytes_;
-    EDGEINF_CHECK(n_rest >= 0 && int64_t(rest_.size()) >= n_rest);
-    uint8_t* k = k_[size_t(layer)].data() + size_t(first) * rb;
-    uint8_t* v = v_[size_t(layer)].data() + size_t(first) * rb;
+    const int32_t* rest = positions_.rest.data();
+    EDGEINF_CHECK(n_rest >= 0 && int64_t(positions_.rest.size()) >= n_rest);
+    uint8_t* k = rows_.k(layer) + size_t(first) * rb;
+    uint8_t* v = rows_.v(layer) + size_t(first) * rb;
     if (keep) {
-      EDGEINF_CHECK(shape_.memory && n <= shape_.segment && int64_t(leaving_.size()) >= n);
+      EDGEINF_CHECK(shape_.memory && n <= shape_.segment && int64_t(positions_.leaving.size()) >= n);
       decode_kv_rows(shape_.type, k, k_leave_.data(), n, kv_dim, pool);
-      rotate(s_, k_leave_.data(), kv_dim, s_.n_kv_head, leaving_.data(), n, pool);
+      rotate(s_, k_leave_.data(), kv_dim, s_.n_kv_head, positions_.leaving.data(), n, pool);
       decode_kv_rows(shape_.type, v, v_leave_.data(), n, kv_dim, pool);
     }
     std::memmove(k, k + size_t(n) * rb, size_t(n_rest) * rb);
     std::memmove(v, v + size_t(n) * rb, size_t(n_rest) * rb);
     if (shape_.type == KvType::kF32) {
-      rotate(s_, reinterpret_cast<float*>(k), kv_dim, s_.n_kv_head, rest_.data(), n_rest, pool);
+      rotate(s_, reinterpret_cast<float*>(k), kv_dim, s_.n_kv_head, rest, n_rest, pool);
       return;
     }
     // Encoded keys: decoded, re-rotated and encoded again, a slice of rows at a time.
@@ -83,7 +77,7 @@ class CpuKvStore final : public KvStore {
       const int64_t m = std::min(step, n_rest - r);
       uint8_t* rows = k + size_t(r) * rb;
       decode_kv_rows(shape_.type, rows, rerotate_.data(), m, kv_dim, pool);
-      rotate(s_, rerotate_.data(), kv_dim, s_.n_kv_head, rest_.data() + r, m, pool);
+      rotate(s_, rerotate_.data(), kv_dim, s_.n_kv_head, rest + r, m, pool);
       encode_kv_rows(shape_.type, rerotate_.data(), rows, m, kv_dim, pool);
     }
   }
@@ -111,13 +105,10 @@ class CpuKvStore final : public KvStore {
   }
 
   Status save_rows(ByteWriter& w, int64_t first, int64_t last) const override {
-    save_kv_layers(w, k_, v_, size_t(first) * row_bytes_, size_t(last) * row_bytes_);
+    rows_.save(w, first, last);
     return absl::OkStatus();
   }
-  Status load_rows(ByteReader& r, int64_t first, int64_t last) override {
-    reserve(last);
-    return restore_kv_layers(r, k_, v_, size_t(first) * row_bytes_, size_t(last) * row_bytes_);
-  }
+  Status load_rows(ByteReader& r, int64_t first, int64_t last) override { return rows_.restore(r, first, last); }
   Status save_memory(ByteWriter& w) const override {
     for (size_t il = 0; il < m_.size(); ++il) {
       w.put_array(m_[il].data(), m_[il].size());
@@ -142,11 +133,11 @@ class CpuKvStore final : public KvStore {
   AttentionShape s_;
   KvStoreShape shape_;
   size_t row_bytes_;
-  KvLayers k_, v_;                         // per layer [rows in use, kv_dim] encoded, up to shape_.rows
+  KvRowArrays rows_;                       // per layer K and V [shape_.rows, kv_dim] encoded
   std::vector<std::vector<float>> m_, z_;  // per layer [n_kv_head, d, d] and [n_kv_head, d]
   std::vector<float> k_leave_, v_leave_, read_, g_;
   std::vector<float> rerotate_;  // an encoded store's keys being re-rotated [kRerotateRows, kv_dim]
-  std::vector<int32_t> batch_, leaving_, rest_;
+  RowPositions positions_;       // the batch's, in the policy's buffer (valid until its next plan)
 };
 
 }  // namespace

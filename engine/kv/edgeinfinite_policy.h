@@ -18,6 +18,7 @@ class EdgeInfinitePolicy final : public KvPolicy {
 
   const char* name() const override { return "edgeinfinite"; }
   int64_t max_batch() const override { return cache_.segment(); }
+  StepShape step_shape() const override { return {cache_.capacity(), cache_.segment()}; }
   Status begin_batch(int64_t n_tok) override;
   void attend(const LayerAttention& a, kernels::cpu::ThreadPool& pool) override;
   void end_batch(kernels::cpu::ThreadPool&) override { cache_.commit(); }

@@ -58,6 +58,7 @@ class FullPolicy final : public KvPolicy {
 
   const char* name() const override { return "full"; }
   int64_t max_batch() const override { return c_.capacity; }
+  StepShape step_shape() const override { return {c_.capacity, 0}; }
   int64_t capacity() const override { return c_.capacity; }
   Status begin_batch(int64_t n_tok) override {
     EDGEINF_RETURN_IF_ERROR(c_.plan(n_tok));

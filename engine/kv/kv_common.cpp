@@ -27,31 +27,36 @@ AttentionShape AttentionShape::of(const LlamaModel& model) {
   return s;
 }
 
-void save_kv_layers(ByteWriter& w, const KvLayers& k, const KvLayers& v, size_t first, size_t last) {
-  for (size_t il = 0; il < k.size(); ++il) {
-    w.put_array(k[il].data() + first, last - first);
-    w.put_array(v[il].data() + first, last - first);
+KvRowArrays::KvRowArrays(int n_layer, int64_t rows, size_t row_bytes)
+    : n_layer_(n_layer),
+      rows_(rows),
+      row_bytes_(row_bytes),
+      // Not zeroed: the allocator's fresh pages stay unbacked until a row is written.
+      bytes_(std::make_unique_for_overwrite<uint8_t[]>(2 * size_t(n_layer) * size_t(rows) * row_bytes)) {}
+
+void KvRowArrays::use(int64_t n) {
+  EDGEINF_CHECK(n >= 0 && n <= rows_);
+  high_water_ = std::max(high_water_, n);
+}
+
+void KvRowArrays::save(ByteWriter& w, int64_t first, int64_t last) const {
+  EDGEINF_CHECK(first >= 0 && first <= last && last <= high_water_);
+  const size_t off = size_t(first) * row_bytes_, n = size_t(last - first) * row_bytes_;
+  for (int il = 0; il < n_layer_; ++il) {
+    w.put_array(k(il) + off, n);
+    w.put_array(v(il) + off, n);
   }
 }
 
-Status restore_kv_layers(ByteReader& r, KvLayers& k, KvLayers& v, size_t first, size_t last) {
-  for (size_t il = 0; il < k.size(); ++il) {
-    EDGEINF_CHECK(k[il].size() >= last && v[il].size() >= last);
-    EDGEINF_RETURN_IF_ERROR(r.get_array(k[il].data() + first, last - first));
-    EDGEINF_RETURN_IF_ERROR(r.get_array(v[il].data() + first, last - first));
+Status KvRowArrays::restore(ByteReader& r, int64_t first, int64_t last) {
+  EDGEINF_CHECK(first >= 0 && first <= last && last <= rows_);
+  use(last);
+  const size_t off = size_t(first) * row_bytes_, n = size_t(last - first) * row_bytes_;
+  for (int il = 0; il < n_layer_; ++il) {
+    EDGEINF_RETURN_IF_ERROR(r.get_array(k(il) + off, n));
+    EDGEINF_RETURN_IF_ERROR(r.get_array(v(il) + off, n));
   }
   return absl::OkStatus();
-}
-
-void grow_layers(KvLayers& layers, size_t n, size_t max_n, size_t row) {
-  EDGEINF_CHECK(n <= max_n && row > 0);
-  for (std::vector<uint8_t>& l : layers) {
-    if (l.size() >= n) continue;
-    size_t want = std::max(n, l.size() + l.size() / 2);
-    want = std::min(max_n, (want + row - 1) / row * row);
-    l.reserve(want);  // exactly want: no growth policy of the library on top of ours
-    l.resize(want);
-  }
 }
 
 void encode_kv_rows(KvType type, const float* src, uint8_t* dst, int64_t n_rows, int64_t n,
@@ -93,7 +98,8 @@ kernels::RopeParams rope_params(const AttentionShape& s, float* x, int64_t strid
 }
 
 kernels::AttentionParams cache_attention_params(const AttentionShape& s, const LayerAttention& a, KvType type,
-                                                const void* k_cache, const void* v_cache, int64_t base) {
+                                                const void* k_cache, const void* v_cache, int64_t base,
+                                                int64_t capacity) {
   const int64_t n_kv = base + a.n_tok;
   kernels::AttentionParams p;
   p.q = a.q;
@@ -112,6 +118,7 @@ kernels::AttentionParams cache_attention_params(const AttentionShape& s, const L
   p.n_kv_head = s.n_kv_head;
   p.head_dim = s.head_dim;
   p.scale = 1.0f / std::sqrt(float(s.head_dim));
+  p.kv_capacity = capacity;
   return p;
 }
 
@@ -151,13 +158,14 @@ void rotate(const AttentionShape& s, float* x, int64_t stride, int n_head, const
 }
 
 void rotate_store_attend(const AttentionShape& s, const LayerAttention& a, const int32_t* positions, KvType type,
-                         uint8_t* k_cache, uint8_t* v_cache, int64_t base, kernels::cpu::ThreadPool& pool) {
+                         uint8_t* k_cache, uint8_t* v_cache, int64_t base, int64_t capacity,
+                         kernels::cpu::ThreadPool& pool) {
   rotate(s, a.q, s.q_dim(), s.n_head, positions, a.n_tok, pool);
   rotate(s, a.k, s.kv_dim(), s.n_kv_head, positions, a.n_tok, pool);
   const size_t at = kernels::kv_value_offset(type, base * s.kv_dim());
   encode_kv_rows(type, a.k, k_cache + at, a.n_tok, s.kv_dim(), pool);
   encode_kv_rows(type, a.v, v_cache + at, a.n_tok, s.kv_dim(), pool);
-  kernels::cpu::attention_forward(cache_attention_params(s, a, type, k_cache, v_cache, base), pool);
+  kernels::cpu::attention_forward(cache_attention_params(s, a, type, k_cache, v_cache, base, capacity), pool);
 }
 
 }  // namespace edgeinf

@@ -85,6 +85,12 @@ class KvPolicy {
   virtual const char* name() const = 0;
   // Largest batch begin_batch accepts.
   virtual int64_t max_batch() const = 0;
+  // The largest shapes one layer step runs: keys one attention call reads, rows folded into a
+  // memory at once (0: none). A backend sizes its scratch for them when a context is made.
+  struct StepShape {
+    int64_t keys = 0, folded = 0;
+  };
+  virtual StepShape step_shape() const = 0;
   // Tokens the policy can take in total since reset (unbounded unless it keeps everything).
   virtual int64_t capacity() const { return std::numeric_limits<int64_t>::max(); }
   // Starts a batch of n_tok new tokens: plans eviction or folding and their RoPE positions.

@@ -41,8 +41,8 @@ class KvStore {
  public:
   virtual ~KvStore() = default;
   virtual const char* device() const = 0;
-  // Makes rows [0, n) usable, keeping their contents (a CPU store grows its arrays with the rows
-  // in use, geometrically; a device store holds every row from the start).
+  // Marks rows [0, n) in use (every store holds all its rows from creation; bytes() counts the
+  // rows used so far on the CPU, every row on a device).
   virtual void reserve(int64_t n) = 0;
   // Bytes of one layer's K (or V) row in the store's type.
   virtual size_t row_bytes() const = 0;
@@ -51,6 +51,8 @@ class KvStore {
   virtual size_t max_bytes() const = 0;
   virtual size_t memory_bytes() const = 0;
 
+  // The positions stay in the caller's buffer until the batch's last call (a CPU store keeps the
+  // spans, a device store copies them).
   virtual void set_positions(const RowPositions& p) = 0;
   // Rotates a.q and a.k to the batch's positions, stores a.k and a.v at row `base` of the layer,
   // and writes to a.out the attention of the batch over rows [0, base + a.n_tok) (causal in it).

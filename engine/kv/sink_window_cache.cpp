@@ -71,7 +71,13 @@ RowPositions sink_window_positions(const SinkWindowCounters& c, std::vector<int3
 }
 
 SinkWindowCache::SinkWindowCache(const AttentionShape& shape, int sink, int window, int segment, KvStore& store)
-    : s_(shape), c_{sink, window, segment}, store_(store) {}
+    : s_(shape), c_{sink, window, segment}, store_(store) {
+  // The most a batch's positions take: the batch, the leaving entries and the rest of the window.
+  positions_.reserve(size_t(2 * c_.segment + c_.capacity()));
+  // Each eviction drops at least one entry, so after window + segment + 1 of them no entry of the
+  // marked window is left.
+  journal_.evictions.reserve(size_t(c_.window + c_.segment + 1));
+}
 
 KvStoreShape SinkWindowCache::store_shape(int sink, int window, int segment, bool memory, const MemoryGate* gate,
                                           KvType type) {
@@ -95,7 +101,13 @@ void SinkWindowCache::attend(const LayerAttention& a, kernels::cpu::ThreadPool& 
 }
 
 void SinkWindowCache::commit() {
-  if (c_.n_leaving > 0) journal_.evictions.push_back(c_.n_leaving);
+  if (c_.n_leaving > 0) {
+    if (journal_.evictions.size() < journal_.evictions.capacity()) {
+      journal_.evictions.push_back(c_.n_leaving);
+    } else {
+      journal_.overflowed = true;
+    }
+  }
   c_.commit();
 }
 
@@ -121,9 +133,11 @@ void SinkWindowCache::mark_saved() {
   journal_.n_cached = c_.n_cached;
   journal_.n_seen = c_.n_seen;
   journal_.evictions.clear();
+  journal_.overflowed = false;
 }
 
 int64_t SinkWindowCache::delta_first() const {
+  if (journal_.overflowed) return -1;
   const int64_t sink = c_.sink;
   int64_t dropped = 0;
   for (int64_t n : journal_.evictions) dropped += n;

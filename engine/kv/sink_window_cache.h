@@ -79,7 +79,7 @@ class SinkWindowCache {
   size_t delta_size() const;
   Status apply_delta(ByteReader& r, kernels::cpu::ThreadPool& pool);
   // Whether entries left the window since mark_saved (EdgeInfinite's memory then changed too).
-  bool evicted_since_mark() const { return !journal_.evictions.empty(); }
+  bool evicted_since_mark() const { return journal_.overflowed || !journal_.evictions.empty(); }
 
  private:
   // The first entry a delta writes (entries before it are replayed), or -1 when no delta applies.
@@ -88,11 +88,14 @@ class SinkWindowCache {
   AttentionShape s_;
   SinkWindowCounters c_;
   KvStore& store_;
-  std::vector<int32_t> positions_;
-  // What changed since mark_saved: the entries and tokens then, and each eviction's size.
+  std::vector<int32_t> positions_;  // a batch's (sink_window_positions), sized at creation
+  // What changed since mark_saved: the entries and tokens then, and each eviction's size, in room
+  // reserved at creation for as many evictions as can leave a marked entry in the window (when
+  // more happen, overflowed: no delta applies).
   struct Journal {
     int64_t n_cached = 0, n_seen = 0;
     std::vector<int64_t> evictions;
+    bool overflowed = false;
   } journal_;
 };
 

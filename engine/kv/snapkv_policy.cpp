@@ -32,6 +32,14 @@ SelectionPolicy::SelectionPolicy(const char* name, const AttentionShape& s, cons
   }
   n_entries_.assign(size_t(s.n_layer), 0);
   n_recent_q_.assign(size_t(s.n_layer), 0);
+  positions_.reserve(size_t(segment_));
+  // A selection's scratch, one slice per KV head (they run in parallel).
+  max_capacity_ = *std::max_element(capacity_.begin(), capacity_.end());
+  const size_t scratch = size_t(s.n_kv_head * max_capacity_);
+  votes_.resize(scratch);
+  scores_.resize(scratch);
+  pooled_.resize(scratch);
+  order_.resize(scratch);
 }
 
 void SelectionPolicy::reset() {
@@ -89,6 +97,7 @@ void SelectionPolicy::attend(const LayerAttention& a, kernels::cpu::ThreadPool& 
   p.n_kv_head = s_.n_kv_head;
   p.head_dim = s_.head_dim;
   p.scale = 1.0f / std::sqrt(float(hd));
+  p.kv_capacity = max_capacity_;
   kernels::cpu::attention_forward(p, pool);
   // Remember the last obs_window rotated queries for the next selection.
   std::vector<float>& rq = recent_q_[size_t(il)];
@@ -124,7 +133,11 @@ void SelectionPolicy::select(int il, kernels::cpu::ThreadPool& pool) {
     uint8_t* k = k_[size_t(il)].data() + size_t(g * cap) * row_bytes_;
     uint8_t* v = v_[size_t(il)].data() + size_t(g * cap) * row_bytes_;
     int32_t* pos = pos_[size_t(il)].data() + g * cap;
-    std::vector<float> votes(static_cast<size_t>(n_prefix), 0.0f), scores(static_cast<size_t>(n));
+    float* votes = votes_.data() + g * max_capacity_;
+    float* scores = scores_.data() + g * max_capacity_;
+    float* pooled = pooled_.data() + g * max_capacity_;
+    int64_t* order = order_.data() + g * max_capacity_;
+    std::fill(votes, votes + n_prefix, 0.0f);
     // Each window query (of every head in the group) votes with its softmax over the keys it sees.
     for (int h = int(g) * group; h < (int(g) + 1) * group; ++h) {
       for (int64_t i = 0; i < n_obs; ++i) {
@@ -132,32 +145,27 @@ void SelectionPolicy::select(int il, kernels::cpu::ThreadPool& pool) {
         const int64_t n_visible = n_prefix + i + 1;
         float mx = -INFINITY;
         for (int64_t j = 0; j < n_visible; ++j) {
-          scores[size_t(j)] = vec.dot_row(type_, k + size_t(j) * row_bytes_, q, hd) * scale;
-          mx = std::max(mx, scores[size_t(j)]);
+          scores[j] = vec.dot_row(type_, k + size_t(j) * row_bytes_, q, hd) * scale;
+          mx = std::max(mx, scores[j]);
         }
-        const float inv = 1.0f / vec.exp_sum(scores.data(), mx, n_visible);
-        for (int64_t j = 0; j < n_prefix; ++j) votes[size_t(j)] += scores[size_t(j)] * inv;
+        const float inv = 1.0f / vec.exp_sum(scores, mx, n_visible);
+        for (int64_t j = 0; j < n_prefix; ++j) votes[j] += scores[j] * inv;
       }
     }
     // Max-pool the votes along the keys so neighbours of a strong key survive with it.
-    std::vector<float> pooled(static_cast<size_t>(n_prefix));
     const int64_t r = pool_kernel_ / 2;
     for (int64_t j = 0; j < n_prefix; ++j) {
       float m = -INFINITY;
-      for (int64_t x = std::max<int64_t>(0, j - r); x <= std::min(n_prefix - 1, j + r); ++x)
-        m = std::max(m, votes[size_t(x)]);
-      pooled[size_t(j)] = m;
+      for (int64_t x = std::max<int64_t>(0, j - r); x <= std::min(n_prefix - 1, j + r); ++x) m = std::max(m, votes[x]);
+      pooled[j] = m;
     }
-    std::vector<int64_t> order(static_cast<size_t>(n_prefix));
-    std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + n_pick, order.end(), [&](int64_t a, int64_t b) {
-      return pooled[size_t(a)] > pooled[size_t(b)] || (pooled[size_t(a)] == pooled[size_t(b)] && a < b);
-    });
-    order.resize(size_t(n_pick));
-    std::sort(order.begin(), order.end());
-    for (int64_t i = 0; i < n_obs; ++i) order.push_back(n_prefix + i);
+    std::iota(order, order + n_prefix, int64_t(0));
+    std::partial_sort(order, order + n_pick, order + n_prefix,
+                      [&](int64_t a, int64_t b) { return pooled[a] > pooled[b] || (pooled[a] == pooled[b] && a < b); });
+    std::sort(order, order + n_pick);
+    for (int64_t i = 0; i < n_obs; ++i) order[n_pick + i] = n_prefix + i;
     // Compact in place, in position order (destination index never exceeds the source).
-    for (size_t dst = 0; dst < order.size(); ++dst) {
+    for (size_t dst = 0; dst < size_t(n_pick + n_obs); ++dst) {
       const int64_t src = order[dst];
       if (src == int64_t(dst)) continue;
       std::memcpy(k + dst * row_bytes_, k + size_t(src) * row_bytes_, row_bytes_);

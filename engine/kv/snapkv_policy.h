@@ -18,6 +18,7 @@ class SelectionPolicy : public KvPolicy {
 
   const char* name() const override { return name_; }
   int64_t max_batch() const override { return segment_; }
+  StepShape step_shape() const override { return {max_capacity_, 0}; }
   Status begin_batch(int64_t n_tok) override;
   void attend(const LayerAttention& a, kernels::cpu::ThreadPool& pool) override;
   void end_batch(kernels::cpu::ThreadPool& pool) override;
@@ -52,6 +53,10 @@ class SelectionPolicy : public KvPolicy {
   // Per layer: the absolute position of each entry [n_kv_head, capacity].
   std::vector<std::vector<int32_t>> pos_;
   std::vector<int64_t> n_recent_q_;
+  // A selection's scratch [n_kv_head, max_capacity_]: votes, scores, pooled votes, the order.
+  int64_t max_capacity_ = 0;
+  std::vector<float> votes_, scores_, pooled_;
+  std::vector<int64_t> order_;
 };
 
 }  // namespace edgeinf

@@ -11,6 +11,7 @@ class StreamingPolicy final : public KvPolicy {
 
   const char* name() const override { return "streaming"; }
   int64_t max_batch() const override { return cache_.segment(); }
+  StepShape step_shape() const override { return {cache_.capacity(), 0}; }
   Status begin_batch(int64_t n_tok) override {
     cache_.plan(n_tok);
     return absl::OkStatus();

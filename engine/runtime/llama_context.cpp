@@ -20,6 +20,7 @@ StatusOr<std::unique_ptr<LlamaContext>> LlamaContext::create(ModelBackend& backe
   if (n_batch <= 0) return absl::InvalidArgumentError("batch size must be positive");
   if (policy == nullptr) return absl::InvalidArgumentError("no KV policy");
   const int batch = int(std::min<int64_t>(n_batch, policy->max_batch()));
+  backend.prepare(*policy);
   return std::unique_ptr<LlamaContext>(new LlamaContext(backend, std::move(policy), batch));
 }
 
@@ -76,8 +77,7 @@ Status LlamaContext::forward_batch(std::span<const TokenId> tokens, bool all_log
   return backend_.forward(tokens, *policy_, all_logits, logits_.data());
 }
 
-StatusOr<std::vector<std::span<const float>>> LlamaContext::eval_each(std::span<LlamaContext* const> contexts,
-                                                                      std::span<const TokenId> tokens) {
+Status LlamaContext::eval_each(std::span<LlamaContext* const> contexts, std::span<const TokenId> tokens) {
   if (contexts.empty() || contexts.size() != tokens.size()) {
     return absl::InvalidArgumentError("eval_each needs one token per context");
   }
@@ -90,23 +90,26 @@ StatusOr<std::vector<std::span<const float>>> LlamaContext::eval_each(std::span<
     }
     EDGEINF_RETURN_IF_ERROR(c->check_tokens(tokens.subspan(i, 1)));
   }
-  // One pass per backend, in order of first appearance.
-  std::vector<ModelBackend*> backends;
+  // One pass per backend, in order of first appearance; the groups are built in the calling
+  // thread's buffers, which keep their size from step to step.
+  thread_local std::vector<ModelBackend*> backends;
+  thread_local std::vector<LlamaContext*> group;
+  thread_local std::vector<KvPolicy*> policies;
+  thread_local std::vector<TokenId> group_tokens;
+  thread_local std::vector<float> logits;
+  backends.clear();
   for (LlamaContext* c : contexts) {
     if (std::find(backends.begin(), backends.end(), &c->backend_) == backends.end()) backends.push_back(&c->backend_);
   }
   const int64_t n_vocab = model.config().n_vocab;
   for (ModelBackend* backend : backends) {
-    std::vector<LlamaContext*> group;
-    std::vector<KvPolicy*> policies;
-    std::vector<TokenId> group_tokens;
+    group.clear(), policies.clear(), group_tokens.clear();
     for (size_t i = 0; i < contexts.size(); ++i) {
       if (&contexts[i]->backend_ != backend) continue;
       group.push_back(contexts[i]);
       policies.push_back(contexts[i]->policy_.get());
       group_tokens.push_back(tokens[i]);
     }
-    thread_local std::vector<float> logits;
     if (logits.size() < group.size() * size_t(n_vocab)) logits.resize(group.size() * size_t(n_vocab));
     EDGEINF_RETURN_IF_ERROR(backend->forward_each(policies, group_tokens, logits.data()));
     for (size_t t = 0; t < group.size(); ++t) {
@@ -114,9 +117,7 @@ StatusOr<std::vector<std::span<const float>>> LlamaContext::eval_each(std::span<
                 group[t]->logits_.begin());
     }
   }
-  std::vector<std::span<const float>> out;
-  for (LlamaContext* c : contexts) out.emplace_back(c->logits_.data(), size_t(n_vocab));
-  return out;
+  return absl::OkStatus();
 }
 
 }  // namespace edgeinf

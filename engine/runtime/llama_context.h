@@ -38,10 +38,12 @@ class LlamaContext {
 
   // Appends one token to each of several contexts of the same model in one forward pass per
   // backend (the weights are read once for all of them; each context's policy attends over its own
-  // state); returns each context's logits, as eval() would. The contexts are unchanged on error (a
-  // device error resets the contexts on that device).
-  static StatusOr<std::vector<std::span<const float>>> eval_each(std::span<LlamaContext* const> contexts,
-                                                                 std::span<const TokenId> tokens);
+  // state); each context's logits() are then what eval() would have returned. The contexts are
+  // unchanged on error (a device error resets the contexts on that device). Allocates nothing
+  // once the calling thread has run a group of that size.
+  static Status eval_each(std::span<LlamaContext* const> contexts, std::span<const TokenId> tokens);
+  // The logits of the last token evaluated ([n_vocab]).
+  std::span<const float> logits() const { return {logits_.data(), size_t(model_.config().n_vocab)}; }
 
   int64_t n_past() const { return policy_->n_seen(); }
   // Tokens the context can still take in total (unbounded for sink/window policies).

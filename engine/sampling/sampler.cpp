@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 
 namespace edgeinf {
@@ -23,12 +22,18 @@ Status validate(const SamplingParams& p) {
 
 Sampler::Sampler(const SamplingParams& params, int n_vocab) : params_(params), n_vocab_(n_vocab), rng_(params.seed) {
   candidates_.reserve(size_t(n_vocab));
+  probs_.reserve(size_t(n_vocab));
 }
 
 void Sampler::accept(int32_t token) {
   if (params_.repeat_last_n == 0) return;
-  recent_.push_back(token);
-  while (recent_.size() > size_t(params_.repeat_last_n)) recent_.pop_front();
+  if (recent_.size() < size_t(params_.repeat_last_n)) {
+    recent_.push_back(token);
+    penalized_.reserve(recent_.capacity());
+    return;
+  }
+  recent_[next_] = token;
+  next_ = (next_ + 1) % recent_.size();
 }
 
 int32_t Sampler::sample(std::span<const float> logits) {
@@ -36,8 +41,11 @@ int32_t Sampler::sample(std::span<const float> logits) {
   for (int i = 0; i < n_vocab_; ++i) candidates_.push_back({i, logits[size_t(i)]});
 
   if (params_.repeat_penalty != 1.0f && !recent_.empty()) {
-    absl::flat_hash_set<int32_t> seen(recent_.begin(), recent_.end());
-    for (int32_t id : seen) {
+    // Each distinct recent token once.
+    penalized_.assign(recent_.begin(), recent_.end());
+    std::sort(penalized_.begin(), penalized_.end());
+    penalized_.erase(std::unique(penalized_.begin(), penalized_.end()), penalized_.end());
+    for (int32_t id : penalized_) {
       if (id < 0 || id >= n_vocab_) continue;
       float& l = candidates_[size_t(id)].logit;
       l = l > 0 ? l / params_.repeat_penalty : l * params_.repeat_penalty;
@@ -61,7 +69,8 @@ int32_t Sampler::sample(std::span<const float> logits) {
   candidates_.resize(n);
 
   // Probabilities at temperature 1 decide top-p and min-p, as in the reference samplers.
-  std::vector<double> probs(n);
+  probs_.resize(n);
+  double* probs = probs_.data();
   const double max_logit = candidates_[0].logit;
   double sum = 0;
   for (size_t i = 0; i < n; ++i) sum += probs[i] = std::exp(double(candidates_[i].logit) - max_logit);

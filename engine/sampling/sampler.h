@@ -3,7 +3,6 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <random>
 #include <span>
 #include <vector>
@@ -43,8 +42,13 @@ class Sampler {
   SamplingParams params_;
   int n_vocab_;
   std::mt19937_64 rng_;
-  std::deque<int32_t> recent_;
+  // The last repeat_last_n accepted tokens, a ring that grows to that size and then wraps (next_:
+  // where the next one goes), and a sorted copy for the penalty; the draw's probabilities. Sized
+  // once: sampling allocates nothing.
+  std::vector<int32_t> recent_, penalized_;
+  size_t next_ = 0;
   std::vector<Candidate> candidates_;
+  std::vector<double> probs_;
 };
 
 }  // namespace edgeinf

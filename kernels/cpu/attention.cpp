@@ -9,12 +9,13 @@
 
 #include "kernels/common/kv_rows.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/scratch.h"
 #include "kernels/cpu/vec.h"
 
 namespace edgeinf::kernels::cpu {
 namespace {
-constexpr int64_t kQueryBlock = 16;
-constexpr int64_t kKeyTile = 64;
+constexpr int64_t kQueryBlock = kAttentionQueryBlock;
+constexpr int64_t kKeyTile = kAttentionKeyTile;
 
 // Rows [j0, j0 + n) of one head of an encoded cache (row j at value off + j * stride), decoded
 // into tile [n, head_dim].
@@ -41,19 +42,23 @@ void attention_forward(const AttentionParams& p, ThreadPool& pool) {
     const int64_t kv_off = int64_t(h / group) * p.kv_head_stride;
     // Keys visible to the block's last query; earlier queries mask their tail.
     const int64_t n_keys = std::min(p.n_kv, p.causal_base + t_begin + n_q);
-    thread_local std::vector<float> scores, tile, partial;
-    scores.resize(size_t(n_q * n_keys));
+    // Sized for a full query block over the cache's capacity (reserve_scratch did, for a context).
+    ThreadScratch& scratch = thread_scratch();
+    std::vector<float>& scores = scratch.scores;
+    fit(scores, kQueryBlock * std::max(p.n_kv, p.kv_capacity));
+    float* tile = nullptr;
+    float* partial = nullptr;
     const float* q = p.q + t_begin * p.q_stride + int64_t(h) * hd;
     if (!encoded) {
       v.gemm_panel(q, p.q_stride, n_q, static_cast<const float*>(p.k) + kv_off, p.kv_stride, n_keys, hd, scores.data(),
                    n_keys);
     } else {
-      tile.resize(size_t(kKeyTile * hd));
-      partial.resize(size_t(hd));
+      tile = fit(scratch.tile, kKeyTile * hd);
+      partial = fit(scratch.partial, hd);
       for (int64_t j0 = 0; j0 < n_keys; j0 += kKeyTile) {
         const int64_t n = std::min(kKeyTile, n_keys - j0);
-        decode_tile(v, p, p.k, kv_off, j0, n, tile.data());
-        v.gemm_panel(q, p.q_stride, n_q, tile.data(), hd, n, hd, scores.data() + j0, n_keys);
+        decode_tile(v, p, p.k, kv_off, j0, n, tile);
+        v.gemm_panel(q, p.q_stride, n_q, tile, hd, n, hd, scores.data() + j0, n_keys);
       }
     }
     for (int64_t i = 0; i < n_q; ++i) {
@@ -76,13 +81,13 @@ void attention_forward(const AttentionParams& p, ThreadPool& pool) {
     for (int64_t i = 0; i < n_q; ++i) std::fill_n(p.out + (t_begin + i) * p.out_stride + int64_t(h) * hd, hd, 0.0f);
     for (int64_t j0 = 0; j0 < n_keys; j0 += kKeyTile) {
       const int64_t n = std::min(kKeyTile, n_keys - j0);
-      decode_tile(v, p, p.v, kv_off, j0, n, tile.data());
+      decode_tile(v, p, p.v, kv_off, j0, n, tile);
       for (int64_t i = 0; i < n_q; ++i) {
         const int64_t n_visible = std::min(p.n_kv, p.causal_base + t_begin + i + 1);
         const int64_t m = std::min(n, n_visible - j0);
         if (m <= 0) continue;
-        v.weighted_sum(scores.data() + i * n_keys + j0, m, tile.data(), hd, partial.data(), hd);
-        v.axpy(p.out + (t_begin + i) * p.out_stride + int64_t(h) * hd, partial.data(), 1.0f, hd);
+        v.weighted_sum(scores.data() + i * n_keys + j0, m, tile, hd, partial, hd);
+        v.axpy(p.out + (t_begin + i) * p.out_stride + int64_t(h) * hd, partial, 1.0f, hd);
       }
     }
   });

@@ -4,6 +4,7 @@
 
 #include "kernels/common/rope.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/scratch.h"
 #include "kernels/cpu/vec.h"
 
 namespace edgeinf::kernels::cpu {
@@ -21,20 +22,19 @@ void rmsnorm_forward(const RmsNormParams& p, ThreadPool& pool) {
 void rope_forward(const RopeParams& p, ThreadPool& pool) {
   const int half = p.n_rot / 2;
   pool.run(p.n_tok, [&](int64_t t) {
-    thread_local std::vector<float> cs;
-    cs.resize(size_t(2 * half));
+    float* cs = fit(thread_scratch().rope, 2 * half);
     for (int i = 0; i < half; ++i) {
       const float factor = p.freq_factors != nullptr ? p.freq_factors[i] : 1.0f;
       const float theta = rope_angle(p.positions[t], i, p.n_rot, p.freq_base, p.freq_scale, factor);
-      cs[size_t(2 * i)] = std::cos(theta);
-      cs[size_t(2 * i + 1)] = std::sin(theta);
+      cs[2 * i] = std::cos(theta);
+      cs[2 * i + 1] = std::sin(theta);
     }
     for (int h = 0; h < p.n_head; ++h) {
       float* x = p.x + t * p.row_stride + int64_t(h) * p.head_dim;
       for (int i = 0; i < half; ++i) {
         const int a = p.neox ? i : 2 * i;
         const int b = p.neox ? i + half : 2 * i + 1;
-        const float c = cs[size_t(2 * i)], s = cs[size_t(2 * i + 1)];
+        const float c = cs[2 * i], s = cs[2 * i + 1];
         const float x0 = x[a], x1 = x[b];
         x[a] = x0 * c - x1 * s;
         x[b] = x0 * s + x1 * c;

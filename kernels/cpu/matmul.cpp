@@ -6,11 +6,12 @@
 
 #include "kernels/common/check.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/scratch.h"
 #include "kernels/cpu/vec.h"
 
 namespace edgeinf::kernels::cpu {
 namespace {
-constexpr int64_t kPanelRows = 16;
+constexpr int64_t kPanelRows = kMatmulPanelRows;
 constexpr int64_t kTokenBlock = 64;
 // Up to this many tokens, rows are decoded in registers for each token instead of into a panel.
 constexpr int64_t kMaxGemvTokens = 2;
@@ -79,12 +80,11 @@ void matmul_forward(const MatmulParams& p, ThreadPool& pool) {
     const auto* w_bytes = static_cast<const uint8_t*>(p.w) + r0 * p.w_row_bytes;
     const float* w = reinterpret_cast<const float*>(w_bytes);
     if (!is_f32) {
-      thread_local std::vector<float> scratch;
-      scratch.resize(size_t(kPanelRows * p.n_in));
+      float* scratch = fit(thread_scratch().panel, kPanelRows * p.n_in);
       for (int64_t r = 0; r < n_rows; ++r) {
-        v.dequantize_row(p.w_type, w_bytes + r * p.w_row_bytes, scratch.data() + r * p.n_in, p.n_in);
+        v.dequantize_row(p.w_type, w_bytes + r * p.w_row_bytes, scratch + r * p.n_in, p.n_in);
       }
-      w = scratch.data();
+      w = scratch;
     }
     float* y = p.y + t0 * p.y_stride + r0;
     v.gemm_panel(p.x + t0 * p.x_stride, p.x_stride, n_tok, w, p.n_in, n_rows, p.n_in, y, p.y_stride);

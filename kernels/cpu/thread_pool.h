@@ -28,6 +28,19 @@ class ThreadPool {
         n_tasks, [](void* ctx, int64_t task) { (*static_cast<Fn*>(ctx))(task); }, &fn);
   }
 
+  // Calls fn() exactly once on every thread of the pool, the caller's included (for per-thread
+  // state): each of n_threads tasks waits until all have started, so no thread takes two.
+  template <typename Fn>
+  void run_on_each_thread(Fn&& fn) {
+    std::atomic<int> started{0};
+    const int n = n_threads();
+    run(n, [&](int64_t) {
+      started.fetch_add(1, std::memory_order_acq_rel);
+      while (started.load(std::memory_order_acquire) < n) std::this_thread::yield();
+      fn();
+    });
+  }
+
  private:
   using TaskFn = void (*)(void*, int64_t);
   void run_impl(int64_t n_tasks, TaskFn fn, void* ctx);

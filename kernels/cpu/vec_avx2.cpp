@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/scratch.h"
 #include "kernels/cpu/vec.h"
 #include "kernels/reference/dequantize.h"
 
@@ -231,10 +232,9 @@ float dot_row(WeightType type, const void* w, const float* x, int64_t n) {
     }
     case WeightType::kF32: return dot(static_cast<const float*>(w), x, n);
     default: {
-      thread_local std::vector<float> row;
-      row.resize(size_t(n));
-      dequantize_row(type, w, row.data(), n);
-      return dot(row.data(), x, n);
+      float* row = fit(thread_scratch().row, n);
+      dequantize_row(type, w, row, n);
+      return dot(row, x, n);
     }
   }
 }

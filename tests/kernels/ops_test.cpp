@@ -2,7 +2,10 @@
 // RoPE (both rotation modes, scaling, per-pair factors), grouped causal attention, SwiGLU.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <mutex>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "kernels/cpu/ops.h"
@@ -232,6 +235,25 @@ TEST(ThreadPool, RunsEveryTaskExactlyOnce) {
   std::vector<int> hits(1001, 0);
   for (int rep = 0; rep < 50; ++rep) pool().run(int64_t(hits.size()), [&](int64_t t) { ++hits[size_t(t)]; });
   for (size_t i = 0; i < hits.size(); ++i) ASSERT_EQ(hits[i], 50) << "task " << i;
+}
+
+TEST(ThreadPool, RunsOnEachThreadOnce) {
+  // Per-thread scratch is sized this way: every thread, the caller's included, exactly once.
+  for (int n_threads : {1, 2, 5}) {
+    cpu::ThreadPool p(n_threads);
+    for (int rep = 0; rep < 20; ++rep) {
+      std::mutex mu;
+      std::vector<std::thread::id> ids;
+      p.run_on_each_thread([&] {
+        std::lock_guard<std::mutex> lock(mu);
+        ids.push_back(std::this_thread::get_id());
+      });
+      ASSERT_EQ(ids.size(), size_t(n_threads));
+      std::sort(ids.begin(), ids.end());
+      ASSERT_EQ(std::unique(ids.begin(), ids.end()), ids.end()) << n_threads << " threads, a thread ran twice";
+      ASSERT_NE(std::find(ids.begin(), ids.end(), std::this_thread::get_id()), ids.end());
+    }
+  }
 }
 
 }  // namespace

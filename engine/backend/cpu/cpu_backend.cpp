@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 #include <initializer_list>
+#include <mutex>
 #include <span>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include "engine/backend/backend.h"
 #include "engine/backend/llama_pass.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/scratch.h"
 #include "kernels/cpu/vec.h"
 
 namespace edgeinf {
@@ -128,7 +130,17 @@ class CpuBackend final : public ModelBackend {
     return make_kv_policy(options, shape_);
   }
 
+  // Contexts may be made on any thread while another runs a pass on the pool, so the shape is
+  // only recorded here; the next pass grows the pool's scratch before it starts.
+  void prepare(const KvPolicy& policy) override {
+    const KvPolicy::StepShape step = policy.step_shape();
+    std::lock_guard<std::mutex> lock(scratch_mu_);
+    wanted_.keys = std::max(wanted_.keys, step.keys);
+    wanted_.folded = std::max(wanted_.folded, step.folded);
+  }
+
   Status forward(std::span<const TokenId> tokens, KvPolicy& policy, bool all_logits, float* logits) override {
+    reserve_scratch();
     const int64_t n = int64_t(tokens.size());
     EDGEINF_RETURN_IF_ERROR(policy.begin_batch(n));
     const PassBuffers b = forward_scratch(model_.config(), shape_, n);
@@ -142,6 +154,7 @@ class CpuBackend final : public ModelBackend {
   }
 
   Status forward_each(std::span<KvPolicy* const> policies, std::span<const TokenId> tokens, float* logits) override {
+    reserve_scratch();
     for (KvPolicy* p : policies) EDGEINF_RETURN_IF_ERROR(p->begin_batch(1));
     const int64_t n = int64_t(policies.size());
     const int64_t q_dim = shape_.q_dim(), kv_dim = shape_.kv_dim();
@@ -157,9 +170,27 @@ class CpuBackend final : public ModelBackend {
   }
 
  private:
+  // Grows every pool thread's kernel scratch to the largest shape prepared so far (on the thread
+  // that runs passes; once per new largest shape).
+  void reserve_scratch() {
+    std::lock_guard<std::mutex> lock(scratch_mu_);
+    if (wanted_.keys == reserved_.keys && wanted_.folded == reserved_.folded) return;
+    const LlamaConfig& c = model_.config();
+    kc::ScratchShape s;
+    s.keys = wanted_.keys;
+    s.head_dim = c.head_dim;
+    s.n_rot = c.n_rot;
+    s.n_in = std::max({int64_t(c.n_embd), int64_t(c.n_ff), shape_.q_dim()});
+    s.folded = wanted_.folded;
+    kc::reserve_scratch(s, pool_);
+    reserved_ = wanted_;
+  }
+
   const LlamaModel& model_;
   kc::ThreadPool& pool_;
   AttentionShape shape_;
+  std::mutex scratch_mu_;
+  KvPolicy::StepShape wanted_, reserved_;  // the largest step shape prepared, and reserved
 };
 
 }  // namespace
