@@ -49,7 +49,7 @@ class CpuKvStore final : public KvStore {
   void rotate_store_attend(const LayerAttention& a, int64_t base, kernels::cpu::ThreadPool& pool) override {
     EDGEINF_CHECK(int64_t(positions_.batch.size()) >= a.n_tok);
     edgeinf::rotate_store_attend(s_, a, positions_.batch.data(), shape_.type, rows_.k(a.layer), rows_.v(a.layer), base,
-                                 shape_.rows, pool);
+                                 pool);
   }
 
   void evict(int layer, int64_t first, int64_t n, int64_t end, bool keep, kernels::cpu::ThreadPool& pool) override {

@@ -98,8 +98,7 @@ kernels::RopeParams rope_params(const AttentionShape& s, float* x, int64_t strid
 }
 
 kernels::AttentionParams cache_attention_params(const AttentionShape& s, const LayerAttention& a, KvType type,
-                                                const void* k_cache, const void* v_cache, int64_t base,
-                                                int64_t capacity) {
+                                                const void* k_cache, const void* v_cache, int64_t base) {
   const int64_t n_kv = base + a.n_tok;
   kernels::AttentionParams p;
   p.q = a.q;
@@ -118,7 +117,6 @@ kernels::AttentionParams cache_attention_params(const AttentionShape& s, const L
   p.n_kv_head = s.n_kv_head;
   p.head_dim = s.head_dim;
   p.scale = 1.0f / std::sqrt(float(s.head_dim));
-  p.kv_capacity = capacity;
   return p;
 }
 
@@ -158,14 +156,13 @@ void rotate(const AttentionShape& s, float* x, int64_t stride, int n_head, const
 }
 
 void rotate_store_attend(const AttentionShape& s, const LayerAttention& a, const int32_t* positions, KvType type,
-                         uint8_t* k_cache, uint8_t* v_cache, int64_t base, int64_t capacity,
-                         kernels::cpu::ThreadPool& pool) {
+                         uint8_t* k_cache, uint8_t* v_cache, int64_t base, kernels::cpu::ThreadPool& pool) {
   rotate(s, a.q, s.q_dim(), s.n_head, positions, a.n_tok, pool);
   rotate(s, a.k, s.kv_dim(), s.n_kv_head, positions, a.n_tok, pool);
   const size_t at = kernels::kv_value_offset(type, base * s.kv_dim());
   encode_kv_rows(type, a.k, k_cache + at, a.n_tok, s.kv_dim(), pool);
   encode_kv_rows(type, a.v, v_cache + at, a.n_tok, s.kv_dim(), pool);
-  kernels::cpu::attention_forward(cache_attention_params(s, a, type, k_cache, v_cache, base, capacity), pool);
+  kernels::cpu::attention_forward(cache_attention_params(s, a, type, k_cache, v_cache, base), pool);
 }
 
 }  // namespace edgeinf

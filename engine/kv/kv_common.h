@@ -57,13 +57,12 @@ void decode_kv_rows(KvType type, const uint8_t* src, float* dst, int64_t n_rows,
                     kernels::cpu::ThreadPool& pool);
 
 // The RoPE step rotating x [n_tok, n_head * head_dim] (row stride `stride`) to `positions`, and
-// the attention of a's queries over entries [0, base + a.n_tok) of a token-major cache of
-// `capacity` entries (causal among the batch): the parameters every backend runs.
+// the attention of a's queries over entries [0, base + a.n_tok) of a token-major cache (causal
+// among the batch): the parameters every backend runs.
 kernels::RopeParams rope_params(const AttentionShape& s, float* x, int64_t stride, int n_head, const int32_t* positions,
                                 int64_t n_tok);
 kernels::AttentionParams cache_attention_params(const AttentionShape& s, const LayerAttention& a, KvType type,
-                                                const void* k_cache, const void* v_cache, int64_t base,
-                                                int64_t capacity);
+                                                const void* k_cache, const void* v_cache, int64_t base);
 
 // EdgeInfinite's memory steps on one layer's M [n_kv_head, d, d] and z [n_kv_head, d]: folding
 // n_tok pre-RoPE K/V rows, and reading it for n_tok pre-RoPE queries into a_mem.
@@ -80,7 +79,6 @@ void rotate(const AttentionShape& s, float* x, int64_t stride, int n_head, const
 // cache [capacity, n_kv_head * head_dim] of `type`, and writes to a.out the attention of the batch
 // over entries [0, base + a.n_tok) (causal among the batch).
 void rotate_store_attend(const AttentionShape& s, const LayerAttention& a, const int32_t* positions, KvType type,
-                         uint8_t* k_cache, uint8_t* v_cache, int64_t base, int64_t capacity,
-                         kernels::cpu::ThreadPool& pool);
+                         uint8_t* k_cache, uint8_t* v_cache, int64_t base, kernels::cpu::ThreadPool& pool);
 
 }  // namespace edgeinf

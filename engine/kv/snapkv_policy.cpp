@@ -97,7 +97,6 @@ void SelectionPolicy::attend(const LayerAttention& a, kernels::cpu::ThreadPool& 
   p.n_kv_head = s_.n_kv_head;
   p.head_dim = s_.head_dim;
   p.scale = 1.0f / std::sqrt(float(hd));
-  p.kv_capacity = max_capacity_;
   kernels::cpu::attention_forward(p, pool);
   // Remember the last obs_window rotated queries for the next selection.
   std::vector<float>& rq = recent_q_[size_t(il)];

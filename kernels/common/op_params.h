@@ -75,9 +75,6 @@ struct AttentionParams {
   int n_kv_head = 0;
   int head_dim = 0;
   float scale = 1.0f;
-  // The most keys this cache can hold (0: n_kv). The CPU sizes its per-thread scratch for it at
-  // the first call, so a cache that grows allocates nothing later.
-  int64_t kv_capacity = 0;
 };
 
 // Fold n_tok tokens into the per-KV-head memory: M[g] += sigma(K_g)^T (V_g - R_g), z[g] += sum sigma(K_g),

@@ -42,10 +42,10 @@ void attention_forward(const AttentionParams& p, ThreadPool& pool) {
     const int64_t kv_off = int64_t(h / group) * p.kv_head_stride;
     // Keys visible to the block's last query; earlier queries mask their tail.
     const int64_t n_keys = std::min(p.n_kv, p.causal_base + t_begin + n_q);
-    // Sized for a full query block over the cache's capacity (reserve_scratch did, for a context).
+    // A context's step never outgrows its scratch (reserve_scratch sized it for the most keys).
     ThreadScratch& scratch = thread_scratch();
     std::vector<float>& scores = scratch.scores;
-    fit(scores, kQueryBlock * std::max(p.n_kv, p.kv_capacity));
+    fit(scores, n_q * n_keys);
     float* tile = nullptr;
     float* partial = nullptr;
     const float* q = p.q + t_begin * p.q_stride + int64_t(h) * hd;

@@ -154,8 +154,7 @@ class CudaKvStore final : public KvStore {
       EDGEINF_CUDA_TRY(rotate(a.k, kv_dim, s_.n_kv_head, pos_batch_, a.n_tok));
       EDGEINF_CUDA_TRY(kcu::kv_encode(shape_.type, a.k, k_cache + size_t(base) * row_bytes_, a.n_tok * kv_dim, st_));
       EDGEINF_CUDA_TRY(kcu::kv_encode(shape_.type, a.v, v_cache + size_t(base) * row_bytes_, a.n_tok * kv_dim, st_));
-      return kcu::attention_forward(cache_attention_params(s_, a, shape_.type, k_cache, v_cache, base, shape_.rows),
-                                    st_);
+      return kcu::attention_forward(cache_attention_params(s_, a, shape_.type, k_cache, v_cache, base), st_);
     });
   }
 
