@@ -18,7 +18,9 @@ ThreadScratch& thread_scratch() {
 void reserve_scratch(const ScratchShape& s, ThreadPool& pool) {
   pool.run_on_each_thread([&] {
     ThreadScratch& t = thread_scratch();
-    fit(t.scores, kAttentionQueryBlock * s.keys);
+    fit(t.scores, std::max({kAttentionQueryBlock, kAttentionEncodedRows, s.heads}) * s.keys);
+    fit(t.merge, s.heads * kAttentionEncodedRows * ((s.keys + kAttentionDecodeChunk - 1) / kAttentionDecodeChunk) *
+                     (s.head_dim + 2));
     fit(t.tile, kAttentionKeyTile * s.head_dim);
     fit(t.partial, s.head_dim);
     fit(t.rope, s.n_rot);

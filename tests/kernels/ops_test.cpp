@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <mutex>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -163,26 +164,36 @@ TEST(Ops, AttentionGroupedCausal) {
 }
 
 // f16 and q8 caches (encoded by the reference's quantisers), token-major with grouped heads and
-// head-major, with more keys than one decoded tile: the CPU kernel decodes the same values as the
-// reference, so only summation order differs.
+// head-major, with more keys than one decoded tile, and single blocks of queries over more keys
+// than one chunk (merged partial sums): the CPU kernel decodes the same values as the reference,
+// so only summation order differs, and the chunks do not depend on the number of threads.
 TEST(Ops, AttentionOverEncodedCachesMatchesTheReference) {
+  cpu::ThreadPool one_thread(1);
   for (WeightType type : {WeightType::kF16, WeightType::kQ8_0}) {
     for (const testing::AttentionCase& c : {testing::AttentionCase{1, 1, 9, 3, 64},
                                             {1, 150, 9, 3, 64},
                                             {7, 70, 4, 2, 32},
                                             {33, 200, 6, 1, 96},
                                             {16, 129, 4, 2, 64, true},
-                                            {1, 64, 2, 1, 32, true}}) {
+                                            {1, 64, 2, 1, 32, true},
+                                            {1, 2500, 9, 3, 64},
+                                            {5, 2049, 4, 2, 32},
+                                            {16, 1100, 4, 4, 32, true}}) {
       const testing::AttentionInputs in = testing::attention_inputs(c, type, 1);
-      std::vector<float> want(in.q.size()), got(in.q.size());
+      std::vector<float> want(in.q.size()), got(in.q.size()), got_one(in.q.size());
       AttentionParams p = testing::attention_params(c, type, in.q.data(), in.k.data(), in.v.data(), want.data());
       reference::attention_forward(p);
       p.out = got.data();
       cpu::attention_forward(p, pool());
+      p.out = got_one.data();
+      cpu::attention_forward(p, one_thread);
       auto cmp = compare(got.data(), want.data(), int64_t(got.size()), testing::kAttentionTol);
-      EXPECT_TRUE(cmp.ok) << row_bytes(type, 32) << "-byte blocks, heads " << c.n_head << "/" << c.n_kv_head
-                          << " n_tok " << c.n_tok << " n_kv " << c.n_kv << (c.head_major ? " head-major" : "") << ": "
-                          << cmp.report;
+      const std::string shape = std::to_string(row_bytes(type, 32)) + "-byte blocks, heads " +
+                                std::to_string(c.n_head) + "/" + std::to_string(c.n_kv_head) + " n_tok " +
+                                std::to_string(c.n_tok) + " n_kv " + std::to_string(c.n_kv) +
+                                (c.head_major ? " head-major" : "");
+      EXPECT_TRUE(cmp.ok) << shape << ": " << cmp.report;
+      EXPECT_EQ(got, got_one) << shape << ": the result depends on the number of threads";
     }
   }
 }

@@ -178,6 +178,7 @@ class CpuBackend final : public ModelBackend {
     const LlamaConfig& c = model_.config();
     kc::ScratchShape s;
     s.keys = wanted_.keys;
+    s.heads = c.n_head;
     s.head_dim = c.head_dim;
     s.n_rot = c.n_rot;
     s.n_in = std::max({int64_t(c.n_embd), int64_t(c.n_ff), shape_.q_dim()});
