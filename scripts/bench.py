@@ -51,10 +51,10 @@ def run_llama_cpp(model, threads, prefill, depth, n_decode, reps, n_batch):
     return results
 
 
-def run_edgeinf(binary, model, threads, prefill, depth, n_decode, reps, n_batch, device):
+def run_edgeinf(binary, model, threads, prefill, depth, n_decode, reps, n_batch, device, kv_type):
     cmd = [binary, "bench", "-m", model, "-t", str(threads), "--prefill", ",".join(map(str, prefill)),
            "--depth", str(depth), "--decode", str(n_decode), "--reps", str(reps), "-b", str(n_batch),
-           "--device", device]
+           "--device", device, "--kv-type", kv_type]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     for line in out.splitlines():
         if line.startswith("JSON "):
@@ -74,11 +74,14 @@ def main():
     ap.add_argument("--binary", default="build/engine/edgeinf")
     ap.add_argument("--device", default="cpu",
                     help="edgeinf's device (cpu, cuda, auto); llama-cpp-python from PyPI always runs on the CPU")
+    ap.add_argument("--kv-type", default="f32",
+                    help="how edgeinf's full KV cache stores its entries (f32, f16, q8); llama.cpp's is f16")
     ap.add_argument("--json", help="also write the results here")
     a = ap.parse_args()
     prefill = [int(x) for x in a.prefill.split(",") if x]
 
-    ours = run_edgeinf(a.binary, a.model, a.threads, prefill, a.depth, a.decode, a.reps, a.batch_size, a.device)
+    ours = run_edgeinf(a.binary, a.model, a.threads, prefill, a.depth, a.decode, a.reps, a.batch_size, a.device,
+                       a.kv_type)
     peer = run_llama_cpp(a.model, a.threads, prefill, a.depth, a.decode, a.reps, a.batch_size)
 
     print(f"model {a.model}, {a.threads} threads, median of {a.reps} runs; edgeinf on {a.device}, llama.cpp on cpu")

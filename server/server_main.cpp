@@ -53,8 +53,9 @@ ABSL_FLAG(std::string, policy, "edgeinfinite", "default KV policy of sessions an
 ABSL_FLAG(int, sink, -1, "sink tokens (default: the gate's, else 4)");
 ABSL_FLAG(int, window, -1, "window tokens (default: the gate's, else 1024)");
 ABSL_FLAG(int, segment, -1, "segment tokens (default: the gate's, else 512)");
-ABSL_FLAG(std::string, kv_type, "f32",
-          "how sessions store exact KV entries by default: f32, f16 or q8 (int8, a scale per 32 values)");
+ABSL_FLAG(std::string, kv_type, "",
+          "how sessions store exact KV entries by default: f32, f16 or q8 (int8, a scale per 32 values) "
+          "(default: the gate's, else f32)");
 ABSL_FLAG(std::string, auth_tokens, "",
           "file of lines 'SHA256(token) tenant' (hex SHA-256 of each bearer token); callers send "
           "'authorization: Bearer TOKEN'; empty = no authentication");

@@ -230,6 +230,7 @@ StatusOr<CalibrationSamples> collect_gate_samples(const LlamaModel& model, std::
   edge_opt.window = g.window;
   edge_opt.segment = g.segment;
   edge_opt.update = g.update;
+  edge_opt.kv_type = g.kv_type;
   EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<KvPolicy> full, make_kv_policy(full_opt, shape));
   EDGEINF_RETURN_IF_ERROR(make_kv_policy(edge_opt, shape).status());  // validates S, W, L
   auto edge = std::make_unique<EdgeInfinitePolicy>(shape, edge_opt,

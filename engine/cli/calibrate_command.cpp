@@ -28,6 +28,7 @@ struct CalibrateArgs {
   std::vector<std::string> texts;
   std::string kind = "linear";
   std::string update = "delta";
+  std::string kv_type = "f32";
   int threads = 0;
   bool progress = true;
   CalibrationOptions cal;
@@ -77,6 +78,10 @@ Status run(int argc, char** argv) {
   p.option("", "--window", "W", "window tokens (default 1020)", &a.cal.gate.window);
   p.option("", "--segment", "L", "segment tokens (default 512)", &a.cal.gate.segment);
   p.option("", "--update", "RULE", "memory update: delta or linear (default delta)", &a.update);
+  p.option("", "--kv-type", "TYPE",
+           "how the exact KV entries are stored while the gate learns to mix the memory in: f32, f16 or q8 "
+           "(default f32; recorded in the gate file as the default of the sessions that use it)",
+           &a.kv_type);
   p.option("", "--seed", "N", "seed for the choice of sequences and tokens (default 1)", &a.cal.seed);
   p.option("", "--context", "N", "tokens per calibration sequence (default min(8192, trained context))",
            &a.cal.context);
@@ -92,6 +97,7 @@ Status run(int argc, char** argv) {
   if (a.texts.empty()) return absl::InvalidArgumentError("--text FILE is required");
   EDGEINF_ASSIGN_OR_RETURN(a.cal.gate.kind, parse_gate_kind(a.kind));
   EDGEINF_ASSIGN_OR_RETURN(a.cal.gate.update, parse_memory_update(a.update));
+  EDGEINF_ASSIGN_OR_RETURN(a.cal.gate.kv_type, parse_kv_type(a.kv_type));
   if (a.threads < 0) return absl::InvalidArgumentError("--threads must be >= 0");
   if (a.threads == 0) a.threads = int(std::max(1u, std::thread::hardware_concurrency()));
   if (a.out.empty()) a.out = default_gate_path(a.model);
@@ -112,11 +118,11 @@ Status run(int argc, char** argv) {
   }
   const std::string text_hash = hash.hex_digest();
   std::fprintf(stderr,
-               "calibrate: %zu tokens of text (sha256 %s); %s gate, S=%d W=%d L=%d, %s update; %d sequences "
+               "calibrate: %zu tokens of text (sha256 %s); %s gate, S=%d W=%d L=%d, %s update, %s KV; %d sequences "
                "(%d held out), %d samples each; seed %llu; %d threads\n",
                tokens.size(), text_hash.c_str(), a.kind.c_str(), a.cal.gate.sink, a.cal.gate.window, a.cal.gate.segment,
-               a.update.c_str(), a.cal.sequences, a.cal.validation_sequences, a.cal.samples_per_sequence,
-               static_cast<unsigned long long>(a.cal.seed), a.threads);
+               a.update.c_str(), a.kv_type.c_str(), a.cal.sequences, a.cal.validation_sequences,
+               a.cal.samples_per_sequence, static_cast<unsigned long long>(a.cal.seed), a.threads);
 
   kernels::cpu::ThreadPool pool(a.threads);
   CalibrationReport rep;

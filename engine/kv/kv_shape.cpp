@@ -33,6 +33,12 @@ StatusOr<std::string> resolve_kv_shape(const KvShapeRequest& given, const Memory
   }
   if (!given.kv_type.empty()) {
     EDGEINF_ASSIGN_OR_RETURN(kv->kv_type, parse_kv_type(given.kv_type));
+    if (g != nullptr && kv->kv_type != g->kv_type) {
+      absl::StrAppend(&warning, warning.empty() ? "" : "; ", "KV type ", given.kv_type, " (the gate was trained with ",
+                      kv_type_name(g->kv_type), ")");
+    }
+  } else if (g != nullptr) {
+    kv->kv_type = g->kv_type;
   }
   return warning;
 }

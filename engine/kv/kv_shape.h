@@ -22,12 +22,12 @@ struct KvShapeRequest {
 
 // The help text of the command lines' --kv-type.
 inline constexpr const char* kKvTypeHelp =
-    "how KV entries are stored: f32, f16 or q8 (int8, a scale per 32 values) (default f32)";
+    "how KV entries are stored: f32, f16 or q8 (int8, a scale per 32 values) (default: the gate's, else f32)";
 
-// Fills kv's sink, window, segment and update rule: given values first, else the shape the gate was
-// trained for (when there is a gate), else kv's own values; and the KV type when given. Returns a
-// warning when a given value differs from the gate's training shape ("" otherwise);
-// InvalidArgument for an unknown update rule or KV type.
+// Fills kv's sink, window, segment, update rule and KV type: given values first, else the shape the
+// gate was trained for (when there is a gate), else kv's own values. Returns a warning when a given
+// value differs from the gate's training shape ("" otherwise); InvalidArgument for an unknown
+// update rule or KV type.
 StatusOr<std::string> resolve_kv_shape(const KvShapeRequest& given, const MemoryGate* gate, KvPolicyOptions* kv);
 
 }  // namespace edgeinf

@@ -84,6 +84,7 @@ Status MemoryGate::save(const std::string& path) const {
   w.kv_u32("edgeinf.gate.window", uint32_t(config_.window));
   w.kv_u32("edgeinf.gate.segment", uint32_t(config_.segment));
   w.kv_str("edgeinf.gate.update", memory_update_name(config_.update));
+  w.kv_str("edgeinf.gate.kv_type", kv_type_name(config_.kv_type));
   w.kv_str("edgeinf.gate.model_fingerprint", config_.model_fingerprint);
   w.kv_str("edgeinf.gate.calibration_hash", config_.calibration_hash);
   w.kv_u32("edgeinf.gate.block_count", uint32_t(shape_.n_layer));
@@ -108,6 +109,7 @@ StatusOr<std::unique_ptr<MemoryGate>> MemoryGate::load(const std::string& path, 
   GateConfig c;
   EDGEINF_ASSIGN_OR_RETURN(c.kind, parse_gate_kind(f->get_string_or("edgeinf.gate.kind", "")));
   EDGEINF_ASSIGN_OR_RETURN(c.update, parse_memory_update(f->get_string_or("edgeinf.gate.update", "")));
+  EDGEINF_ASSIGN_OR_RETURN(c.kv_type, parse_kv_type(f->get_string_or("edgeinf.gate.kv_type", "f32")));
   c.sink = int(f->get_int_or("edgeinf.gate.sink", -1));
   c.window = int(f->get_int_or("edgeinf.gate.window", -1));
   c.segment = int(f->get_int_or("edgeinf.gate.segment", -1));
@@ -145,6 +147,7 @@ std::unique_ptr<MemoryGate> fixed_gate(const KvPolicyOptions& kv, const Attentio
   gc.window = kv.window;
   gc.segment = kv.segment;
   gc.update = kv.update;
+  gc.kv_type = kv.kv_type;
   return std::make_unique<MemoryGate>(gc, shape, std::log(value / (1 - value)));
 }
 

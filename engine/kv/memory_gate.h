@@ -4,7 +4,7 @@
 //   linear: g[t, h] = sigmoid(W[h] . [A_mem[t]; A_local[t]] + b[h])    (W [n_head, 2 * n_head * head_dim])
 // Side file: tensors blk.N.mem_gate.bias [n_head] and, for linear, blk.N.mem_gate.weight
 // [2 * n_head * head_dim, n_head]; metadata edgeinf.gate.{kind, sink, window, segment, update,
-// model_fingerprint, calibration_hash}.
+// kv_type, model_fingerprint, calibration_hash} (a file without kv_type was trained with f32).
 #pragma once
 
 #include <memory>
@@ -28,6 +28,7 @@ struct GateConfig {
   int window = 1024;
   int segment = 512;
   MemoryUpdate update = MemoryUpdate::kDelta;
+  KvType kv_type = KvType::kF32;  // how the exact KV entries were stored
   std::string model_fingerprint;
   std::string calibration_hash;
 };

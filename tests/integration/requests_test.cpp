@@ -280,7 +280,7 @@ TEST(Requests, HealthAnswersNotServingDuringTheDrain) {
 }
 
 TEST(Requests, SessionsCostWhatTheyHoldAndMemoryIsReported) {
-  auto s = Server::start(temp_store(), {"--window=1020", "--segment=512", "--memory_budget_mb=2048"});
+  auto s = Server::start(temp_store(), {"--window=1020", "--segment=512", "--kv_type=f32", "--memory_budget_mb=2048"});
   const std::string a = create_session(*s->stub);
   const Turn t = generate(*s->stub, text_request(a, "Hello there.", 4, 1));
   ASSERT_TRUE(t.status.ok());

@@ -122,7 +122,8 @@ TEST(Server, ResumedSessionMatchesUninterruptedAndSurvivesRestart) {
 
 // Sessions choose how their exact KV entries are stored; f16 and q8 states are smaller, go to
 // the store with their type and continue after a restart exactly as an uninterrupted twin does.
-// The server's --kv_type is the default; an unknown type is INVALID_ARGUMENT.
+// The default is the type the gate was trained with (f32 for the bundled gate), else the
+// server's --kv_type; an unknown type is INVALID_ARGUMENT.
 TEST(Server, SessionsOfEveryKvTypeResumeAcrossARestart) {
   const std::string store = temp_store();
   const std::string first = std::string(kStory) + kStory, second = " What colour was the door?";
@@ -151,6 +152,9 @@ TEST(Server, SessionsOfEveryKvTypeResumeAcrossARestart) {
     }
     EXPECT_LT(state[1], state[0]);
     EXPECT_LT(state[2], state[1]);
+    v1::Session by_default;
+    ASSERT_TRUE(get_session(*s->stub, create_session(*s->stub), &by_default).ok());
+    EXPECT_EQ(by_default.policy().kv_type(), "f32") << "the bundled gate was trained with f32 entries";
     grpc::Status st;
     v1::PolicyConfig bad;
     bad.set_kv_type("q4");
@@ -158,7 +162,7 @@ TEST(Server, SessionsOfEveryKvTypeResumeAcrossARestart) {
     EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << st.error_message();
     EXPECT_NE(st.error_message().find("f32, f16, q8"), std::string::npos) << st.error_message();
   }
-  auto s = Server::start(store, {"--kv_type=q8"});
+  auto s = Server::start(store, {"--kv_type=f16"});
   for (int i = 0; i < 3; ++i) {
     v1::Session info;
     ASSERT_TRUE(get_session(*s->stub, resumed[i], &info).ok());
@@ -169,7 +173,7 @@ TEST(Server, SessionsOfEveryKvTypeResumeAcrossARestart) {
   }
   v1::Session info;
   ASSERT_TRUE(get_session(*s->stub, create_session(*s->stub), &info).ok());
-  EXPECT_EQ(info.policy().kv_type(), "q8") << "--kv_type sets the default";
+  EXPECT_EQ(info.policy().kv_type(), "f16") << "--kv_type sets the default";
 }
 
 TEST(Server, CancelAndDeadlineLeaveTheSessionAsItWas) {
@@ -487,7 +491,7 @@ TEST(Server, MemoryBudgetAdmissionMetricsAndGracefulShutdown) {
     EXPECT_NE(s->proc->log().find("memory budget of 1 MiB is too small"), std::string::npos) << s->proc->log();
   }
   // A budget with room for one context of the shipped shape (~69 MiB at its bound) but not two.
-  const std::vector<std::string> shape = {"--window=1020", "--segment=512"};
+  const std::vector<std::string> shape = {"--window=1020", "--segment=512", "--kv_type=f32"};
   int64_t fixed = 0;
   {
     auto probe = Server::start(temp_store(), shape);

@@ -404,7 +404,7 @@ TEST(StoreFaults, KillDashNineAtRandomMomentsLosesNoCommittedTurnAndLeavesNoHalf
   const int64_t target = env != nullptr ? std::atoll(env) : 30;
   // The shipped shape: a session's full snapshot is tens of MB, so kills land inside writes.
   const std::string store = temp_store();
-  const std::vector<std::string> shape = {"--window=1020", "--segment=512", "--max_deltas=3"};
+  const std::vector<std::string> shape = {"--window=1020", "--segment=512", "--kv_type=f32", "--max_deltas=3"};
   const std::string doc = kStory;  // short: its prefill does not hold up the turns for long
   std::string snapshot;
   int64_t snapshot_tokens = 0;
@@ -538,7 +538,7 @@ TEST(StoreFaults, DamagedRecordsAreDataLossOnEveryReadPathAndLoggedOnce) {
 TEST(StoreFaults, CommitsWriteWhatTheTurnChanged) {
   // The shipped shape: a full snapshot of a long session is ~70 MB.
   const std::string store = temp_store();
-  auto s = Server::start(store, {"--window=1020", "--segment=512"});
+  auto s = Server::start(store, {"--window=1020", "--segment=512", "--kv_type=f32"});
   const std::string a = create_session(*s->stub);
   std::string doc;
   for (int i = 0; i < 30; ++i) doc += kStory;  // ~2,200 tokens: past S + W + L, memory folded

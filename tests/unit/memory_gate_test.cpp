@@ -1,5 +1,6 @@
-// The memory gate: values of both kinds, and the side file round trip with its refusals
-// (another model's fingerprint, another head layout, a file that is not a gate).
+// The memory gate: values of both kinds, the side file round trip with its refusals (another
+// model's fingerprint, another head layout, a file that is not a gate), files from before the
+// KV type was recorded, and the shape a gate gives the policies that use it.
 #include "engine/kv/memory_gate.h"
 
 #include <gtest/gtest.h>
@@ -8,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "engine/kv/kv_shape.h"
 #include "engine/model/gguf_writer.h"
 #include "kernels/reference/memory.h"
 
@@ -87,6 +89,7 @@ TEST(MemoryGate, SideFileRoundTripAndRefusals) {
   c.window = 100;
   c.segment = 50;
   c.update = MemoryUpdate::kLinear;
+  c.kv_type = KvType::kQ8_0;
   c.model_fingerprint = "00112233aabbccdd";
   c.calibration_hash = "feed";
   MemoryGate g(c, shape(), -1.5f);
@@ -101,6 +104,7 @@ TEST(MemoryGate, SideFileRoundTripAndRefusals) {
   EXPECT_EQ((*back)->config().window, 100);
   EXPECT_EQ((*back)->config().segment, 50);
   EXPECT_EQ((*back)->config().update, MemoryUpdate::kLinear);
+  EXPECT_EQ((*back)->config().kv_type, KvType::kQ8_0);
   EXPECT_EQ((*back)->config().calibration_hash, "feed");
   EXPECT_EQ((*back)->bias(0), g.bias(0));
   EXPECT_EQ((*back)->weight(1), g.weight(1));
@@ -122,6 +126,63 @@ TEST(MemoryGate, SideFileRoundTripAndRefusals) {
   EXPECT_EQ(MemoryGate::load(temp_path("missing.gguf"), shape(), "").status().code(), absl::StatusCode::kNotFound);
   std::remove(path.c_str());
   std::remove(other.c_str());
+}
+
+// A file written before gates recorded their KV type was trained with f32 entries.
+TEST(MemoryGate, FileWithoutKvTypeWasTrainedWithF32) {
+  GgufWriter w;
+  w.kv_str("general.architecture", "edgeinf.gate");
+  w.kv_str("edgeinf.gate.kind", "scalar");
+  w.kv_u32("edgeinf.gate.sink", 4);
+  w.kv_u32("edgeinf.gate.window", 1020);
+  w.kv_u32("edgeinf.gate.segment", 512);
+  w.kv_str("edgeinf.gate.update", "delta");
+  w.kv_str("edgeinf.gate.model_fingerprint", "ab");
+  w.kv_u32("edgeinf.gate.block_count", 2);
+  w.kv_u32("edgeinf.gate.head_count", 3);
+  w.kv_u32("edgeinf.gate.head_dim", 4);
+  for (int il = 0; il < 2; ++il) w.tensor_f32("blk." + std::to_string(il) + ".mem_gate.bias", {3}, {0.f, 1.f, 2.f});
+  const std::string path = temp_path("gate_v1.gguf");
+  ASSERT_TRUE(w.write_file(path).ok());
+  auto g = MemoryGate::load(path, shape(), "ab");
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ((*g)->config().kv_type, KvType::kF32);
+  EXPECT_EQ((*g)->config().window, 1020);
+  std::remove(path.c_str());
+}
+
+// What a command line or the server leaves unset comes from the gate's training shape, KV type
+// included; a given value wins, with a warning naming what the gate was trained with.
+TEST(MemoryGate, GateGivesTheDefaultShapeAndKvType) {
+  GateConfig c;
+  c.sink = 4;
+  c.window = 2044;
+  c.segment = 512;
+  c.kv_type = KvType::kQ8_0;
+  const MemoryGate gate(c, shape(), 0.0f);
+
+  KvPolicyOptions kv;
+  auto warning = resolve_kv_shape(KvShapeRequest{}, &gate, &kv);
+  ASSERT_TRUE(warning.ok()) << warning.status();
+  EXPECT_EQ(*warning, "");
+  EXPECT_EQ(kv.window, 2044);
+  EXPECT_EQ(kv.kv_type, KvType::kQ8_0);
+
+  KvShapeRequest given;
+  given.kv_type = "f32";
+  KvPolicyOptions explicit_kv;
+  warning = resolve_kv_shape(given, &gate, &explicit_kv);
+  ASSERT_TRUE(warning.ok()) << warning.status();
+  EXPECT_EQ(explicit_kv.kv_type, KvType::kF32);
+  EXPECT_EQ(*warning, "KV type f32 (the gate was trained with q8)");
+
+  KvPolicyOptions no_gate;
+  ASSERT_TRUE(resolve_kv_shape(KvShapeRequest{}, nullptr, &no_gate).ok());
+  EXPECT_EQ(no_gate.kv_type, KvType::kF32);
+  EXPECT_EQ(no_gate.window, 1024);
+
+  given.kv_type = "q4";
+  EXPECT_EQ(resolve_kv_shape(given, &gate, &kv).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(MemoryGate, DefaultPathSitsBesideTheModel) {
