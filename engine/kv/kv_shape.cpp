@@ -1,4 +1,4 @@
-// Resolving S, W, L and the update rule (see kv_shape.h).
+// Resolving S, W, L, the update rule and the KV type (see kv_shape.h).
 #include "engine/kv/kv_shape.h"
 
 #include "absl/strings/str_cat.h"
@@ -22,24 +22,25 @@ StatusOr<std::string> resolve_kv_shape(const KvShapeRequest& given, const Memory
   pick(given.sink, g ? g->sink : 0, &kv->sink, "sink");
   pick(given.window, g ? g->window : 0, &kv->window, "window");
   pick(given.segment, g ? g->segment : 0, &kv->segment, "segment");
-  if (!given.update.empty()) {
-    EDGEINF_ASSIGN_OR_RETURN(kv->update, parse_memory_update(given.update));
-    if (g != nullptr && kv->update != g->update) {
-      absl::StrAppend(&warning, warning.empty() ? "" : "; ", "update ", given.update, " (the gate was trained with ",
-                      memory_update_name(g->update), ")");
+  // A named setting (update rule, KV type): parsed when given, else the gate's.
+  auto pick_named = [&](const std::string& want, auto trained, auto* dst, auto parse, auto name_of,
+                        const char* name) -> Status {
+    if (!want.empty()) {
+      EDGEINF_ASSIGN_OR_RETURN(*dst, parse(want));
+      if (g != nullptr && *dst != trained) {
+        absl::StrAppend(&warning, warning.empty() ? "" : "; ", name, " ", want, " (the gate was trained with ",
+                        name_of(trained), ")");
+      }
+    } else if (g != nullptr) {
+      *dst = trained;
     }
-  } else if (g != nullptr) {
-    kv->update = g->update;
-  }
-  if (!given.kv_type.empty()) {
-    EDGEINF_ASSIGN_OR_RETURN(kv->kv_type, parse_kv_type(given.kv_type));
-    if (g != nullptr && kv->kv_type != g->kv_type) {
-      absl::StrAppend(&warning, warning.empty() ? "" : "; ", "KV type ", given.kv_type, " (the gate was trained with ",
-                      kv_type_name(g->kv_type), ")");
-    }
-  } else if (g != nullptr) {
-    kv->kv_type = g->kv_type;
-  }
+    return absl::OkStatus();
+  };
+  EDGEINF_RETURN_IF_ERROR(pick_named(given.update, g ? g->update : MemoryUpdate::kDelta, &kv->update,
+                                     parse_memory_update, memory_update_name, "update"));
+  EDGEINF_RETURN_IF_ERROR(pick_named(
+      given.kv_type, g ? g->kv_type : KvType::kF32, &kv->kv_type, [](const std::string& n) { return parse_kv_type(n); },
+      kv_type_name, "KV type"));
   return warning;
 }
 
