@@ -122,7 +122,7 @@ TEST(Server, ResumedSessionMatchesUninterruptedAndSurvivesRestart) {
 
 // Sessions choose how their exact KV entries are stored; f16 and q8 states are smaller, go to
 // the store with their type and continue after a restart exactly as an uninterrupted twin does.
-// The default is the type the gate was trained with (f32 for the bundled gate), else the
+// The default is the type the gate was trained with (f16 for the bundled gate), else the
 // server's --kv_type; an unknown type is INVALID_ARGUMENT.
 TEST(Server, SessionsOfEveryKvTypeResumeAcrossARestart) {
   const std::string store = temp_store();
@@ -154,7 +154,7 @@ TEST(Server, SessionsOfEveryKvTypeResumeAcrossARestart) {
     EXPECT_LT(state[2], state[1]);
     v1::Session by_default;
     ASSERT_TRUE(get_session(*s->stub, create_session(*s->stub), &by_default).ok());
-    EXPECT_EQ(by_default.policy().kv_type(), "f32") << "the bundled gate was trained with f32 entries";
+    EXPECT_EQ(by_default.policy().kv_type(), "f16") << "the bundled gate was trained with f16 entries";
     grpc::Status st;
     v1::PolicyConfig bad;
     bad.set_kv_type("q4");
@@ -162,7 +162,7 @@ TEST(Server, SessionsOfEveryKvTypeResumeAcrossARestart) {
     EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << st.error_message();
     EXPECT_NE(st.error_message().find("f32, f16, q8"), std::string::npos) << st.error_message();
   }
-  auto s = Server::start(store, {"--kv_type=f16"});
+  auto s = Server::start(store, {"--kv_type=q8"});
   for (int i = 0; i < 3; ++i) {
     v1::Session info;
     ASSERT_TRUE(get_session(*s->stub, resumed[i], &info).ok());
@@ -173,7 +173,7 @@ TEST(Server, SessionsOfEveryKvTypeResumeAcrossARestart) {
   }
   v1::Session info;
   ASSERT_TRUE(get_session(*s->stub, create_session(*s->stub), &info).ok());
-  EXPECT_EQ(info.policy().kv_type(), "f16") << "--kv_type sets the default";
+  EXPECT_EQ(info.policy().kv_type(), "q8") << "--kv_type sets the default";
 }
 
 TEST(Server, CancelAndDeadlineLeaveTheSessionAsItWas) {
@@ -320,8 +320,8 @@ TEST(Server, ClientSummarizesChatsAndManagesSessions) {
 }
 
 TEST(Server, IdleSessionsBeyondTheHotBudgetReloadFromTheStore) {
-  // One session's state (S=4, W=60, L=32) is ~6 MiB: an 8 MiB budget keeps one in memory.
-  auto s = Server::start(temp_store(), {"--hot_mb=8"});
+  // One session's state (S=4, W=60, L=32, f32 entries) is ~6 MiB: an 8 MiB budget keeps one in memory.
+  auto s = Server::start(temp_store(), {"--hot_mb=8", "--kv_type=f32"});
   const std::string a = create_session(*s->stub), b = create_session(*s->stub);
   const Turn a1 = generate(*s->stub, text_request(a, kStory, 4, 1));
   const Turn b1 = generate(*s->stub, text_request(b, kStory, 4, 1));
