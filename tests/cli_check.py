@@ -51,10 +51,19 @@ def main() -> int:
                 failures.append(f"perplexity of {r['policy']} at {r['length']} is {r['score']}")
             if r["error"]:
                 failures.append(f"{r['task']} {r['policy']}: {r['error']}")
-        for task in ("passkey", "needle"):
+        for task in ("passkey", "needle", "docqa"):
             full = [r["score"] for r in runs if r["task"] == task and r["policy"] == "full"]
-            if full != [1.0]:
-                failures.append(f"full attention's {task} score is {full}, expected [1.0]")
+            if not full or any(s != 1.0 for s in full):
+                failures.append(f"full attention's {task} scores are {full}, expected all 1.0")
+        # docqa: one answer per depth for every policy, each scored 0 or 1 and non-empty.
+        depths = sorted({r["depth"] for r in runs if r["task"] == "needle"})
+        for policy in sorted({r["policy"] for r in runs if r["task"] == "docqa"}):
+            got = sorted(r["depth"] for r in runs if r["task"] == "docqa" and r["policy"] == policy)
+            if got != depths:
+                failures.append(f"docqa {policy} answered at depths {got}, expected {depths}")
+        for r in runs:
+            if r["task"] == "docqa" and (r["score"] not in (0, 1) or not r["answer"].strip()):
+                failures.append(f"docqa {r['policy']} at {r['depth']}: score {r['score']}, answer {r['answer']!r}")
     if a.calibrated:
         m = re.search(r"mean relative validation loss: scalar ([0-9.]+), linear ([0-9.]+)", out)
         if not m:

@@ -1,7 +1,9 @@
 // `edgeinf eval`: every KV policy at an equal KV budget on long-context tasks (perplexity of
-// held-out prose, passkey, single- and multi-needle retrieval) across input lengths and needle
-// depths. Each run happens in a forked child, so its peak resident memory is measured on its own;
-// prints a table, writes JSON, and plots memory and time to first token against length.
+// held-out prose, passkey, single- and multi-needle retrieval, questions about facts stated at
+// several depths of a document) across input lengths and depths. Each run happens in a forked
+// child, so its peak resident memory is measured on its own; prints a table and, over seeds, means
+// with 95 % confidence intervals; writes JSON, and plots memory and time to first token against
+// length and accuracy against depth.
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,10 +16,12 @@
 #include <map>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "engine/cli/args.h"
 #include "engine/cli/commands.h"
@@ -34,7 +38,7 @@ namespace {
 struct EvalArgs {
   std::string model = default_model_path();
   std::string text = "data/kjv-nt.txt";
-  std::string tasks = "ppl,passkey,needle,multineedle";
+  std::string tasks = "ppl,passkey,needle,multineedle,docqa";
   std::string lengths = "2048,4096,8192,16384";
   std::string policies = "full,streaming,snapkv,pyramidkv,edgeinfinite";
   std::string depths = "0.1,0.5,0.9";
@@ -50,18 +54,27 @@ struct EvalArgs {
   float fixed_gate = -1.0f;  // in (0, 1): an untrained scalar gate of that value
 };
 
+constexpr const char* kTasks[] = {"ppl", "passkey", "needle", "multineedle", "docqa"};
+
 struct Run {
   std::string task, policy;
   int64_t length = 0;
-  double depth = 0;
+  double depth = 0;  // docqa: unused (one run asks about every depth)
   uint64_t seed = 0;
 };
 
+// One scored answer of a run: a run of docqa has one per depth, the other tasks one.
+struct Item {
+  double depth = 0;
+  double score = NAN;  // retrieval and docqa: fraction right; ppl: perplexity
+  std::string answer;
+};
+
 struct Result {
-  double score = NAN;  // retrieval: fraction found; ppl: perplexity
-  double ttft_s = 0, prefill_tok_s = 0;
+  std::vector<Item> items;
+  double ttft_s = 0, prefill_tok_s = 0;  // the whole document's prefill
   double state_mb = 0, peak_rss_mb = 0;
-  std::string answer, error;
+  std::string error;
 };
 
 template <typename T>
@@ -85,9 +98,28 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// Up to `n` greedy tokens after `logits`, stopping at an end-of-generation token.
+std::string greedy_answer(LlamaContext& c, const Tokenizer& tok, std::span<const float> logits, int n) {
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  Sampler sampler(greedy, int(logits.size()));
+  Utf8Stream utf8;
+  std::string answer;
+  std::vector<float> last(logits.begin(), logits.end());
+  for (int i = 0; i < n; ++i) {
+    const TokenId next = sampler.sample(last);
+    if (tok.is_eog(next)) break;
+    answer += utf8.push(tok.token_to_piece(next));
+    auto l = c.eval(std::span<const TokenId>(&next, 1));
+    if (!l.ok()) break;
+    last.assign(l->begin(), l->end());
+  }
+  return answer + utf8.flush();
+}
+
 // Runs one evaluation in this process (the forked child).
 Result run_one(const LlamaModel& model, const Tokenizer& tok, const std::vector<TokenId>& prose, const EvalArgs& a,
-               const MemoryGate* gate, const Run& run) {
+               const std::vector<double>& depths, const MemoryGate* gate, const Run& run) {
   Result r;
   kernels::cpu::ThreadPool pool(a.threads);
   // The device is opened in the child that runs the evaluation (a CUDA context does not survive fork).
@@ -99,7 +131,7 @@ Result run_one(const LlamaModel& model, const Tokenizer& tok, const std::vector<
   LlamaContextOptions opt;
   opt.kv = a.kv;
   opt.kv.name = run.policy;
-  opt.kv.n_ctx = int(run.length + a.answer_tokens + 8);
+  opt.kv.n_ctx = int(run.length + a.answer_tokens + (run.task == "docqa" ? 64 : 8));
   opt.kv.gate = gate_for_policy(opt.kv, gate);
   opt.n_batch = a.kv.segment;
   auto ctx = LlamaContext::create(backends->for_policy(run.policy), opt);
@@ -132,7 +164,40 @@ Result run_one(const LlamaModel& model, const Tokenizer& tok, const std::vector<
     }
     r.ttft_s = seconds_since(t0);  // the whole input, as for the retrieval tasks
     r.prefill_tok_s = double(run.length) / r.ttft_s;
-    r.score = std::exp(nll / double(run.length));
+    r.items.push_back({run.depth, std::exp(nll / double(run.length)), ""});
+  } else if (run.task == "docqa") {
+    // The document once; then each question on its own, from the state the document left.
+    const DocQa d = docqa_prompt(tok, prose, run.length, depths, run.seed);
+    if (auto l = c.eval(d.document); !l.ok()) {
+      r.error = std::string(l.status().message());
+      return r;
+    }
+    r.ttft_s = seconds_since(t0);
+    r.prefill_tok_s = double(d.document.size()) / r.ttft_s;
+    r.state_mb = double(c.policy().state_bytes()) / (1 << 20);
+    std::string after_document;
+    ByteWriter w(&after_document);
+    if (Status st = c.policy().save(w); !st.ok()) {
+      r.error = std::string(st.message());
+      return r;
+    }
+    for (size_t i = 0; i < d.questions.size(); ++i) {
+      if (i > 0) {
+        ByteReader back(after_document, "the state after the document");
+        if (Status st = c.policy().restore(back); !st.ok()) {
+          r.error = std::string(st.message());
+          return r;
+        }
+      }
+      auto l = c.eval(d.questions[i].tokens);
+      if (!l.ok()) {
+        r.error = std::string(l.status().message());
+        return r;
+      }
+      const std::string answer = greedy_answer(c, tok, *l, a.answer_tokens);
+      r.items.push_back({d.questions[i].depth, docqa_score(d.questions[i].answer, answer), answer});
+    }
+    return r;
   } else {
     RetrievalPrompt p = run.task == "passkey" ? passkey_prompt(tok, run.length, run.depth, run.seed)
                                               : needle_prompt(tok, prose, run.length, run.depth,
@@ -144,21 +209,8 @@ Result run_one(const LlamaModel& model, const Tokenizer& tok, const std::vector<
     }
     r.ttft_s = seconds_since(t0);
     r.prefill_tok_s = double(p.tokens.size()) / r.ttft_s;
-    SamplingParams greedy;
-    greedy.temperature = 0;
-    Sampler sampler(greedy, n_vocab);
-    Utf8Stream utf8;
-    std::vector<float> last(logits->begin(), logits->end());
-    for (int i = 0; i < a.answer_tokens; ++i) {
-      const TokenId next = sampler.sample(last);
-      if (tok.is_eog(next)) break;
-      r.answer += utf8.push(tok.token_to_piece(next));
-      auto l = c.eval(std::span<const TokenId>(&next, 1));
-      if (!l.ok()) break;
-      last.assign(l->begin(), l->end());
-    }
-    r.answer += utf8.flush();
-    r.score = retrieval_score(p, r.answer);
+    const std::string answer = greedy_answer(c, tok, *logits, a.answer_tokens);
+    r.items.push_back({run.depth, retrieval_score(p, answer), answer});
   }
   r.state_mb = double(c.policy().state_bytes()) / (1 << 20);
   return r;
@@ -177,9 +229,12 @@ std::string json_escape(const std::string& s) {
   return out;
 }
 
+bool parse_field(const std::string& s, double* v) { return absl::SimpleAtod(s, v); }
+bool parse_field(const std::string& s, size_t* v) { return absl::SimpleAtoi(s, v); }
+
 // Forks, runs, and collects the child's result and its peak RSS.
 Result run_forked(const LlamaModel& model, const Tokenizer& tok, const std::vector<TokenId>& prose, const EvalArgs& a,
-                  const MemoryGate* gate, const Run& run) {
+                  const std::vector<double>& depths, const MemoryGate* gate, const Run& run) {
   int fds[2];
   Result r;
   if (pipe(fds) != 0) {
@@ -190,12 +245,15 @@ Result run_forked(const LlamaModel& model, const Tokenizer& tok, const std::vect
   const pid_t pid = fork();
   if (pid == 0) {
     close(fds[0]);
-    const Result c = run_one(model, tok, prose, a, gate, run);
-    // Numbers, then the two strings length-prefixed, so any bytes survive the trip.
-    const std::string line = absl::StrFormat("%.17g %.17g %.17g %.17g %d %d\n", c.score, c.ttft_s, c.prefill_tok_s,
-                                             c.state_mb, c.answer.size(), c.error.size()) +
-                             c.answer + c.error;
-    (void)!write(fds[1], line.data(), line.size());
+    const Result c = run_one(model, tok, prose, a, depths, gate, run);
+    // Numbers, then each string length-prefixed, so any bytes survive the trip.
+    std::string msg = absl::StrFormat("%.17g %.17g %.17g %d %d\n", c.ttft_s, c.prefill_tok_s, c.state_mb,
+                                      c.items.size(), c.error.size()) +
+                      c.error;
+    for (const Item& it : c.items) {
+      absl::StrAppend(&msg, absl::StrFormat("%.17g %.17g %d\n", it.depth, it.score, it.answer.size()), it.answer);
+    }
+    (void)!write(fds[1], msg.data(), msg.size());
     _exit(0);
   }
   close(fds[1]);
@@ -206,16 +264,34 @@ Result run_forked(const LlamaModel& model, const Tokenizer& tok, const std::vect
   int status = 0;
   struct rusage usage {};
   wait4(pid, &status, 0, &usage);
-  std::istringstream in(data);
-  size_t n_answer = 0, n_error = 0;
-  in >> r.score >> r.ttft_s >> r.prefill_tok_s >> r.state_mb >> n_answer >> n_error;
-  in.ignore();
-  const size_t body = in ? size_t(in.tellg()) : data.size();
-  if (!WIFEXITED(status) || !in || body + n_answer + n_error != data.size()) {
+  // A length-prefixed string at `at`, or false when the message is cut short.
+  size_t at = 0;
+  auto header = [&](auto&... fields) {
+    const size_t eol = data.find('\n', at);
+    if (eol == std::string::npos) return false;
+    const std::vector<std::string> parts = absl::StrSplit(data.substr(at, eol - at), ' ');
+    at = eol + 1;
+    size_t i = 0;
+    return parts.size() == sizeof...(fields) && (parse_field(parts[i++], &fields) && ...);
+  };
+  auto text = [&](size_t n, std::string* out) {
+    if (at + n > data.size()) return false;
+    *out = data.substr(at, n);
+    at += n;
+    return true;
+  };
+  size_t n_items = 0, n_error = 0;
+  bool ok =
+      WIFEXITED(status) && header(r.ttft_s, r.prefill_tok_s, r.state_mb, n_items, n_error) && text(n_error, &r.error);
+  for (size_t i = 0; ok && i < n_items; ++i) {
+    Item it;
+    size_t n_answer = 0;
+    ok = header(it.depth, it.score, n_answer) && text(n_answer, &it.answer);
+    r.items.push_back(std::move(it));
+  }
+  if (!ok || at != data.size()) {
+    r.items.clear();
     r.error = "the evaluation process died";
-  } else {
-    r.answer = data.substr(body, n_answer);
-    r.error = data.substr(body + n_answer, n_error);
   }
   r.peak_rss_mb = double(usage.ru_maxrss) / 1024.0;
   return r;
@@ -269,6 +345,119 @@ Status write_plot(const std::string& png, const std::vector<std::pair<Run, Resul
   return absl::OkStatus();
 }
 
+// Mean score of one (task, policy, length, depth) over its seeds, with a 95 % interval: Wilson's
+// for accuracies (fractions of answers right), Student's t for perplexity.
+struct Summary {
+  std::string task, policy;
+  int64_t length = 0;
+  double depth = 0;
+  int n = 0;
+  double mean = NAN, lo = NAN, hi = NAN;
+};
+
+std::vector<Summary> summarise(const std::vector<std::pair<Run, Result>>& rows) {
+  std::map<std::tuple<std::string, std::string, int64_t, double>, std::vector<double>> scores;
+  std::vector<std::tuple<std::string, std::string, int64_t, double>> order;
+  for (const auto& [run, res] : rows) {
+    for (const Item& it : res.items) {
+      if (std::isnan(it.score)) continue;
+      const auto key = std::make_tuple(run.task, run.policy, run.length, it.depth);
+      auto [pos, fresh] = scores.try_emplace(key);
+      if (fresh) order.push_back(key);
+      pos->second.push_back(it.score);
+    }
+  }
+  std::vector<Summary> out;
+  for (const auto& key : order) {
+    const std::vector<double>& v = scores[key];
+    Summary g{std::get<0>(key), std::get<1>(key), std::get<2>(key), std::get<3>(key), int(v.size())};
+    double sum = 0;
+    for (double x : v) sum += x;
+    g.mean = sum / g.n;
+    if (g.task == "ppl") {
+      if (g.n > 1) {
+        double ss = 0;
+        for (double x : v) ss += (x - g.mean) * (x - g.mean);
+        // Two-sided 95 % quantiles of Student's t for 1..10 degrees of freedom, then ~normal.
+        constexpr double kT[] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228};
+        const double t = g.n - 1 <= 10 ? kT[g.n - 2] : 1.96;
+        const double half = t * std::sqrt(ss / (g.n - 1) / g.n);
+        g.lo = g.mean - half;
+        g.hi = g.mean + half;
+      }
+    } else {
+      const double z = 1.96, n = g.n, p = g.mean;
+      const double centre = (p + z * z / (2 * n)) / (1 + z * z / n);
+      const double half = z / (1 + z * z / n) * std::sqrt(p * (1 - p) / n + z * z / (4 * n * n));
+      g.lo = std::max(0.0, centre - half);
+      g.hi = std::min(1.0, centre + half);
+    }
+    out.push_back(g);
+  }
+  return out;
+}
+
+void print_summary(const std::vector<Summary>& summary) {
+  std::printf("\nover seeds: mean and 95 %% interval (accuracy: Wilson; perplexity: Student's t)\n");
+  std::printf("%-12s %-13s %7s %6s %4s %9s %19s\n", "task", "policy", "length", "depth", "n", "mean", "95% interval");
+  for (const Summary& g : summary) {
+    std::printf("%-12s %-13s %7lld %6.2f %4d %9.3f  [%7.3f, %7.3f]\n", g.task.c_str(), g.policy.c_str(),
+                static_cast<long long>(g.length), g.depth, g.n, g.mean, g.lo, g.hi);
+  }
+}
+
+std::string json_number(double v) { return std::isfinite(v) ? absl::StrCat(v) : std::string("null"); }
+
+// eval.png -> eval-depth.png
+std::string depth_plot_path(const std::string& png) {
+  const size_t dot = png.rfind('.');
+  const size_t slash = png.rfind('/');
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return png + "-depth.png";
+  return png.substr(0, dot) + "-depth" + png.substr(dot);
+}
+
+// Accuracy against depth: one panel per task swept over depths, one line per policy and length.
+Status write_depth_plot(const std::string& png, const std::vector<Summary>& summary) {
+  std::vector<std::string> tasks;
+  std::map<std::string, std::map<std::pair<std::string, int64_t>, std::vector<std::pair<double, double>>>> lines;
+  for (const Summary& g : summary) {
+    if (g.task == "ppl" || g.task == "multineedle") continue;
+    if (std::find(tasks.begin(), tasks.end(), g.task) == tasks.end()) tasks.push_back(g.task);
+    lines[g.task][{g.policy, g.length}].push_back({g.depth, g.mean});
+  }
+  bool swept = false;
+  for (const auto& [task, by] : lines) {
+    for (const auto& [key, pts] : by) swept = swept || pts.size() > 1;
+  }
+  if (!swept) return absl::OkStatus();  // nothing to draw: a single depth
+  const std::string dat = png + ".dat", gp = png + ".gp";
+  std::ofstream d(dat);
+  std::ofstream g(gp);
+  g << "set terminal pngcairo size " << 600 * tasks.size() << ",480 font ',11'\nset output '" << png
+    << "'\nset multiplot layout 1," << tasks.size() << "\nset xlabel 'depth of the fact (0 = start)'\n"
+    << "set ylabel 'accuracy'\nset yrange [-0.05:1.05]\nset xrange [0:1]\nset key below\nset grid\n";
+  int block = 0;
+  for (const std::string& task : tasks) {
+    std::string cmd = "plot ";
+    for (const auto& [key, pts] : lines[task]) {
+      std::vector<std::pair<double, double>> sorted = pts;
+      std::sort(sorted.begin(), sorted.end());
+      for (const auto& [x, y] : sorted) d << x << " " << y << "\n";
+      d << "\n\n";
+      absl::StrAppend(&cmd, cmd == "plot " ? "" : ", ", "'", dat, "' index ", block++,
+                      " using 1:2 with linespoints title '", key.first, " ", key.second, "'");
+    }
+    g << "set title '" << task << "'\n" << cmd << "\n";
+  }
+  g << "unset multiplot\n";
+  d.close();
+  g.close();
+  if (std::system(absl::StrCat("gnuplot '", gp, "' 2>/dev/null").c_str()) != 0) {
+    return absl::UnavailableError(absl::StrCat("gnuplot failed or is missing; data left in ", dat));
+  }
+  return absl::OkStatus();
+}
+
 Status run(int argc, char** argv) {
   EvalArgs a;
   a.kv.sink = 4;
@@ -278,10 +467,10 @@ Status run(int argc, char** argv) {
   ArgParser p("eval", "Evaluates KV policies at an equal KV budget on long-context tasks.");
   p.option("-m", "--model", "FILE", "GGUF model", &a.model);
   p.option("", "--text", "FILE", "held-out prose for ppl and needle haystacks (default data/kjv-nt.txt)", &a.text);
-  p.option("", "--tasks", "LIST", "ppl, passkey, needle, multineedle (default all)", &a.tasks);
+  p.option("", "--tasks", "LIST", "ppl, passkey, needle, multineedle, docqa (default all)", &a.tasks);
   p.option("", "--lengths", "LIST", "input lengths in tokens (default 2048,4096,8192,16384)", &a.lengths);
   p.option("", "--policies", "LIST", "policies (default full,streaming,snapkv,pyramidkv,edgeinfinite)", &a.policies);
-  p.option("", "--depths", "LIST", "needle depths in [0, 1] (default 0.1,0.5,0.9)", &a.depths);
+  p.option("", "--depths", "LIST", "needle and fact depths in [0, 1] (default 0.1,0.5,0.9)", &a.depths);
   p.option("", "--seeds", "N", "seeds per configuration (default 1)", &a.seeds);
   p.option("", "--sink", "S", "sink tokens (default: the gate's, else 4)", &shape.sink);
   p.option("", "--window", "W", "window tokens (default: the gate's, else 1020: S + W = 1024)", &shape.window);
@@ -295,12 +484,21 @@ Status run(int argc, char** argv) {
            &a.fixed_gate);
   p.option("", "--full-max-length", "N", "longest input run with full KV (default 16384)", &a.full_max_length);
   p.option("", "--json", "FILE", "results as JSON (default eval.json)", &a.json);
-  p.option("", "--plot", "FILE", "PNG of memory and TTFT against length (default eval.png; '' = none)", &a.plot);
+  p.option("", "--plot", "FILE",
+           "PNG of memory and TTFT against length (default eval.png; '' = none), and beside it FILE-depth.png: "
+           "accuracy against depth",
+           &a.plot);
   p.option("-t", "--threads", "N", "CPU threads (default: all cores)", &a.threads);
   p.option("", "--device", "NAME", kDeviceHelp, &a.device);
   EDGEINF_RETURN_IF_ERROR(p.parse(argc, argv, 2));
   if (a.threads <= 0) a.threads = int(std::max(1u, std::thread::hardware_concurrency()));
   EDGEINF_ASSIGN_OR_RETURN(std::vector<std::string> tasks, parse_list<std::string>("--tasks", a.tasks));
+  for (const std::string& task : tasks) {
+    if (std::find(std::begin(kTasks), std::end(kTasks), task) == std::end(kTasks)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--tasks: unknown task '", task, "' (", absl::StrJoin(kTasks, ", "), ")"));
+    }
+  }
   EDGEINF_ASSIGN_OR_RETURN(std::vector<int64_t> lengths, parse_list<int64_t>("--lengths", a.lengths));
   EDGEINF_ASSIGN_OR_RETURN(std::vector<std::string> policies, parse_list<std::string>("--policies", a.policies));
   for (const std::string& pol : policies) {
@@ -308,6 +506,13 @@ Status run(int argc, char** argv) {
       return Status(st.code(), absl::StrCat("--policies: ", st.message()));
   }
   EDGEINF_ASSIGN_OR_RETURN(std::vector<double> depths, parse_list<double>("--depths", a.depths));
+  for (double d : depths) {
+    if (!(d >= 0 && d <= 1)) return absl::InvalidArgumentError(absl::StrCat("--depths: ", d, " is not in [0, 1]"));
+  }
+  if (std::find(tasks.begin(), tasks.end(), "docqa") != tasks.end() && depths.size() > kDocQaMaxFacts) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--depths: docqa states one distinct fact per depth, at most ", kDocQaMaxFacts));
+  }
 
   EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaModel> model, LlamaModel::load(a.model));
   EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tok, Tokenizer::from_gguf(model->gguf()));
@@ -338,8 +543,9 @@ Status run(int argc, char** argv) {
       if (task == "ppl" && int64_t(prose.size()) <= len + 1) {
         return absl::InvalidArgumentError(absl::StrCat("the text has only ", prose.size(), " tokens"));
       }
+      // One docqa run asks about every depth; ppl and multineedle have none.
       const std::vector<double> task_depths =
-          task == "ppl" || task == "multineedle" ? std::vector<double>{0.0} : depths;
+          task == "ppl" || task == "multineedle" || task == "docqa" ? std::vector<double>{0.0} : depths;
       for (double depth : task_depths) {
         for (int seed = 1; seed <= a.seeds; ++seed) {
           for (const std::string& pol : policies) runs.push_back({task, pol, len, depth, uint64_t(seed)});
@@ -358,16 +564,21 @@ Status run(int argc, char** argv) {
     if (grows && run.length > a.full_max_length) {
       res.error = absl::StrCat("not run: full KV beyond ", a.full_max_length, " tokens (set --full-max-length)");
     } else {
-      res = run_forked(*model, *tok, prose, a, gate.get(), run);
+      res = run_forked(*model, *tok, prose, a, depths, gate.get(), run);
     }
     if (grows && beyond) note = "beyond the model's native window";
     if (!res.error.empty()) note = res.error;
-    std::printf("%-12s %-13s %7lld %6.2f %9.3f %8.2f %10.1f %9.1f %9.1f  %s\n", run.task.c_str(), run.policy.c_str(),
-                static_cast<long long>(run.length), run.depth, res.score, res.ttft_s, res.prefill_tok_s, res.state_mb,
-                res.peak_rss_mb, note.c_str());
+    if (res.items.empty()) res.items.push_back({run.depth, NAN, ""});  // a failed run still has its row
+    for (const Item& it : res.items) {
+      std::printf("%-12s %-13s %7lld %6.2f %9.3f %8.2f %10.1f %9.1f %9.1f  %s\n", run.task.c_str(), run.policy.c_str(),
+                  static_cast<long long>(run.length), it.depth, it.score, res.ttft_s, res.prefill_tok_s, res.state_mb,
+                  res.peak_rss_mb, note.c_str());
+    }
     std::fflush(stdout);
     rows.push_back({run, res});
   }
+  const std::vector<Summary> summary = summarise(rows);
+  if (a.seeds > 1) print_summary(summary);
 
   if (!a.json.empty()) {
     std::ofstream j(a.json);
@@ -375,21 +586,33 @@ Status run(int argc, char** argv) {
       << "\",\"sink\":" << a.kv.sink << ",\"window\":" << a.kv.window << ",\"segment\":" << a.kv.segment
       << ",\"budget\":" << a.kv.budget << ",\"kv_type\":\"" << kv_type_name(a.kv.kv_type) << "\",\"gate\":\""
       << json_escape(gate_name) << "\",\"update\":\"" << memory_update_name(a.kv.update) << "\",\"runs\":[";
-    for (size_t i = 0; i < rows.size(); ++i) {
-      const auto& [run, res] = rows[i];
-      j << (i ? "," : "") << "{\"task\":\"" << run.task << "\",\"policy\":\"" << run.policy
-        << "\",\"length\":" << run.length << ",\"depth\":" << run.depth << ",\"seed\":" << run.seed
-        << ",\"score\":" << (std::isnan(res.score) ? std::string("null") : absl::StrCat(res.score))
-        << ",\"ttft_s\":" << res.ttft_s << ",\"prefill_tok_s\":" << res.prefill_tok_s
-        << ",\"state_mb\":" << res.state_mb << ",\"peak_rss_mb\":" << res.peak_rss_mb
-        << ",\"beyond_native_window\":" << (run.length > model->config().n_ctx_train ? "true" : "false")
-        << ",\"answer\":\"" << json_escape(res.answer) << "\",\"error\":\"" << json_escape(res.error) << "\"}";
+    const char* sep = "";
+    for (const auto& [run, res] : rows) {
+      for (const Item& it : res.items) {
+        j << sep << "{\"task\":\"" << run.task << "\",\"policy\":\"" << run.policy << "\",\"length\":" << run.length
+          << ",\"depth\":" << it.depth << ",\"seed\":" << run.seed << ",\"score\":" << json_number(it.score)
+          << ",\"ttft_s\":" << res.ttft_s << ",\"prefill_tok_s\":" << res.prefill_tok_s
+          << ",\"state_mb\":" << res.state_mb << ",\"peak_rss_mb\":" << res.peak_rss_mb
+          << ",\"beyond_native_window\":" << (run.length > model->config().n_ctx_train ? "true" : "false")
+          << ",\"answer\":\"" << json_escape(it.answer) << "\",\"error\":\"" << json_escape(res.error) << "\"}";
+        sep = ",";
+      }
+    }
+    j << "],\"summary\":[";
+    sep = "";
+    for (const Summary& g : summary) {
+      j << sep << "{\"task\":\"" << g.task << "\",\"policy\":\"" << g.policy << "\",\"length\":" << g.length
+        << ",\"depth\":" << g.depth << ",\"n\":" << g.n << ",\"mean\":" << json_number(g.mean) << ",\"ci95\":["
+        << json_number(g.lo) << "," << json_number(g.hi) << "]}";
+      sep = ",";
     }
     j << "]}\n";
   }
   if (!a.plot.empty()) {
     const Status s = write_plot(a.plot, rows);
     if (!s.ok()) std::fprintf(stderr, "warning: %s\n", std::string(s.message()).c_str());
+    const Status d = write_depth_plot(depth_plot_path(a.plot), summary);
+    if (!d.ok()) std::fprintf(stderr, "warning: %s\n", std::string(d.message()).c_str());
   }
   return absl::OkStatus();
 }

@@ -3,6 +3,7 @@
 #include "engine/cli/eval_tasks.h"
 
 #include <algorithm>
+#include <cctype>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -11,6 +12,17 @@ namespace edgeinf::cli {
 namespace {
 
 constexpr const char* kCities[] = {"Lisbon", "Nairobi", "Kyoto", "Quito", "Oslo", "Hanoi", "Tunis", "Perth"};
+
+// docqa's facts: a person keeps an object in a place. Modern names and things, so that the
+// Biblical prose around them never states a competing fact.
+constexpr const char* kPeople[] = {"Doctor Okafor",    "Captain Lindqvist", "Mrs. Alvarez",   "Professor Tanaka",
+                                   "Mr. Brennan",      "Nurse Kowalski",    "Judge Mbeki",    "Ms. Fontaine",
+                                   "Sergeant Ivanova", "Father Delgado",    "Miss Abernathy", "Chef Moreau"};
+constexpr const char* kObjects[] = {"brass compass", "green ledger",   "silver kettle", "spare key",
+                                    "old violin",    "wool blanket",   "pocket watch",  "red umbrella",
+                                    "harbour map",   "box of letters", "copper lamp",   "chess set"};
+constexpr const char* kPlaces[] = {"attic",  "cellar", "boathouse", "pantry",  "greenhouse", "workshop",
+                                   "stable", "garage", "bakery",    "orchard", "lighthouse", "laundry"};
 
 std::vector<TokenId> encode(const Tokenizer& tok, const std::string& text) { return tok.encode(text, false, false); }
 
@@ -81,6 +93,48 @@ RetrievalPrompt needle_prompt(const Tokenizer& tok, const std::vector<TokenId>& 
   body.insert(body.end(), haystack.begin(), haystack.begin() + long(offset));
   p.tokens = splice(head, body, inserts, tail, length);
   return p;
+}
+
+DocQa docqa_prompt(const Tokenizer& tok, const std::vector<TokenId>& haystack, int64_t length,
+                   const std::vector<double>& depths, uint64_t seed) {
+  std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + 13);
+  std::vector<int> people(std::size(kPeople)), objects(std::size(kObjects)), places(std::size(kPlaces));
+  for (std::vector<int>* v : {&people, &objects, &places}) {
+    for (size_t i = 0; i < v->size(); ++i) (*v)[i] = int(i);
+    std::shuffle(v->begin(), v->end(), rng);
+  }
+  DocQa d;
+  std::vector<std::pair<double, std::vector<TokenId>>> inserts;
+  for (size_t i = 0; i < depths.size(); ++i) {
+    const std::string person = kPeople[people[i % people.size()]];
+    const std::string object = kObjects[objects[i % objects.size()]];
+    const std::string place = kPlaces[places[i % places.size()]];
+    inserts.push_back(
+        {depths[i], encode(tok, absl::StrCat(" ", person, " keeps the ", object, " in the ", place, ". "))});
+    d.questions.push_back({depths[i],
+                           encode(tok, absl::StrCat("\nQuestion: Where does ", person, " keep the ", object,
+                                                    "?\nAnswer: ", person, " keeps the ", object, " in the")),
+                           place});
+  }
+  std::stable_sort(inserts.begin(), inserts.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  const std::vector<TokenId> head =
+      encode(tok, "Read the following document. Questions about the facts it states follow at the end.\n");
+  const size_t offset = haystack.empty() ? 0 : size_t(rng() % haystack.size());
+  std::vector<TokenId> body(haystack.begin() + long(offset), haystack.end());
+  body.insert(body.end(), haystack.begin(), haystack.begin() + long(offset));
+  d.document = splice(head, body, inserts, {}, length);
+  return d;
+}
+
+double docqa_score(const std::string& answer, const std::string& generated) {
+  const std::string clause = generated.substr(0, generated.find_first_of(".,\n"));
+  for (size_t at = clause.find(answer); at != std::string::npos; at = clause.find(answer, at + 1)) {
+    const auto letter = [&](size_t i) {
+      return i < clause.size() && std::isalpha(static_cast<unsigned char>(clause[i]));
+    };
+    if ((at == 0 || !letter(at - 1)) && !letter(at + answer.size())) return 1.0;
+  }
+  return 0.0;
 }
 
 double retrieval_score(const RetrievalPrompt& p, const std::string& generated) {
