@@ -264,7 +264,8 @@ Result run_forked(const LlamaModel& model, const Tokenizer& tok, const std::vect
   int status = 0;
   struct rusage usage {};
   wait4(pid, &status, 0, &usage);
-  // A length-prefixed string at `at`, or false when the message is cut short.
+  // The message, read from `at` on: a header is one line of space-separated numbers, exactly as
+  // many as fields; a text is the next n bytes. Either is false when the message is cut short.
   size_t at = 0;
   auto header = [&](auto&... fields) {
     const size_t eol = data.find('\n', at);
