@@ -38,7 +38,7 @@ namespace {
 struct EvalArgs {
   std::string model = default_model_path();
   std::string text = "data/kjv-nt.txt";
-  std::string tasks = "ppl,passkey,needle,multineedle,docqa";
+  std::string tasks = "ppl,passkey,needle,multineedle,docqa,coverage";
   std::string lengths = "2048,4096,8192,16384";
   std::string policies = "full,streaming,snapkv,pyramidkv,edgeinfinite";
   std::string depths = "0.1,0.5,0.9";
@@ -51,19 +51,31 @@ struct EvalArgs {
   int seeds = 1;
   int full_max_length = 16384;
   int answer_tokens = 12;
+  int sections = 8;          // coverage: sections per document
+  int summary_tokens = 192;  // coverage: length of the summary
   float fixed_gate = -1.0f;  // in (0, 1): an untrained scalar gate of that value
 };
 
-constexpr const char* kTasks[] = {"ppl", "passkey", "needle", "multineedle", "docqa"};
+constexpr const char* kTasks[] = {"ppl", "passkey", "needle", "multineedle", "docqa", "coverage"};
 
 struct Run {
   std::string task, policy;
   int64_t length = 0;
-  double depth = 0;  // docqa: unused (one run asks about every depth)
+  double depth = 0;  // docqa, coverage: unused (one run scores every depth)
   uint64_t seed = 0;
 };
 
-// One scored answer of a run: a run of docqa has one per depth, the other tasks one.
+// What every run reads: the model, the prose (whole, and by paragraph for coverage), the depths.
+struct Inputs {
+  const LlamaModel& model;
+  const Tokenizer& tok;
+  const std::vector<TokenId>& prose;
+  const std::vector<std::vector<TokenId>>& paragraphs;
+  const std::vector<double>& depths;
+  const MemoryGate* gate;
+};
+
+// One scored answer of a run: docqa has one per depth, coverage one per section, the others one.
 struct Item {
   double depth = 0;
   double score = NAN;  // retrieval and docqa: fraction right; ppl: perplexity
@@ -118,8 +130,10 @@ std::string greedy_answer(LlamaContext& c, const Tokenizer& tok, std::span<const
 }
 
 // Runs one evaluation in this process (the forked child).
-Result run_one(const LlamaModel& model, const Tokenizer& tok, const std::vector<TokenId>& prose, const EvalArgs& a,
-               const std::vector<double>& depths, const MemoryGate* gate, const Run& run) {
+Result run_one(const Inputs& in, const EvalArgs& a, const Run& run) {
+  const LlamaModel& model = in.model;
+  const Tokenizer& tok = in.tok;
+  const std::vector<TokenId>& prose = in.prose;
   Result r;
   kernels::cpu::ThreadPool pool(a.threads);
   // The device is opened in the child that runs the evaluation (a CUDA context does not survive fork).
@@ -131,8 +145,9 @@ Result run_one(const LlamaModel& model, const Tokenizer& tok, const std::vector<
   LlamaContextOptions opt;
   opt.kv = a.kv;
   opt.kv.name = run.policy;
-  opt.kv.n_ctx = int(run.length + a.answer_tokens + (run.task == "docqa" ? 64 : 8));
-  opt.kv.gate = gate_for_policy(opt.kv, gate);
+  opt.kv.n_ctx =
+      int(run.length + (run.task == "coverage" ? a.summary_tokens : a.answer_tokens) + (run.task == "docqa" ? 64 : 8));
+  opt.kv.gate = gate_for_policy(opt.kv, in.gate);
   opt.n_batch = a.kv.segment;
   auto ctx = LlamaContext::create(backends->for_policy(run.policy), opt);
   if (!ctx.ok()) {
@@ -167,7 +182,7 @@ Result run_one(const LlamaModel& model, const Tokenizer& tok, const std::vector<
     r.items.push_back({run.depth, std::exp(nll / double(run.length)), ""});
   } else if (run.task == "docqa") {
     // The document once; then each question on its own, from the state the document left.
-    const DocQa d = docqa_prompt(tok, prose, run.length, depths, run.seed);
+    const DocQa d = docqa_prompt(tok, prose, run.length, in.depths, run.seed);
     if (auto l = c.eval(d.document); !l.ok()) {
       r.error = std::string(l.status().message());
       return r;
@@ -198,6 +213,25 @@ Result run_one(const LlamaModel& model, const Tokenizer& tok, const std::vector<
       r.items.push_back({d.questions[i].depth, docqa_score(d.questions[i].answer, answer), answer});
     }
     return r;
+  } else if (run.task == "coverage") {
+    // One summary of the whole document, scored section by section.
+    auto cov = coverage_prompt(tok, in.paragraphs, run.length, a.sections, run.seed);
+    if (!cov.ok()) {
+      r.error = std::string(cov.status().message());
+      return r;
+    }
+    auto l = c.eval(cov->tokens);
+    if (!l.ok()) {
+      r.error = std::string(l.status().message());
+      return r;
+    }
+    r.ttft_s = seconds_since(t0);
+    r.prefill_tok_s = double(cov->tokens.size()) / r.ttft_s;
+    const std::string summary = greedy_answer(c, tok, *l, a.summary_tokens);
+    for (const Coverage::Section& sec : cov->sections) {
+      r.items.push_back({sec.depth, coverage_score(sec.terms, summary),
+                         absl::StrCat("[", absl::StrJoin(sec.terms, ", "), "] ", summary)});
+    }
   } else {
     RetrievalPrompt p = run.task == "passkey" ? passkey_prompt(tok, run.length, run.depth, run.seed)
                                               : needle_prompt(tok, prose, run.length, run.depth,
@@ -233,8 +267,7 @@ bool parse_field(const std::string& s, double* v) { return absl::SimpleAtod(s, v
 bool parse_field(const std::string& s, size_t* v) { return absl::SimpleAtoi(s, v); }
 
 // Forks, runs, and collects the child's result and its peak RSS.
-Result run_forked(const LlamaModel& model, const Tokenizer& tok, const std::vector<TokenId>& prose, const EvalArgs& a,
-                  const std::vector<double>& depths, const MemoryGate* gate, const Run& run) {
+Result run_forked(const Inputs& in, const EvalArgs& a, const Run& run) {
   int fds[2];
   Result r;
   if (pipe(fds) != 0) {
@@ -245,7 +278,7 @@ Result run_forked(const LlamaModel& model, const Tokenizer& tok, const std::vect
   const pid_t pid = fork();
   if (pid == 0) {
     close(fds[0]);
-    const Result c = run_one(model, tok, prose, a, depths, gate, run);
+    const Result c = run_one(in, a, run);
     // Numbers, then each string length-prefixed, so any bytes survive the trip.
     std::string msg = absl::StrFormat("%.17g %.17g %.17g %d %d\n", c.ttft_s, c.prefill_tok_s, c.state_mb,
                                       c.items.size(), c.error.size()) +
@@ -468,11 +501,13 @@ Status run(int argc, char** argv) {
   ArgParser p("eval", "Evaluates KV policies at an equal KV budget on long-context tasks.");
   p.option("-m", "--model", "FILE", "GGUF model", &a.model);
   p.option("", "--text", "FILE", "held-out prose for ppl and needle haystacks (default data/kjv-nt.txt)", &a.text);
-  p.option("", "--tasks", "LIST", "ppl, passkey, needle, multineedle, docqa (default all)", &a.tasks);
+  p.option("", "--tasks", "LIST", "ppl, passkey, needle, multineedle, docqa, coverage (default all)", &a.tasks);
   p.option("", "--lengths", "LIST", "input lengths in tokens (default 2048,4096,8192,16384)", &a.lengths);
   p.option("", "--policies", "LIST", "policies (default full,streaming,snapkv,pyramidkv,edgeinfinite)", &a.policies);
   p.option("", "--depths", "LIST", "needle and fact depths in [0, 1] (default 0.1,0.5,0.9)", &a.depths);
   p.option("", "--seeds", "N", "seeds per configuration (default 1)", &a.seeds);
+  p.option("", "--sections", "N", "coverage: sections per document (default 8)", &a.sections);
+  p.option("", "--summary-tokens", "N", "coverage: tokens of the summary (default 192)", &a.summary_tokens);
   p.option("", "--sink", "S", "sink tokens (default: the gate's, else 4)", &shape.sink);
   p.option("", "--window", "W", "window tokens (default: the gate's, else 1020: S + W = 1024)", &shape.window);
   p.option("", "--segment", "L", "segment tokens (default: the gate's, else 512)", &shape.segment);
@@ -507,6 +542,9 @@ Status run(int argc, char** argv) {
       return Status(st.code(), absl::StrCat("--policies: ", st.message()));
   }
   EDGEINF_ASSIGN_OR_RETURN(std::vector<double> depths, parse_list<double>("--depths", a.depths));
+  if (a.sections < 1 || a.summary_tokens < 1) {
+    return absl::InvalidArgumentError("--sections and --summary-tokens must be at least 1");
+  }
   for (double d : depths) {
     if (!(d >= 0 && d <= 1)) return absl::InvalidArgumentError(absl::StrCat("--depths: ", d, " is not in [0, 1]"));
   }
@@ -521,7 +559,8 @@ Status run(int argc, char** argv) {
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read '", a.text, "' (scripts/eval-data writes it)"));
   std::stringstream ss;
   ss << in.rdbuf();
-  const std::vector<TokenId> prose = tok->encode(ss.str(), false, false);
+  const std::string text = ss.str();
+  const std::vector<TokenId> prose = tok->encode(text, false, false);
   std::unique_ptr<MemoryGate> gate;
   EDGEINF_ASSIGN_OR_RETURN(gate,
                            load_default_gate(a.model, a.gate, AttentionShape::of(*model), model->gguf().fingerprint()));
@@ -544,9 +583,9 @@ Status run(int argc, char** argv) {
       if (task == "ppl" && int64_t(prose.size()) <= len + 1) {
         return absl::InvalidArgumentError(absl::StrCat("the text has only ", prose.size(), " tokens"));
       }
-      // One docqa run asks about every depth; ppl and multineedle have none.
-      const std::vector<double> task_depths =
-          task == "ppl" || task == "multineedle" || task == "docqa" ? std::vector<double>{0.0} : depths;
+      // One docqa run asks about every depth, one coverage run scores every section; ppl and
+      // multineedle have none.
+      const std::vector<double> task_depths = task == "passkey" || task == "needle" ? depths : std::vector<double>{0.0};
       for (double depth : task_depths) {
         for (int seed = 1; seed <= a.seeds; ++seed) {
           for (const std::string& pol : policies) runs.push_back({task, pol, len, depth, uint64_t(seed)});
@@ -554,6 +593,14 @@ Status run(int argc, char** argv) {
       }
     }
   }
+  // coverage draws its sections from whole paragraphs (blank-line separated) of the prose.
+  std::vector<std::vector<TokenId>> paragraphs;
+  if (std::find(tasks.begin(), tasks.end(), "coverage") != tasks.end()) {
+    for (absl::string_view para : absl::StrSplit(text, "\n\n", absl::SkipWhitespace())) {
+      paragraphs.push_back(tok->encode(std::string(para), false, false));
+    }
+  }
+  const Inputs inputs{*model, *tok, prose, paragraphs, depths, gate.get()};
   std::vector<std::pair<Run, Result>> rows;
   std::printf("%-12s %-13s %7s %6s %9s %8s %10s %9s %9s  %s\n", "task", "policy", "length", "depth", "score", "ttft_s",
               "prefill/s", "state_MB", "peak_MB", "note");
@@ -565,7 +612,7 @@ Status run(int argc, char** argv) {
     if (grows && run.length > a.full_max_length) {
       res.error = absl::StrCat("not run: full KV beyond ", a.full_max_length, " tokens (set --full-max-length)");
     } else {
-      res = run_forked(*model, *tok, prose, a, depths, gate.get(), run);
+      res = run_forked(inputs, a, run);
     }
     if (grows && beyond) note = "beyond the model's native window";
     if (!res.error.empty()) note = res.error;

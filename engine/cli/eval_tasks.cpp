@@ -4,9 +4,13 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
+#include <map>
 #include <random>
+#include <set>
 
 #include "absl/strings/str_cat.h"
+#include "engine/tokenizer/chat_template.h"
 
 namespace edgeinf::cli {
 namespace {
@@ -126,13 +130,158 @@ DocQa docqa_prompt(const Tokenizer& tok, const std::vector<TokenId>& haystack, i
   return d;
 }
 
+namespace {
+
+// Whether `word` occurs in `text` with no letter on either side.
+bool has_word(const std::string& text, const std::string& word) {
+  const auto letter = [&](size_t i) { return i < text.size() && std::isalpha(static_cast<unsigned char>(text[i])); };
+  for (size_t at = text.find(word); at != std::string::npos; at = text.find(word, at + 1)) {
+    if ((at == 0 || !letter(at - 1)) && !letter(at + word.size())) return true;
+  }
+  return false;
+}
+
+// Capitalised words that open sentences or name what every section shares: never key terms.
+const std::set<std::string>& common_capitalised() {
+  static const std::set<std::string> words = {
+      "Again",      "Also",    "Amen",         "And",   "Because", "Before",    "Behold", "Being", "Blessed", "Christ",
+      "Come",       "Even",    "Father",       "From",  "Ghost",   "Have",      "Hear",   "Holy",  "Jesus",   "Know",
+      "Lord",       "Neither", "Nevertheless", "Now",   "Saying",  "Shall",     "Spirit", "Take",  "That",    "Their",
+      "Then",       "There",   "Therefore",    "These", "They",    "This",      "Those",  "Thou",  "Unto",    "Verily",
+      "Whatsoever", "When",    "Wherefore",    "Which", "While",   "Whosoever", "Will",   "With",  "Woe"};
+  return words;
+}
+
+// Capitalised words of four letters or more (not common ones) inside sentences (not after the
+// start of the text or a '.', '?', '!', ':', ';' or ',', where any word may be capitalised), and
+// their counts: names, for the most part.
+std::map<std::string, int> names_in(const std::string& text) {
+  std::map<std::string, int> count;
+  char before = '.';  // the last character before this word that is not a space or a quote
+  for (size_t i = 0; i < text.size();) {
+    const unsigned char ch = static_cast<unsigned char>(text[i]);
+    if (!std::isalpha(ch)) {
+      if (!std::isspace(ch) && ch != '"' && ch != '\'' && ch != '(') before = char(ch);
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    while (j < text.size() && std::isalpha(static_cast<unsigned char>(text[j]))) ++j;
+    const std::string w = text.substr(i, j - i);
+    bool name = w.size() >= 4 && std::isupper(static_cast<unsigned char>(w[0])) && !std::strchr(".?!:;,", before);
+    for (size_t k = 1; name && k < w.size(); ++k) name = std::islower(static_cast<unsigned char>(w[k]));
+    if (name && !common_capitalised().contains(w)) ++count[w];
+    before = 'a';
+    i = j;
+  }
+  return count;
+}
+
+// Up to three of `names` used at least twice that no text of `others` contains, the most
+// frequent first.
+std::vector<std::string> key_terms(const std::map<std::string, int>& names,
+                                   const std::vector<const std::string*>& others) {
+  std::vector<std::pair<int, std::string>> ranked;
+  for (const auto& [w, n] : names) {
+    bool own = n >= 2;
+    for (const std::string* o : others) own = own && !has_word(*o, w);
+    if (own) ranked.push_back({-n, w});
+  }
+  std::sort(ranked.begin(), ranked.end());
+  std::vector<std::string> out;
+  for (size_t i = 0; i < ranked.size() && i < 3; ++i) out.push_back(ranked[i].second);
+  return out;
+}
+
+}  // namespace
+
 double docqa_score(const std::string& answer, const std::string& generated) {
-  const std::string clause = generated.substr(0, generated.find_first_of(".,\n"));
-  for (size_t at = clause.find(answer); at != std::string::npos; at = clause.find(answer, at + 1)) {
-    const auto letter = [&](size_t i) {
-      return i < clause.size() && std::isalpha(static_cast<unsigned char>(clause[i]));
-    };
-    if ((at == 0 || !letter(at - 1)) && !letter(at + answer.size())) return 1.0;
+  return has_word(generated.substr(0, generated.find_first_of(".,\n")), answer) ? 1.0 : 0.0;
+}
+
+StatusOr<Coverage> coverage_prompt(const Tokenizer& tok, const std::vector<std::vector<TokenId>>& paragraphs,
+                                   int64_t length, int n_sections, uint64_t seed) {
+  if (paragraphs.empty() || n_sections < 1) return absl::InvalidArgumentError("coverage needs prose and sections");
+  // The chat turn around the document, tokenised with its markers.
+  constexpr const char* kMark = "@@DOCUMENT@@";
+  const ChatMessage turn{"user", absl::StrCat("Read this document of ", n_sections, " sections.\n\n", kMark,
+                                              "\n\nSummarise the document section by section: for each section, "
+                                              "one sentence that names its people and places.")};
+  EDGEINF_ASSIGN_OR_RETURN(const std::string chat,
+                           apply_chat_template(tok.chat_template(), std::span<const ChatMessage>(&turn, 1), true));
+  const size_t mark = chat.find(kMark);
+  const std::vector<TokenId> before = tok.encode(chat.substr(0, mark), true, true);
+  const std::vector<TokenId> after = tok.encode(chat.substr(mark + std::strlen(kMark)), false, true);
+  std::vector<std::vector<TokenId>> headers;
+  int64_t fixed = int64_t(before.size() + after.size());
+  for (int i = 0; i < n_sections; ++i) {
+    headers.push_back(encode(tok, absl::StrCat(i == 0 ? "" : "\n\n", "Section ", i + 1, ":\n")));
+    fixed += int64_t(headers.back().size());
+  }
+  const int64_t per_section = (length - fixed) / n_sections;
+  if (per_section < 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("coverage: ", length, " tokens leave ", per_section, " per section; at least 64 are needed"));
+  }
+  const std::vector<TokenId> gap = encode(tok, "\n\n");
+  struct Pick {
+    size_t first = 0, end = 0;  // paragraphs [first, end)
+    std::vector<TokenId> tokens;
+    std::string text;
+    std::map<std::string, int> names;
+  };
+  // A section from paragraph `first` on, cut at per_section tokens.
+  auto section_from = [&](size_t first) {
+    Pick p;
+    p.first = first;
+    for (p.end = first; p.end < paragraphs.size() && int64_t(p.tokens.size()) < per_section; ++p.end) {
+      if (!p.tokens.empty()) p.tokens.insert(p.tokens.end(), gap.begin(), gap.end());
+      p.tokens.insert(p.tokens.end(), paragraphs[p.end].begin(), paragraphs[p.end].end());
+    }
+    if (int64_t(p.tokens.size()) > per_section) p.tokens.resize(size_t(per_section));
+    p.text = tok.decode(p.tokens);
+    p.names = names_in(p.text);
+    return p;
+  };
+  // Every pick keeps a key term of its own against all the others.
+  auto terms_of = [](const std::vector<Pick>& picks, size_t i) {
+    std::vector<const std::string*> others;
+    for (size_t j = 0; j < picks.size(); ++j) {
+      if (j != i) others.push_back(&picks[j].text);
+    }
+    return key_terms(picks[i].names, others);
+  };
+  std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + 29);
+  std::vector<Pick> picks;
+  for (int attempt = 0; int(picks.size()) < n_sections; ++attempt) {
+    if (attempt > 200 * n_sections) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("coverage: the text does not hold ", n_sections, " separate sections with names of their own"));
+    }
+    Pick p = section_from(size_t(rng() % paragraphs.size()));
+    if (int64_t(p.tokens.size()) < per_section) continue;  // ran off the end of the text
+    bool ok = true;
+    for (const Pick& q : picks) ok = ok && (p.end <= q.first || q.end <= p.first);
+    if (!ok) continue;
+    picks.push_back(std::move(p));
+    for (size_t i = 0; ok && i < picks.size(); ++i) ok = !terms_of(picks, i).empty();
+    if (!ok) picks.pop_back();
+  }
+  Coverage c;
+  c.tokens = before;
+  for (size_t i = 0; i < picks.size(); ++i) {
+    c.tokens.insert(c.tokens.end(), headers[i].begin(), headers[i].end());
+    const double start = double(c.tokens.size());
+    c.tokens.insert(c.tokens.end(), picks[i].tokens.begin(), picks[i].tokens.end());
+    c.sections.push_back({(start + double(picks[i].tokens.size()) / 2) / double(length), terms_of(picks, i)});
+  }
+  c.tokens.insert(c.tokens.end(), after.begin(), after.end());
+  return c;
+}
+
+double coverage_score(const std::vector<std::string>& terms, const std::string& summary) {
+  for (const std::string& t : terms) {
+    if (has_word(summary, t)) return 1.0;
   }
   return 0.0;
 }

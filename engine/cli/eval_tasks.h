@@ -1,6 +1,6 @@
 // Long-context evaluation tasks as token sequences: perplexity windows of real prose, passkey
-// retrieval in filler text, single/multi needle retrieval in a prose haystack, and questions about
-// facts stated at several depths of a long document.
+// retrieval in filler text, single/multi needle retrieval in a prose haystack, questions about
+// facts stated at several depths of a long document, and a summary of a document of sections.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "engine/tokenizer/tokenizer.h"
+#include "engine/util/status.h"
 
 namespace edgeinf::cli {
 
@@ -43,6 +44,25 @@ struct DocQa {
 inline constexpr size_t kDocQaMaxFacts = 12;  // distinct people, objects and places
 DocQa docqa_prompt(const Tokenizer& tok, const std::vector<TokenId>& haystack, int64_t length,
                    const std::vector<double>& depths, uint64_t seed);
+
+// A chat turn asking for a summary of a document of `n_sections` sections of `paragraphs` (each
+// section runs from a seeded paragraph on, the sections apart from one another), `length` tokens
+// in all with the template. Each section's key terms are its names: capitalised words of four
+// letters or more inside sentences (common words left out) that it uses at least twice and no other
+// section contains; up to three, the most frequent first; sections without one are drawn again.
+struct Coverage {
+  struct Section {
+    double depth = 0;  // of the section's middle
+    std::vector<std::string> terms;
+  };
+  std::vector<TokenId> tokens;
+  std::vector<Section> sections;
+};
+StatusOr<Coverage> coverage_prompt(const Tokenizer& tok, const std::vector<std::vector<TokenId>>& paragraphs,
+                                   int64_t length, int n_sections, uint64_t seed);
+
+// 1 when the summary names one of the section's key terms (as a whole word), else 0.
+double coverage_score(const std::vector<std::string>& terms, const std::string& summary);
 
 // Exact match: 1 when the generated answer's first clause (up to the first '.', ',' or newline)
 // contains the expected answer as a whole word, else 0.
