@@ -1,0 +1,314 @@
+// The gate's next-token loss through the frozen model, and its gradient; see lm_gate_training.h.
+#include "engine/calibration/lm_gate_training.h"
+
+#include <algorithm>
+#include <cstring>
+#include <initializer_list>
+
+#include "absl/strings/str_cat.h"
+#include "engine/backend/llama_pass.h"
+#include "engine/kv/kv_store.h"
+#include "kernels/common/linear_memory.h"
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/vec.h"
+
+namespace edgeinf {
+
+namespace kc = kernels::cpu;
+
+GateGradient::GateGradient(const MemoryGate& gate) {
+  for (int il = 0; il < gate.n_layer(); ++il) {
+    bias.emplace_back(gate.bias(il).size(), 0.0f);
+    weight.emplace_back(gate.weight(il).size(), 0.0f);
+  }
+}
+
+void GateGradient::zero() {
+  for (auto& b : bias) std::fill(b.begin(), b.end(), 0.0f);
+  for (auto& w : weight) std::fill(w.begin(), w.end(), 0.0f);
+}
+
+namespace {
+
+void copy_to(std::vector<float>& dst, const float* src, int64_t n) { dst.assign(src, src + n); }
+
+}  // namespace
+
+GateLmPass::GateLmPass(const LlamaModel& model, const AttentionShape& shape, const KvPolicyOptions& options,
+                       kc::ThreadPool& pool)
+    : model_(model), shape_(shape), options_(options), pool_(pool) {}
+
+StatusOr<std::unique_ptr<GateLmPass>> GateLmPass::create(const LlamaModel& model, const GateConfig& config,
+                                                         kc::ThreadPool& pool) {
+  const AttentionShape shape = AttentionShape::of(model);
+  KvPolicyOptions o;
+  o.name = "edgeinfinite";
+  o.sink = config.sink;
+  o.window = config.window;
+  o.segment = config.segment;
+  o.update = config.update;
+  o.kv_type = config.kv_type;
+  EDGEINF_RETURN_IF_ERROR(validate_kv_options(o, shape));
+  std::unique_ptr<GateLmPass> p(new GateLmPass(model, shape, o, pool));
+  p->policy_ =
+      std::make_unique<EdgeInfinitePolicy>(shape, o, make_cpu_kv_store(shape, EdgeInfinitePolicy::store_shape(o)));
+  for (int il = 0; il < shape.n_layer; ++il) {
+    const LayerWeights& l = model.layer(il);
+    p->mats_.push_back({TransposedWeight::of(l.wq), TransposedWeight::of(l.wk), TransposedWeight::of(l.wv),
+                        TransposedWeight::of(l.wo), TransposedWeight::of(l.w_gate), TransposedWeight::of(l.w_up),
+                        TransposedWeight::of(l.w_down)});
+  }
+  p->output_ = TransposedWeight::of(model.output());
+  p->rec_.resize(size_t(shape.n_layer));
+  return p;
+}
+
+void GateLmPass::reset() { policy_->reset(); }
+
+Status GateLmPass::save(std::string* out) const {
+  out->clear();
+  ByteWriter w(out);
+  return policy_->save(w);
+}
+
+Status GateLmPass::restore(const std::string& bytes) {
+  ByteReader r(bytes, "gate training state");
+  return policy_->restore(r);
+}
+
+// The forward pass's steps (engine/backend/llama_pass.h) on kernels/cpu, recording what the
+// backward pass reads, with the gate being trained mixing the memory into attention.
+struct GateLmPass::Ops {
+  struct Error {};
+  static bool ok(Error) { return true; }
+  struct Matmul {
+    const WeightView& w;
+    const float* bias;
+    const float* in;
+    float* out;
+  };
+
+  GateLmPass& pass;
+  const MemoryGate& gate;
+  std::span<const TokenId> tokens;
+  const PassBuffers& b;
+  int64_t n;
+  int cur = 0;  // the layer whose weights were asked for last
+
+  Error embed(int64_t count) {
+    const WeightView& embd = pass.model_.token_embd();
+    const int64_t n_embd = pass.model_.config().n_embd;
+    for (int64_t t = 0; t < count; ++t) {
+      const auto* row = static_cast<const uint8_t*>(embd.data) + int64_t(tokens[size_t(t)]) * embd.row_bytes;
+      kc::vec_ops().dequantize_row(embd.type, row, b.x + t * n_embd, n_embd);
+    }
+    return {};
+  }
+  const LayerWeights& layer(int il) {
+    cur = il;
+    return pass.model_.layer(il);
+  }
+  static const float* bias(const float* v) { return v; }
+  Error rmsnorm(const float* x, const float* weight, float* out, int64_t count) {
+    const LlamaConfig& c = pass.model_.config();
+    if (weight == pass.model_.layer(cur).ffn_norm) copy_to(pass.rec_[size_t(cur)].x_mid, x, count * c.n_embd);
+    kc::rmsnorm_forward({x, weight, out, count, c.n_embd, c.rms_eps}, pass.pool_);
+    return {};
+  }
+  Error matmuls(std::initializer_list<Matmul> ms, int64_t count) {
+    kernels::MatmulParams ps[3];
+    size_t k = 0;
+    for (const Matmul& m : ms) ps[k++] = matmul_params(m.w, m.in, m.out, count, m.bias);
+    if (k == 1) {
+      kc::matmul_forward(ps[0], pass.pool_);
+    } else {
+      kc::matmul_forward_batch(std::span<const kernels::MatmulParams>(ps, k), pass.pool_);
+    }
+    return {};
+  }
+  Error attend(int il, int64_t count) {
+    const AttentionShape& s = pass.shape_;
+    LayerRecord& r = pass.rec_[size_t(il)];
+    copy_to(r.x_in, b.x, count * pass.model_.config().n_embd);
+    copy_to(r.q_pre, b.q, count * s.q_dim());
+    copy_to(r.k_pre, b.k, count * s.kv_dim());
+    copy_to(r.v, b.v, count * s.kv_dim());
+    const LayerAttention a{il, count, b.q, b.k, b.v, b.attn};
+    pass.read_memory_ = pass.policy_->attend_parts(a, pass.pool_);
+    copy_to(r.q_rot, b.q, count * s.q_dim());
+    copy_to(r.a_loc, b.attn, count * s.q_dim());
+    if (pass.read_memory_) {
+      copy_to(r.a_mem, pass.policy_->store()->host_memory_read(), count * s.q_dim());
+      r.g.resize(size_t(count * s.n_head));
+      gate.compute(il, r.a_mem.data(), r.a_loc.data(), count, r.g.data(), pass.pool_);
+      kc::gate_blend_forward(
+          {r.g.data(), r.a_mem.data(), r.a_loc.data(), b.attn, s.q_dim(), count, s.n_head, s.head_dim}, pass.pool_);
+    }
+    return {};
+  }
+  static Error add(float* x, const float* y, int64_t count) {
+    for (int64_t i = 0; i < count; ++i) x[i] += y[i];
+    return {};
+  }
+  Error swiglu(float* g, const float* up, int64_t count) {
+    const int64_t n_ff = pass.model_.config().n_ff;
+    copy_to(pass.rec_[size_t(cur)].gate_pre, g, count * n_ff);
+    copy_to(pass.rec_[size_t(cur)].up, up, count * n_ff);
+    kc::swiglu_forward({g, up, g, n_ff, count, n_ff}, pass.pool_);
+    return {};
+  }
+  Error logits(int64_t first, int64_t n_out) {
+    const LlamaConfig& c = pass.model_.config();
+    copy_to(pass.x_final_, b.x + first * c.n_embd, n_out * c.n_embd);
+    kc::rmsnorm_forward({b.x + first * c.n_embd, pass.model_.output_norm(), b.xn, n_out, c.n_embd, c.rms_eps},
+                        pass.pool_);
+    pass.logits_.resize(size_t(n_out * c.n_vocab));
+    kc::matmul_forward(matmul_params(pass.model_.output(), b.xn, pass.logits_.data(), n_out), pass.pool_);
+    return {};
+  }
+};
+
+StatusOr<BatchLoss> GateLmPass::run(std::span<const TokenId> tokens, std::span<const int32_t> targets,
+                                    const MemoryGate& gate, GateGradient* grad, float loss_scale) {
+  const LlamaConfig& c = model_.config();
+  const int64_t n = int64_t(tokens.size());
+  if (n == 0 || n > policy_->max_batch()) {
+    return absl::InvalidArgumentError(absl::StrCat("a batch takes 1 to ", policy_->max_batch(), " tokens"));
+  }
+  if (!targets.empty() && targets.size() != tokens.size()) {
+    return absl::InvalidArgumentError("one target per token, or none");
+  }
+  for (TokenId t : tokens) {
+    if (t < 0 || t >= c.n_vocab) return absl::InvalidArgumentError(absl::StrCat("token ", t, " is out of range"));
+  }
+  EDGEINF_RETURN_IF_ERROR(policy_->begin_batch(n));
+  const AttentionShape& s = shape_;
+  std::vector<float> x(size_t(n * c.n_embd)), xn(size_t(n * std::max<int64_t>(c.n_embd, s.q_dim()))),
+      q(size_t(n * s.q_dim())), k(size_t(n * s.kv_dim())), v(size_t(n * s.kv_dim())), attn(size_t(n * s.q_dim())),
+      g(size_t(n * c.n_ff)), up(size_t(n * c.n_ff));
+  const PassBuffers b{x.data(), xn.data(), q.data(), k.data(), v.data(), attn.data(), g.data(), up.data()};
+  Ops ops{*this, gate, tokens, b, n};
+  run_llama_pass(ops, c, b, n, 0);
+  policy_->end_batch(pool_);
+
+  BatchLoss out;
+  out.read_memory = read_memory_;
+  if (targets.empty()) return out;
+  std::vector<float> dlogits(size_t(n * c.n_vocab));
+  out.nll = cross_entropy(logits_.data(), targets.data(), n, c.n_vocab, loss_scale, dlogits.data(), pool_);
+  for (int32_t t : targets) out.n_scored += t >= 0 ? 1 : 0;
+  if (grad == nullptr || !read_memory_) return out;
+
+  // The state the batch attended to: every layer's entries (the batch's own at the end) and memory.
+  n_kv_ = policy_->n_kept();
+  base_ = n_kv_ - n;
+  const KvStore& store = *policy_->store();
+  std::string bytes;
+  ByteWriter w(&bytes);
+  EDGEINF_RETURN_IF_ERROR(store.save_rows(w, 0, n_kv_));
+  EDGEINF_RETURN_IF_ERROR(store.save_memory(w));
+  const size_t row_bytes = store.row_bytes();
+  const int64_t kv_dim = s.kv_dim(), d = s.head_dim;
+  keys_.resize(size_t(s.n_layer));
+  values_.resize(size_t(s.n_layer));
+  mem_m_.resize(size_t(s.n_layer));
+  mem_z_.resize(size_t(s.n_layer));
+  const auto* p = reinterpret_cast<const uint8_t*>(bytes.data());
+  for (int il = 0; il < s.n_layer; ++il) {
+    for (auto* rows : {&keys_[size_t(il)], &values_[size_t(il)]}) {
+      rows->resize(size_t(n_kv_ * kv_dim));
+      for (int64_t r = 0; r < n_kv_; ++r, p += row_bytes) {
+        kc::vec_ops().dequantize_row(options_.kv_type, p, rows->data() + r * kv_dim, kv_dim);
+      }
+    }
+  }
+  for (int il = 0; il < s.n_layer; ++il) {
+    const size_t nm = size_t(s.n_kv_head * d * d), nz = size_t(s.n_kv_head * d);
+    mem_m_[size_t(il)].resize(nm);
+    mem_z_[size_t(il)].resize(nz);
+    std::memcpy(mem_m_[size_t(il)].data(), p, nm * sizeof(float));
+    p += nm * sizeof(float);
+    std::memcpy(mem_z_[size_t(il)].data(), p, nz * sizeof(float));
+    p += nz * sizeof(float);
+  }
+  backward(n, dlogits.data(), gate, *grad);
+  return out;
+}
+
+void GateLmPass::backward(int64_t n, const float* dlogits, const MemoryGate& gate, GateGradient& grad) {
+  const LlamaConfig& c = model_.config();
+  const AttentionShape& s = shape_;
+  const int64_t E = c.n_embd, F = c.n_ff, Q = s.q_dim(), KV = s.kv_dim(), H = s.n_head, d = s.head_dim;
+  auto zeros = [](int64_t count) { return std::vector<float>(size_t(count), 0.0f); };
+  std::vector<int32_t> positions(static_cast<size_t>(n));
+  for (int64_t t = 0; t < n; ++t) positions[size_t(t)] = int32_t(base_ + t);
+
+  std::vector<float> dxn = zeros(n * E), dx = zeros(n * E);
+  matmul_input_grad(output_, dlogits, n, dxn.data(), pool_);
+  rmsnorm_backward(x_final_.data(), model_.output_norm(), dxn.data(), n, E, c.rms_eps, dx.data(), pool_);
+  for (int il = s.n_layer - 1; il >= 0; --il) {
+    const LayerRecord& r = rec_[size_t(il)];
+    const LayerMatrices& m = mats_[size_t(il)];
+    const LayerWeights& lw = model_.layer(il);
+    // Feed-forward: x_out = x_mid + W_down (silu(W_gate xn2) * W_up xn2), xn2 = norm(x_mid).
+    std::vector<float> dh = zeros(n * F), dgp = zeros(n * F), dup = zeros(n * F), dxn2 = zeros(n * E);
+    matmul_input_grad(m.w_down, dx.data(), n, dh.data(), pool_);
+    swiglu_backward(r.gate_pre.data(), r.up.data(), dh.data(), n * F, dgp.data(), dup.data());
+    matmul_input_grad(m.w_gate, dgp.data(), n, dxn2.data(), pool_);
+    matmul_input_grad(m.w_up, dup.data(), n, dxn2.data(), pool_);
+    rmsnorm_backward(r.x_mid.data(), lw.ffn_norm, dxn2.data(), n, E, c.rms_eps, dx.data(), pool_);
+
+    // Attention: x_mid = x_in + W_o A, A = A_loc + g (A_mem - A_loc) per head.
+    std::vector<float> da = zeros(n * Q);
+    matmul_input_grad(m.wo, dx.data(), n, da.data(), pool_);
+    std::vector<float> da_loc = da, da_mem = zeros(n * Q);
+    if (read_memory_) {
+      const bool linear = gate.config().kind == GateKind::kLinear;
+      const std::vector<float>& gw = gate.weight(il);
+      std::vector<float>& gb = grad.bias[size_t(il)];
+      std::vector<float>& gW = grad.weight[size_t(il)];
+      std::vector<float> dz(static_cast<size_t>(H));
+      for (int64_t t = 0; t < n; ++t) {
+        for (int64_t h = 0; h < H; ++h) {
+          const float gv = r.g[size_t(t * H + h)];
+          const int64_t off = t * Q + h * d;
+          float dg = 0;
+          for (int64_t j = 0; j < d; ++j) {
+            dg += da[size_t(off + j)] * (r.a_mem[size_t(off + j)] - r.a_loc[size_t(off + j)]);
+            da_mem[size_t(off + j)] = gv * da[size_t(off + j)];
+            da_loc[size_t(off + j)] = (1.0f - gv) * da[size_t(off + j)];
+          }
+          dz[size_t(h)] = dg * gv * (1.0f - gv);
+          gb[size_t(h)] += dz[size_t(h)];
+        }
+        // The linear gate reads [A_mem; A_loc] of every head: its weights' gradient, and its own
+        // path back to both (after the blend's path is in place for every head).
+        for (int64_t h = 0; linear && h < H; ++h) {
+          if (dz[size_t(h)] == 0.0f) continue;
+          float* gw_row = gW.data() + h * 2 * Q;
+          const float* w_row = gw.data() + h * 2 * Q;
+          kc::vec_ops().axpy(gw_row, r.a_mem.data() + t * Q, dz[size_t(h)], Q);
+          kc::vec_ops().axpy(gw_row + Q, r.a_loc.data() + t * Q, dz[size_t(h)], Q);
+          kc::vec_ops().axpy(da_mem.data() + t * Q, w_row, dz[size_t(h)], Q);
+          kc::vec_ops().axpy(da_loc.data() + t * Q, w_row + Q, dz[size_t(h)], Q);
+        }
+      }
+    }
+    std::vector<float> dq = zeros(n * Q), dk = zeros(n * KV), dv = zeros(n * KV);
+    attention_backward(r.q_rot.data(), keys_[size_t(il)].data(), values_[size_t(il)].data(), r.a_loc.data(),
+                       da_loc.data(), n, n_kv_, base_, s, dq.data(), dk.data(), dv.data(), pool_);
+    rope_backward(dq.data(), positions.data(), n, s.n_head, s, pool_);
+    rope_backward(dk.data(), positions.data(), n, s.n_kv_head, s, pool_);
+    if (read_memory_) {
+      memory_read_backward(r.q_pre.data(), mem_m_[size_t(il)].data(), mem_z_[size_t(il)].data(), r.a_mem.data(),
+                           da_mem.data(), n, s, dq.data(), pool_);
+    }
+    std::vector<float> dxn1 = zeros(n * E);
+    matmul_input_grad(m.wq, dq.data(), n, dxn1.data(), pool_);
+    matmul_input_grad(m.wk, dk.data(), n, dxn1.data(), pool_);
+    matmul_input_grad(m.wv, dv.data(), n, dxn1.data(), pool_);
+    rmsnorm_backward(r.x_in.data(), lw.attn_norm, dxn1.data(), n, E, c.rms_eps, dx.data(), pool_);
+  }
+}
+
+}  // namespace edgeinf

@@ -1,0 +1,87 @@
+// Training EdgeInfinite's memory gate on the frozen model's own next-token loss.
+//
+// GateLmPass runs the model the way inference runs it under `edgeinfinite` (batches of at most L
+// tokens; sinks, window and batch attended exactly; older tokens folded into the memory; the
+// memory read and mixed in through the gate being trained), recording each layer's activations,
+// and returns the cross-entropy of the batch's scored tokens. With a gradient to fill it then
+// runs the pass backwards through every layer (backward_ops.h) to the gate's parameters.
+// Backpropagation is truncated at the batch: the sinks, the window's earlier entries and the
+// memory, all made by earlier batches, are constants.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engine/calibration/backward_ops.h"
+#include "engine/kv/edgeinfinite_policy.h"
+#include "engine/kv/memory_gate.h"
+#include "engine/util/token_id.h"
+
+namespace edgeinf {
+
+// d loss / d gate parameters, laid out as MemoryGate's: per layer bias [n_head] and, for the linear
+// kind, weight [n_head, 2 * q_dim].
+struct GateGradient {
+  std::vector<std::vector<float>> bias, weight;
+
+  explicit GateGradient(const MemoryGate& gate);
+  void zero();
+};
+
+struct BatchLoss {
+  double nll = 0;            // summed over the scored tokens
+  int64_t n_scored = 0;      // tokens with a target
+  bool read_memory = false;  // whether the memory was read (else the gate had no effect)
+};
+
+class GateLmPass {
+ public:
+  // Decodes the model's matrices to fp32 (about 4 bytes per parameter) for the backward pass.
+  // The policy's shape, update rule and KV type are the gate's.
+  static StatusOr<std::unique_ptr<GateLmPass>> create(const LlamaModel& model, const GateConfig& config,
+                                                      kernels::cpu::ThreadPool& pool);
+
+  // Starts a new sequence.
+  void reset();
+  // The policy's state between batches (to start several passes from one prefix).
+  Status save(std::string* out) const;
+  Status restore(const std::string& bytes);
+  int64_t n_seen() const { return policy_->n_seen(); }
+
+  // One batch of at most L tokens through the model with `gate`. targets (one per token, or empty:
+  // none scored) gives the token each position should predict; a negative target is not scored.
+  // With `grad`, adds d(nll * loss_scale)/d(gate parameters) to it.
+  StatusOr<BatchLoss> run(std::span<const TokenId> tokens, std::span<const int32_t> targets, const MemoryGate& gate,
+                          GateGradient* grad, float loss_scale = 1.0f);
+
+ private:
+  GateLmPass(const LlamaModel& model, const AttentionShape& shape, const KvPolicyOptions& options,
+             kernels::cpu::ThreadPool& pool);
+  struct Ops;  // the forward pass's steps
+  struct LayerRecord {
+    std::vector<float> x_in, q_pre, k_pre, v, q_rot, a_loc, a_mem, g, x_mid, gate_pre, up;
+  };
+  void backward(int64_t n, const float* dlogits, const MemoryGate& gate, GateGradient& grad);
+
+  const LlamaModel& model_;
+  AttentionShape shape_;
+  KvPolicyOptions options_;
+  kernels::cpu::ThreadPool& pool_;
+  std::unique_ptr<EdgeInfinitePolicy> policy_;
+  struct LayerMatrices {
+    TransposedWeight wq, wk, wv, wo, w_gate, w_up, w_down;
+  };
+  std::vector<LayerMatrices> mats_;
+  TransposedWeight output_;
+  // The batch's activations and the state it attended to.
+  std::vector<LayerRecord> rec_;
+  std::vector<float> x_final_, logits_;
+  bool read_memory_ = false;
+  int64_t base_ = 0, n_kv_ = 0;                    // the batch's first entry; entries attended
+  std::vector<std::vector<float>> keys_, values_;  // per layer [n_kv, kv_dim], rotated keys
+  std::vector<std::vector<float>> mem_m_, mem_z_;  // per layer M [n_kv_head, d, d], z [n_kv_head, d]
+};
+
+}  // namespace edgeinf

@@ -1,0 +1,186 @@
+// The gate's next-token loss through the whole tiny model: the training pass's forward gives the
+// loss the inference engine's logits give (edgeinfinite, the same gate), and its gradient with
+// respect to every gate parameter matches central finite differences of that loss, for the scalar
+// and the linear gate, with the state before the batch held fixed (the truncation it implements).
+#include "engine/calibration/lm_gate_training.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "engine/backend/backend.h"
+#include "tests/golden/tiny_model.h"
+
+namespace edgeinf {
+namespace {
+
+using testing::tiny_model;
+
+GateConfig small_config(GateKind kind) {
+  GateConfig c;
+  c.kind = kind;
+  c.sink = 2;
+  c.window = 16;
+  c.segment = 8;  // memory read from token 27 on
+  c.kv_type = KvType::kF32;
+  return c;
+}
+
+// A gate with every head open to some degree, and small random weights for the linear kind.
+std::unique_ptr<MemoryGate> open_gate(const LlamaModel& m, GateKind kind, uint64_t seed) {
+  auto gate = std::make_unique<MemoryGate>(small_config(kind), AttentionShape::of(m), 0.0f);
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (int il = 0; il < gate->n_layer(); ++il) {
+    for (float& b : gate->bias(il)) b = u(rng);
+    for (float& w : gate->weight(il)) w = 0.2f * u(rng);
+  }
+  return gate;
+}
+
+std::vector<int32_t> next_tokens(const std::vector<TokenId>& seq, int64_t first, int64_t n) {
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) t[size_t(i)] = seq[size_t(first + i + 1)];
+  return t;
+}
+
+TEST(GateLmPass, ForwardLossIsTheEnginesLoss) {
+  const LlamaModel& m = tiny_model();
+  kernels::cpu::ThreadPool pool(2);
+  const auto gate = open_gate(m, GateKind::kLinear, 1);
+  const std::vector<TokenId> seq = testing::random_tokens(57, m.config().n_vocab, 11);
+  auto pass = GateLmPass::create(m, gate->config(), pool);
+  ASSERT_TRUE(pass.ok()) << pass.status();
+
+  const std::unique_ptr<ModelBackend> cpu = make_cpu_backend(m, pool);
+  LlamaContextOptions opt;
+  opt.kv.name = "edgeinfinite";
+  opt.kv.sink = 2;
+  opt.kv.window = 16;
+  opt.kv.segment = 8;
+  opt.kv.kv_type = KvType::kF32;
+  opt.kv.gate = gate.get();
+  opt.n_batch = 8;
+  auto ctx = LlamaContext::create(*cpu, opt);
+  ASSERT_TRUE(ctx.ok()) << ctx.status();
+
+  const int64_t n_vocab = m.config().n_vocab;
+  int batches_with_memory = 0;
+  for (int64_t b = 0; b + 1 < int64_t(seq.size()); b += 8) {
+    const int64_t n = std::min<int64_t>(8, int64_t(seq.size()) - 1 - b);
+    const std::span<const TokenId> toks(seq.data() + b, size_t(n));
+    const std::vector<int32_t> targets = next_tokens(seq, b, n);
+    auto got = (*pass)->run(toks, targets, *gate, nullptr);
+    ASSERT_TRUE(got.ok()) << got.status();
+    auto logits = (*ctx)->eval_all_logits(toks);
+    ASSERT_TRUE(logits.ok()) << logits.status();
+    double want = 0;
+    for (int64_t t = 0; t < n; ++t) {
+      const float* l = logits->data() + t * n_vocab;
+      const float mx = *std::max_element(l, l + n_vocab);
+      double sum = 0;
+      for (int64_t i = 0; i < n_vocab; ++i) sum += std::exp(double(l[i] - mx));
+      want += std::log(sum) - double(l[targets[size_t(t)]] - mx);
+    }
+    EXPECT_EQ(got->n_scored, n);
+    EXPECT_NEAR(got->nll, want, 1e-4 * want) << "batch at " << b;
+    EXPECT_EQ(got->read_memory, b >= 24) << "batch at " << b;  // more than S + W + L = 26 tokens seen
+    batches_with_memory += got->read_memory ? 1 : 0;
+  }
+  EXPECT_GE(batches_with_memory, 3);
+}
+
+// Loss of the batch at `first` from the saved state before it, and its gradient.
+double batch_loss(GateLmPass& pass, const std::string& state, const std::vector<TokenId>& seq, int64_t first,
+                  const MemoryGate& gate, GateGradient* grad) {
+  EXPECT_TRUE(pass.restore(state).ok());
+  const std::vector<int32_t> targets = next_tokens(seq, first, 8);
+  auto r = pass.run(std::span<const TokenId>(seq.data() + first, 8), targets, gate, grad);
+  EXPECT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->read_memory);
+  return r->nll;
+}
+
+void check_gradient(GateKind kind) {
+  const LlamaModel& m = tiny_model();
+  kernels::cpu::ThreadPool pool(2);
+  const auto gate = open_gate(m, kind, 2);
+  const std::vector<TokenId> seq = testing::random_tokens(49, m.config().n_vocab, 12);
+  auto made = GateLmPass::create(m, gate->config(), pool);
+  ASSERT_TRUE(made.ok()) << made.status();
+  GateLmPass& pass = **made;
+  for (int64_t b = 0; b < 40; b += 8) {
+    ASSERT_TRUE(pass.run(std::span<const TokenId>(seq.data() + b, 8), {}, *gate, nullptr).ok());
+  }
+  std::string state;
+  ASSERT_TRUE(pass.save(&state).ok());
+
+  GateGradient grad(*gate);
+  batch_loss(pass, state, seq, 40, *gate, &grad);
+  double norm = 0;
+  for (const auto& b : grad.bias) {
+    for (float g : b) norm += double(g) * g;
+  }
+  ASSERT_GT(norm, 1e-8) << "the gate has no effect on the loss";
+
+  // Each layer's bias one at a time, then a random direction through every parameter.
+  const float h = 1e-2f;
+  std::mt19937_64 rng(3);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (int il = 0; il < gate->n_layer(); ++il) {
+    for (size_t j = 0; j < gate->bias(il).size(); ++j) {
+      MemoryGate plus = *gate, minus = *gate;
+      plus.bias(il)[j] += h;
+      minus.bias(il)[j] -= h;
+      const double fd =
+          (batch_loss(pass, state, seq, 40, plus, nullptr) - batch_loss(pass, state, seq, 40, minus, nullptr)) /
+          (2.0 * h);
+      EXPECT_NEAR(grad.bias[size_t(il)][j], fd, 2e-2 * std::abs(fd) + 1e-4) << "layer " << il << " head " << j;
+    }
+  }
+  MemoryGate plus = *gate, minus = *gate;
+  double along = 0;
+  for (int il = 0; il < gate->n_layer(); ++il) {
+    for (size_t j = 0; j < gate->bias(il).size(); ++j) {
+      const float d = u(rng);
+      plus.bias(il)[j] += h * d, minus.bias(il)[j] -= h * d;
+      along += double(d) * grad.bias[size_t(il)][j];
+    }
+    for (size_t j = 0; j < gate->weight(il).size(); ++j) {
+      const float d = u(rng);
+      plus.weight(il)[j] += h * d, minus.weight(il)[j] -= h * d;
+      along += double(d) * grad.weight[size_t(il)][j];
+    }
+  }
+  const double fd =
+      (batch_loss(pass, state, seq, 40, plus, nullptr) - batch_loss(pass, state, seq, 40, minus, nullptr)) / (2.0 * h);
+  EXPECT_NEAR(along, fd, 2e-2 * std::abs(fd) + 1e-4);
+}
+
+TEST(GateLmPass, ScalarGateGradientMatchesFiniteDifferences) { check_gradient(GateKind::kScalar); }
+TEST(GateLmPass, LinearGateGradientMatchesFiniteDifferences) { check_gradient(GateKind::kLinear); }
+
+TEST(GateLmPass, RefusesBadBatches) {
+  const LlamaModel& m = tiny_model();
+  kernels::cpu::ThreadPool pool(1);
+  const auto gate = open_gate(m, GateKind::kScalar, 4);
+  auto pass = GateLmPass::create(m, gate->config(), pool);
+  ASSERT_TRUE(pass.ok()) << pass.status();
+  const std::vector<TokenId> nine(9, 1), two = {1, m.config().n_vocab};
+  EXPECT_EQ((*pass)->run(nine, {}, *gate, nullptr).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*pass)->run(two, {}, *gate, nullptr).status().code(), absl::StatusCode::kInvalidArgument);
+  const std::vector<int32_t> one_target = {1};
+  EXPECT_EQ(
+      (*pass)
+          ->run(std::span<const TokenId>(two.data(), 1), std::span<const int32_t>(one_target.data(), 1), *gate, nullptr)
+          .status()
+          .code(),
+      absl::StatusCode::kOk);
+  EXPECT_EQ(
+      (*pass)->run(std::span<const TokenId>(two.data(), 1), std::vector<int32_t>{1, 2}, *gate, nullptr).status().code(),
+      absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace edgeinf
