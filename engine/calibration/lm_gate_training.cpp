@@ -2,12 +2,19 @@
 #include "engine/calibration/lm_gate_training.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstring>
+#include <fstream>
 #include <initializer_list>
+#include <random>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "engine/backend/llama_pass.h"
 #include "engine/kv/kv_store.h"
+#include "engine/util/atomic_file.h"
+#include "engine/util/crc32c.h"
 #include "kernels/common/linear_memory.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/vec.h"
@@ -309,6 +316,298 @@ void GateLmPass::backward(int64_t n, const float* dlogits, const MemoryGate& gat
     matmul_input_grad(m.wv, dv.data(), n, dxn1.data(), pool_);
     rmsnorm_backward(r.x_in.data(), lw.attn_norm, dxn1.data(), n, E, c.rms_eps, dx.data(), pool_);
   }
+}
+
+double GateLmPass::gate_input_l1() const {
+  double total = 0;
+  int layers = 0;
+  for (const LayerRecord& r : rec_) {
+    if (r.a_mem.empty() || r.a_mem.size() != r.a_loc.size()) continue;
+    double sum = 0;
+    for (size_t i = 0; i < r.a_mem.size(); ++i) sum += std::fabs(r.a_mem[i]) + std::fabs(r.a_loc[i]);
+    total += sum / double(r.a_mem.size() / size_t(shape_.q_dim()));
+    ++layers;
+  }
+  return layers > 0 ? total / layers : 0.0;
+}
+
+namespace {
+
+// One sequence of the training text: the policy's state just before its first batch that reads
+// the memory (everything earlier is independent of the gate), and where that batch starts.
+struct LmSequence {
+  std::span<const TokenId> tokens;
+  std::string prefix;
+  int64_t first = 0;
+};
+
+StatusOr<LmSequence> prepare_sequence(GateLmPass& pass, std::span<const TokenId> tokens, int64_t segment,
+                                      const MemoryGate& gate) {
+  LmSequence s{tokens, {}, 0};
+  pass.reset();
+  for (int64_t b = 0; b < int64_t(tokens.size()); b += segment) {
+    std::string before;
+    EDGEINF_RETURN_IF_ERROR(pass.save(&before));
+    const int64_t n = std::min<int64_t>(segment, int64_t(tokens.size()) - b);
+    EDGEINF_ASSIGN_OR_RETURN(const BatchLoss r, pass.run(tokens.subspan(size_t(b), size_t(n)), {}, gate, nullptr));
+    if (r.read_memory) {
+      s.prefix = std::move(before);
+      s.first = b;
+      return s;
+    }
+  }
+  return absl::InvalidArgumentError(absl::StrCat("a sequence of ", tokens.size(),
+                                                 " tokens never reads the memory: the context must exceed S + W + L"));
+}
+
+// Mean loss per scored token of a sequence from its prefix (and, with grad, its gradient).
+StatusOr<double> sequence_loss(GateLmPass& pass, const LmSequence& s, int64_t segment, const MemoryGate& gate,
+                               GateGradient* grad) {
+  EDGEINF_RETURN_IF_ERROR(pass.restore(s.prefix));
+  const int64_t end = int64_t(s.tokens.size());
+  const int64_t n_scored = end - 1 - s.first;
+  if (n_scored <= 0) return absl::InvalidArgumentError("nothing to score past the prefix");
+  double nll = 0;
+  std::vector<int32_t> targets;
+  for (int64_t b = s.first; b < end; b += segment) {
+    const int64_t n = std::min<int64_t>(segment, end - b);
+    targets.resize(size_t(n));
+    for (int64_t i = 0; i < n; ++i) targets[size_t(i)] = b + i + 1 < end ? s.tokens[size_t(b + i + 1)] : -1;
+    EDGEINF_ASSIGN_OR_RETURN(const BatchLoss r, pass.run(s.tokens.subspan(size_t(b), size_t(n)), targets, gate, grad,
+                                                         1.0f / float(n_scored)));
+    nll += r.nll;
+  }
+  return nll / double(n_scored);
+}
+
+StatusOr<double> mean_loss(GateLmPass& pass, std::span<const LmSequence> seqs, int64_t segment,
+                           const MemoryGate& gate) {
+  double sum = 0;
+  for (const LmSequence& s : seqs) {
+    EDGEINF_ASSIGN_OR_RETURN(const double l, sequence_loss(pass, s, segment, gate, nullptr));
+    sum += l;
+  }
+  return sum / double(seqs.size());
+}
+
+// Every parameter of a gate as one list of arrays (biases, then weights, layer by layer).
+std::vector<std::vector<float>*> params_of(MemoryGate& g) {
+  std::vector<std::vector<float>*> out;
+  for (int il = 0; il < g.n_layer(); ++il) out.push_back(&g.bias(il));
+  for (int il = 0; il < g.n_layer(); ++il) out.push_back(&g.weight(il));
+  return out;
+}
+std::vector<std::vector<float>*> params_of(GateGradient& g) {
+  std::vector<std::vector<float>*> out;
+  for (auto& b : g.bias) out.push_back(&b);
+  for (auto& w : g.weight) out.push_back(&w);
+  return out;
+}
+
+// What a checkpoint must agree on to be resumed.
+std::string run_identity(const LlamaModel& model, std::span<const TokenId> tokens, const MemoryGate& init,
+                         const LmTrainOptions& o) {
+  const GateConfig& c = init.config();
+  uint64_t h = 1469598103934665603ull;  // FNV-1a over the tokens
+  for (TokenId t : tokens) h = (h ^ uint64_t(uint32_t(t))) * 1099511628211ull;
+  std::string init_bytes;
+  for (int il = 0; il < init.n_layer(); ++il) {
+    init_bytes.append(reinterpret_cast<const char*>(init.bias(il).data()), init.bias(il).size() * sizeof(float));
+    init_bytes.append(reinterpret_cast<const char*>(init.weight(il).data()), init.weight(il).size() * sizeof(float));
+  }
+  uint64_t hi = 1469598103934665603ull;
+  for (char ch : init_bytes) hi = (hi ^ uint64_t(uint8_t(ch))) * 1099511628211ull;
+  return absl::StrCat("model ", model.gguf().fingerprint(), "; gate ", gate_kind_name(c.kind), " S=", c.sink,
+                      " W=", c.window, " L=", c.segment, " ", memory_update_name(c.update), " ",
+                      kv_type_name(c.kv_type), " init ", hi, "; text ", tokens.size(), " tokens ", h, "; context ",
+                      o.context, " sequences ", o.sequences, " validation ", o.validation_sequences, " lr ", o.lr,
+                      " eval every ", o.eval_every, " min bias ", o.min_bias, " seed ", o.seed);
+}
+
+constexpr uint32_t kCheckpointMagic = 0x4c474945;  // "EIGL"
+
+struct TrainState {
+  int step = 0;
+  double lr_weight = 0, val = NAN;
+  LmTrainReport report;
+  std::vector<std::vector<float>> m, v, best;
+};
+
+std::string encode_checkpoint(const std::string& identity, const TrainState& st, MemoryGate& gate) {
+  std::string out;
+  ByteWriter w(&out);
+  w.put(kCheckpointMagic);
+  w.put_string(identity);
+  w.put<int32_t>(st.step);
+  w.put(st.lr_weight);
+  w.put(st.val);
+  w.put(st.report.closed_val_nll);
+  w.put(st.report.init_val_nll);
+  w.put(st.report.best_val_nll);
+  w.put<int32_t>(st.report.best_step);
+  for (const auto* group : {&st.m, &st.v, &st.best}) {
+    for (const std::vector<float>& a : *group) w.put_array(a.data(), a.size());
+  }
+  for (const std::vector<float>* p : params_of(gate)) w.put_array(p->data(), p->size());
+  w.put(crc32c(out.data(), out.size()));
+  return out;
+}
+
+Status decode_checkpoint(const std::string& bytes, const std::string& identity, TrainState& st, MemoryGate& gate,
+                         const std::string& path) {
+  uint32_t stored = 0;
+  if (bytes.size() >= 8) std::memcpy(&stored, bytes.data() + bytes.size() - 4, sizeof(stored));
+  if (bytes.size() < 8 || crc32c(bytes.data(), bytes.size() - 4) != stored) {
+    return absl::DataLossError(absl::StrCat("checkpoint '", path, "' is damaged or truncated (checksum)"));
+  }
+  ByteReader r(std::string_view(bytes.data(), bytes.size() - 4), absl::StrCat("checkpoint '", path, "'"));
+  EDGEINF_RETURN_IF_ERROR(r.expect(kCheckpointMagic, "magic"));
+  std::string id;
+  EDGEINF_RETURN_IF_ERROR(r.get_string(&id));
+  if (id != identity) {
+    return absl::FailedPreconditionError(absl::StrCat("checkpoint '", path, "' is of another run (", id,
+                                                      "); this run is ", identity,
+                                                      ". Remove it or name another --checkpoint"));
+  }
+  int32_t step = 0, best_step = 0;
+  EDGEINF_RETURN_IF_ERROR(r.get(&step));
+  EDGEINF_RETURN_IF_ERROR(r.get(&st.lr_weight));
+  EDGEINF_RETURN_IF_ERROR(r.get(&st.val));
+  EDGEINF_RETURN_IF_ERROR(r.get(&st.report.closed_val_nll));
+  EDGEINF_RETURN_IF_ERROR(r.get(&st.report.init_val_nll));
+  EDGEINF_RETURN_IF_ERROR(r.get(&st.report.best_val_nll));
+  EDGEINF_RETURN_IF_ERROR(r.get(&best_step));
+  st.step = step;
+  st.report.best_step = best_step;
+  for (auto* group : {&st.m, &st.v, &st.best}) {
+    for (std::vector<float>& a : *group) EDGEINF_RETURN_IF_ERROR(r.get_array(a.data(), a.size()));
+  }
+  for (std::vector<float>* p : params_of(gate)) EDGEINF_RETURN_IF_ERROR(r.get_array(p->data(), p->size()));
+  if (r.remaining() != 0) return absl::DataLossError(absl::StrCat("checkpoint '", path, "' has trailing bytes"));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<MemoryGate>> train_gate_lm(const LlamaModel& model, std::span<const TokenId> tokens,
+                                                    const MemoryGate& init, const LmTrainOptions& o,
+                                                    kc::ThreadPool& pool, const LmTrainProgress& progress,
+                                                    LmTrainReport* report) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const GateConfig& config = init.config();
+  if (o.sequences <= o.validation_sequences || o.validation_sequences < 1 || o.steps < 0 || o.eval_every < 1 ||
+      !(o.lr > 0)) {
+    return absl::InvalidArgumentError(
+        "need sequences > validation sequences >= 1, steps >= 0, a positive evaluation interval and learning rate");
+  }
+  const int64_t tau = int64_t(config.sink) + config.window + config.segment;
+  if (o.context <= tau) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the context (", o.context, ") must exceed sink + window + segment (", tau, ")"));
+  }
+  const int64_t n_windows = int64_t(tokens.size()) / o.context;
+  if (n_windows < o.sequences) {
+    return absl::InvalidArgumentError(absl::StrCat("the training text has ", tokens.size(), " tokens; ", o.sequences,
+                                                   " sequences of ", o.context, " need ",
+                                                   int64_t(o.sequences) * o.context));
+  }
+  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<GateLmPass> pass, GateLmPass::create(model, config, pool));
+
+  // The sequences: windows of the text in a seeded order; the last ones drawn are held out.
+  std::mt19937_64 rng(o.seed);
+  std::vector<int64_t> order(static_cast<size_t>(n_windows));
+  for (int64_t i = 0; i < n_windows; ++i) order[size_t(i)] = i;
+  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[size_t(rng() % i)]);
+  auto gate = std::make_unique<MemoryGate>(init);
+  for (int il = 0; il < gate->n_layer(); ++il) {
+    for (float& b : gate->bias(il)) b = std::max(b, o.min_bias);
+  }
+  std::vector<LmSequence> seqs;
+  for (int i = 0; i < o.sequences; ++i) {
+    const auto window = tokens.subspan(size_t(order[size_t(i)] * o.context), size_t(o.context));
+    EDGEINF_ASSIGN_OR_RETURN(LmSequence s, prepare_sequence(*pass, window, config.segment, *gate));
+    seqs.push_back(std::move(s));
+  }
+  const std::span<const LmSequence> train(seqs.data(), size_t(o.sequences - o.validation_sequences));
+  const std::span<const LmSequence> val(seqs.data() + train.size(), size_t(o.validation_sequences));
+
+  const std::string identity = run_identity(model, tokens, init, o);
+  TrainState st;
+  for (std::vector<float>* p : params_of(*gate)) {
+    st.m.emplace_back(p->size(), 0.0f);
+    st.v.emplace_back(p->size(), 0.0f);
+    st.best.push_back(*p);
+  }
+  bool resumed = false;
+  if (!o.checkpoint.empty()) {
+    std::ifstream in(o.checkpoint, std::ios::binary);
+    if (in) {
+      std::stringstream ss;
+      ss << in.rdbuf();
+      EDGEINF_RETURN_IF_ERROR(decode_checkpoint(ss.str(), identity, st, *gate, o.checkpoint));
+      st.report.resumed_at = st.step;
+      resumed = true;
+    }
+  }
+  if (!resumed) {
+    MemoryGate closed = *gate;
+    for (int il = 0; il < closed.n_layer(); ++il) {
+      std::fill(closed.bias(il).begin(), closed.bias(il).end(), kClosedGateBias);
+      std::fill(closed.weight(il).begin(), closed.weight(il).end(), 0.0f);
+    }
+    EDGEINF_ASSIGN_OR_RETURN(st.report.closed_val_nll, mean_loss(*pass, val, config.segment, closed));
+    EDGEINF_ASSIGN_OR_RETURN(st.report.init_val_nll, mean_loss(*pass, val, config.segment, *gate));
+    st.report.best_val_nll = st.val = st.report.init_val_nll;
+    const double l1 = pass->gate_input_l1();
+    st.lr_weight = l1 > 0 ? o.lr / l1 : o.lr;
+  }
+
+  // Adam over every parameter; the linear weights take steps scaled to their inputs.
+  constexpr float kBeta1 = 0.9f, kBeta2 = 0.999f, kEps = 1e-8f;
+  GateGradient grad(*gate);
+  const int first_step = st.step;
+  const int n_layer = gate->n_layer();
+  const auto loop_start = std::chrono::steady_clock::now();
+  while (st.step < o.steps) {
+    const int step = st.step + 1;
+    grad.zero();
+    EDGEINF_ASSIGN_OR_RETURN(const double train_loss,
+                             sequence_loss(*pass, train[size_t(st.step) % train.size()], config.segment, *gate, &grad));
+    const std::vector<std::vector<float>*> ps = params_of(*gate), gs = params_of(grad);
+    const float c1 = 1.0f - std::pow(kBeta1, float(step)), c2 = 1.0f - std::pow(kBeta2, float(step));
+    for (size_t a = 0; a < ps.size(); ++a) {
+      const float lr = a < size_t(n_layer) ? o.lr : float(st.lr_weight);
+      std::vector<float>& p = *ps[a];
+      const std::vector<float>& g = *gs[a];
+      for (size_t i = 0; i < p.size(); ++i) {
+        st.m[a][i] = kBeta1 * st.m[a][i] + (1 - kBeta1) * g[i];
+        st.v[a][i] = kBeta2 * st.v[a][i] + (1 - kBeta2) * g[i] * g[i];
+        p[i] -= lr * (st.m[a][i] / c1) / (std::sqrt(st.v[a][i] / c2) + kEps);
+      }
+    }
+    st.step = step;
+    if (step % o.eval_every == 0 || step == o.steps) {
+      EDGEINF_ASSIGN_OR_RETURN(st.val, mean_loss(*pass, val, config.segment, *gate));
+      if (st.val < st.report.best_val_nll) {
+        st.report.best_val_nll = st.val;
+        st.report.best_step = step;
+        for (size_t a = 0; a < ps.size(); ++a) st.best[a] = *ps[a];
+      }
+    }
+    if (!o.checkpoint.empty()) {
+      const std::string bytes = encode_checkpoint(identity, st, *gate);
+      EDGEINF_RETURN_IF_ERROR(write_file_atomically(o.checkpoint, bytes.data(), bytes.size()));
+    }
+    if (progress) {
+      const double spent = std::chrono::duration<double>(std::chrono::steady_clock::now() - loop_start).count();
+      progress(step, o.steps, train_loss, st.val, spent / double(step - first_step) * double(o.steps - step));
+    }
+  }
+  const std::vector<std::vector<float>*> ps = params_of(*gate);
+  for (size_t a = 0; a < ps.size(); ++a) *ps[a] = st.best[a];
+  st.report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (report != nullptr) *report = st.report;
+  return gate;
 }
 
 }  // namespace edgeinf

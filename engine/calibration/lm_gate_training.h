@@ -9,12 +9,14 @@
 // memory, all made by earlier batches, are constants.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "engine/calibration/backward_ops.h"
+#include "engine/calibration/gate_trainer.h"
 #include "engine/kv/edgeinfinite_policy.h"
 #include "engine/kv/memory_gate.h"
 #include "engine/util/token_id.h"
@@ -49,6 +51,9 @@ class GateLmPass {
   Status save(std::string* out) const;
   Status restore(const std::string& bytes);
   int64_t n_seen() const { return policy_->n_seen(); }
+  // Mean over layers and tokens of |[A_mem; A_loc]|_1, the gate's input, in the last batch that
+  // read the memory (0 before one): the scale of the linear gate's weights' steps.
+  double gate_input_l1() const;
 
   // One batch of at most L tokens through the model with `gate`. targets (one per token, or empty:
   // none scored) gives the token each position should predict; a negative target is not scored.
@@ -83,5 +88,39 @@ class GateLmPass {
   std::vector<std::vector<float>> keys_, values_;  // per layer [n_kv, kv_dim], rotated keys
   std::vector<std::vector<float>> mem_m_, mem_z_;  // per layer M [n_kv_head, d, d], z [n_kv_head, d]
 };
+
+struct LmTrainOptions {
+  int context = 4096;            // tokens per sequence; the loss is scored once the memory is read
+  int sequences = 10;            // drawn from the text, the validation ones included
+  int validation_sequences = 2;  // the last ones drawn
+  int steps = 60;                // Adam steps, one training sequence each (cycling)
+  float lr = 0.05f;              // Adam step of the biases; the linear weights': lr / mean |input|_1
+  int eval_every = 10;           // validation passes, keeping the best parameters seen
+  float min_bias = -8.0f;        // closed heads start here, where the gradient reaches them
+  uint64_t seed = 1;
+  std::string checkpoint;  // resumable state (written after every step); empty: none
+};
+
+struct LmTrainReport {
+  double closed_val_nll = 0;  // mean validation loss per token with every gate shut (streaming)
+  double init_val_nll = 0;    // of the starting gate
+  double best_val_nll = 0;    // of the gate returned
+  int best_step = 0;          // 0: the starting gate was never beaten
+  int resumed_at = 0;         // the step a checkpoint resumed from (0: a fresh start)
+  double seconds = 0;
+};
+
+// step of steps done; train: that step's mean loss per token; val: the last validation loss
+// (NaN before the first); eta: seconds left, estimated.
+using LmTrainProgress = std::function<void(int step, int steps, double train, double val, double eta)>;
+
+// Trains `init`'s parameters (its shape, kind, update rule and KV type) on `tokens` by Adam on the
+// next-token loss through the frozen model, and returns the gate with the lowest validation loss.
+// Deterministic for a seed; with options.checkpoint, resumes from that file when it holds a run
+// of the same configuration (an error when it holds another), and rewrites it after every step.
+StatusOr<std::unique_ptr<MemoryGate>> train_gate_lm(const LlamaModel& model, std::span<const TokenId> tokens,
+                                                    const MemoryGate& init, const LmTrainOptions& options,
+                                                    kernels::cpu::ThreadPool& pool, const LmTrainProgress& progress,
+                                                    LmTrainReport* report);
 
 }  // namespace edgeinf

@@ -1,6 +1,8 @@
-// `edgeinf calibrate`: trains the EdgeInfinite memory gate of a frozen GGUF model on the CPU by
-// layer-wise distillation against full attention (engine/calibration/gate_calibration.h) and writes the
-// gate side file. Deterministic for a seed; progress on stderr; a per-layer report on stdout.
+// `edgeinf calibrate`: trains the EdgeInfinite memory gate of a frozen GGUF model on the CPU and
+// writes the gate side file: by layer-wise distillation against full attention
+// (engine/calibration/gate_calibration.h), or, with --objective lm, from a starting gate on the
+// model's own next-token loss (engine/calibration/lm_gate_training.h). Deterministic for a seed;
+// progress on stderr; a report on stdout.
 #include <unistd.h>
 
 #include <algorithm>
@@ -8,12 +10,15 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "engine/calibration/gate_calibration.h"
+#include "engine/calibration/lm_gate_training.h"
 #include "engine/cli/args.h"
 #include "engine/cli/commands.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -31,7 +36,12 @@ struct CalibrateArgs {
   std::string kv_type = "f32";
   int threads = 0;
   bool progress = true;
+  std::string objective = "distill";
+  std::string init;             // lm: the starting gate ("" = the model's gate file; "none" = a fresh one)
+  std::set<std::string> given;  // shape options named on the command line
+  int steps = 0, sequences = 0, val_sequences = 0;  // 0: the objective's default
   CalibrationOptions cal;
+  LmTrainOptions lm;
 };
 
 void draw_progress(const char* stage, int64_t done, int64_t total) {
@@ -58,6 +68,75 @@ void draw_progress(const char* stage, int64_t done, int64_t total) {
   std::fflush(stderr);
 }
 
+// --objective lm: from the starting gate, on the model's own next-token loss.
+Status train_lm(CalibrateArgs& a, const LlamaModel& model, const std::vector<TokenId>& tokens,
+                const std::string& text_hash) {
+  std::unique_ptr<MemoryGate> init;
+  const AttentionShape shape = AttentionShape::of(model);
+  if (a.init != "none") {
+    const std::string path = a.init.empty() ? default_gate_path(a.model) : a.init;
+    EDGEINF_ASSIGN_OR_RETURN(init, MemoryGate::load(path, shape, model.gguf().fingerprint()));
+    if (!a.given.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(*a.given.begin(),
+                                                     ": the gate's shape and kind come from the "
+                                                     "starting gate ",
+                                                     path, " (use --init none for a fresh gate of another shape)"));
+    }
+  } else {
+    GateConfig c = a.cal.gate;
+    c.model_fingerprint = model.gguf().fingerprint();
+    init = std::make_unique<MemoryGate>(c, shape, a.cal.fit.init_bias);
+  }
+  GateConfig config = init->config();
+  config.calibration_hash = text_hash;
+  MemoryGate start(config, shape, 0.0f);
+  for (int il = 0; il < start.n_layer(); ++il) {
+    start.bias(il) = init->bias(il);
+    start.weight(il) = init->weight(il);
+  }
+  a.lm.context = a.cal.context > 0 ? a.cal.context : 4096;
+  a.lm.steps = a.steps > 0 ? a.steps : 60;
+  a.lm.sequences = a.sequences > 0 ? a.sequences : 10;
+  a.lm.validation_sequences = a.val_sequences > 0 ? a.val_sequences : 2;
+  a.lm.seed = a.cal.seed;
+  std::fprintf(stderr,
+               "calibrate: %zu tokens of text (sha256 %s); objective lm from %s; %s gate, S=%d W=%d L=%d, %s update, "
+               "%s KV; %d sequences of %d (%d held out); %d steps, lr %g; seed %llu; %d threads\n",
+               tokens.size(), text_hash.c_str(), a.init == "none" ? "a fresh gate" : "the starting gate",
+               gate_kind_name(config.kind), config.sink, config.window, config.segment,
+               memory_update_name(config.update), kv_type_name(config.kv_type), a.lm.sequences, a.lm.context,
+               a.lm.validation_sequences, a.lm.steps, double(a.lm.lr), static_cast<unsigned long long>(a.lm.seed),
+               a.threads);
+  kernels::cpu::ThreadPool pool(a.threads);
+  LmTrainProgress progress;
+  if (a.progress) {
+    progress = [](int step, int steps, double train, double val, double eta) {
+      std::fprintf(stderr, "%sstep %d/%d  train loss %.4f  validation %.4f  about %.0f min left%s",
+                   isatty(STDERR_FILENO) ? "\r" : "calibrate: ", step, steps, train, val, eta / 60.0,
+                   isatty(STDERR_FILENO) && step < steps ? "   " : "\n");
+      std::fflush(stderr);
+    };
+  }
+  LmTrainReport rep;
+  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<MemoryGate> gate,
+                           train_gate_lm(model, tokens, start, a.lm, pool, progress, &rep));
+  EDGEINF_RETURN_IF_ERROR(gate->save(a.out));
+  if (rep.resumed_at > 0) std::printf("resumed from step %d of %s\n", rep.resumed_at, a.lm.checkpoint.c_str());
+  std::printf(
+      "validation loss per token (perplexity): gate shut %.4f (%.3f), start %.4f (%.3f), trained %.4f (%.3f) "
+      "at step %d\n",
+      rep.closed_val_nll, std::exp(rep.closed_val_nll), rep.init_val_nll, std::exp(rep.init_val_nll), rep.best_val_nll,
+      std::exp(rep.best_val_nll), rep.best_step);
+  std::printf("layer  mean sigmoid(bias)\n");
+  for (int il = 0; il < gate->n_layer(); ++il) {
+    double mean_g = 0;
+    for (float b : gate->bias(il)) mean_g += 1.0 / (1.0 + std::exp(-double(b)));
+    std::printf("%5d  %.3f\n", il, mean_g / double(gate->bias(il).size()));
+  }
+  std::printf("trained in %.0f s\nwrote %s (%zu parameters)\n", rep.seconds, a.out.c_str(), gate->n_params());
+  return absl::OkStatus();
+}
+
 Status run(int argc, char** argv) {
   CalibrateArgs a;
   a.cal.gate.sink = 4;
@@ -73,28 +152,64 @@ Status run(int argc, char** argv) {
              return absl::OkStatus();
            });
   p.option("-o", "--output", "FILE", "gate file to write (default MODEL.gate.gguf)", &a.out);
-  p.option("", "--gate", "KIND", "gate kind: scalar or linear (default linear)", &a.kind);
-  p.option("", "--sink", "S", "sink tokens (default 4)", &a.cal.gate.sink);
-  p.option("", "--window", "W", "window tokens (default 1020)", &a.cal.gate.window);
-  p.option("", "--segment", "L", "segment tokens (default 512)", &a.cal.gate.segment);
-  p.option("", "--update", "RULE", "memory update: delta or linear (default delta)", &a.update);
-  p.option("", "--kv-type", "TYPE",
-           "how the exact KV entries are stored while the gate learns to mix the memory in: f32, f16 or q8 "
-           "(default f32; recorded in the gate file as the default of the sessions that use it)",
-           &a.kv_type);
+  // The gate's shape and kind (with --objective lm they come from the starting gate).
+  auto shape_int = [&](const char* name, const char* meta, const char* help, int* dst) {
+    p.option("", name, meta, help, [&a, name, dst](const std::string& v) -> Status {
+      if (!absl::SimpleAtoi(v, dst)) return absl::InvalidArgumentError(absl::StrCat(name, ": not a number: ", v));
+      a.given.insert(name);
+      return absl::OkStatus();
+    });
+  };
+  auto shape_str = [&](const char* name, const char* meta, const char* help, std::string* dst) {
+    p.option("", name, meta, help, [&a, name, dst](const std::string& v) -> Status {
+      *dst = v;
+      a.given.insert(name);
+      return absl::OkStatus();
+    });
+  };
+  shape_str("--gate", "KIND", "gate kind: scalar or linear (default linear)", &a.kind);
+  shape_int("--sink", "S", "sink tokens (default 4)", &a.cal.gate.sink);
+  shape_int("--window", "W", "window tokens (default 1020)", &a.cal.gate.window);
+  shape_int("--segment", "L", "segment tokens (default 512)", &a.cal.gate.segment);
+  shape_str("--update", "RULE", "memory update: delta or linear (default delta)", &a.update);
+  shape_str("--kv-type", "TYPE",
+            "how the exact KV entries are stored while the gate learns to mix the memory in: f32, f16 or q8 "
+            "(default f32; recorded in the gate file as the default of the sessions that use it)",
+            &a.kv_type);
+  p.option("", "--objective", "OBJ",
+           "distill (layer-wise against full attention, the default) or lm (the model's own next-token loss, "
+           "from a starting gate)",
+           &a.objective);
+  p.option("", "--init", "FILE",
+           "lm: the starting gate (default: the model's gate file; 'none': a fresh gate of --gate's kind)", &a.init);
+  p.option("", "--lr", "X", "lm: Adam step of the biases (default 0.05)", &a.lm.lr);
+  p.option("", "--eval-every", "N", "lm: steps between validation passes (default 10)", &a.lm.eval_every);
+  p.option("", "--checkpoint", "FILE", "lm: resumable training state, rewritten after every step", &a.lm.checkpoint);
   p.option("", "--seed", "N", "seed for the choice of sequences and tokens (default 1)", &a.cal.seed);
-  p.option("", "--context", "N", "tokens per calibration sequence (default min(8192, trained context))",
-           &a.cal.context);
-  p.option("", "--sequences", "N", "calibration sequences, held-out ones included (default 6)", &a.cal.sequences);
-  p.option("", "--val-sequences", "N", "sequences held out for validation (default 1)", &a.cal.validation_sequences);
-  p.option("", "--samples", "N", "tokens sampled per sequence (default 1024)", &a.cal.samples_per_sequence);
-  p.option("", "--steps", "N", "optimizer steps per stage (default 300)", &a.cal.fit.steps);
+  p.option("", "--context", "N",
+           "tokens per calibration sequence (default: distill min(8192, trained context), lm 4096)", &a.cal.context);
+  p.option("", "--sequences", "N", "calibration sequences, held-out ones included (default: distill 6, lm 10)",
+           &a.sequences);
+  p.option("", "--val-sequences", "N", "sequences held out for validation (default: distill 1, lm 2)",
+           &a.val_sequences);
+  p.option("", "--samples", "N", "distill: tokens sampled per sequence (default 1024)", &a.cal.samples_per_sequence);
+  p.option("", "--steps", "N", "optimizer steps (default: distill 300 per stage, lm 60)", &a.steps);
   p.option("", "--weight-decay", "X", "L2 penalty of the linear gate's weights (default 0.001)",
            &a.cal.fit.weight_decay);
   p.option("-t", "--threads", "N", "CPU threads (default: all cores)", &a.threads);
   p.flag("--no-progress", "no progress output", [&] { a.progress = false; });
   EDGEINF_RETURN_IF_ERROR(p.parse(argc, argv, 2));
   if (a.texts.empty()) return absl::InvalidArgumentError("--text FILE is required");
+  if (a.objective != "distill" && a.objective != "lm") {
+    return absl::InvalidArgumentError(absl::StrCat("--objective: '", a.objective, "' is neither distill nor lm"));
+  }
+  if (a.steps < 0 || a.sequences < 0 || a.val_sequences < 0) {
+    return absl::InvalidArgumentError("--steps, --sequences and --val-sequences must be positive");
+  }
+  const bool lm = a.objective == "lm";
+  if (!lm && (!a.init.empty() || !a.lm.checkpoint.empty())) {
+    return absl::InvalidArgumentError("--init and --checkpoint belong to --objective lm");
+  }
   EDGEINF_ASSIGN_OR_RETURN(a.cal.gate.kind, parse_gate_kind(a.kind));
   EDGEINF_ASSIGN_OR_RETURN(a.cal.gate.update, parse_memory_update(a.update));
   EDGEINF_ASSIGN_OR_RETURN(a.cal.gate.kv_type, parse_kv_type(a.kv_type));
@@ -117,6 +232,10 @@ Status run(int argc, char** argv) {
     tokens.insert(tokens.end(), t.begin(), t.end());
   }
   const std::string text_hash = hash.hex_digest();
+  if (lm) return train_lm(a, *model, tokens, text_hash);
+  a.cal.fit.steps = a.steps > 0 ? a.steps : 300;
+  a.cal.sequences = a.sequences > 0 ? a.sequences : 6;
+  a.cal.validation_sequences = a.val_sequences > 0 ? a.val_sequences : 1;
   std::fprintf(stderr,
                "calibrate: %zu tokens of text (sha256 %s); %s gate, S=%d W=%d L=%d, %s update, %s KV; %d sequences "
                "(%d held out), %d samples each; seed %llu; %d threads\n",

@@ -1,14 +1,10 @@
 // GGUF serialisation and atomic file writes.
 #include "engine/model/gguf_writer.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdio>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "engine/util/atomic_file.h"
 
 namespace edgeinf {
 
@@ -78,26 +74,7 @@ std::vector<uint8_t> GgufWriter::bytes() const {
 
 Status GgufWriter::write_file(const std::string& path) const {
   const std::vector<uint8_t> data = bytes();
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return absl::UnavailableError(absl::StrCat("cannot create '", tmp, "': ", std::strerror(errno)));
-  size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return absl::UnavailableError(absl::StrCat("cannot write '", tmp, "': ", std::strerror(err)));
-    }
-    done += size_t(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0 || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    return absl::UnavailableError(absl::StrCat("cannot commit '", path, "': ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
+  return write_file_atomically(path, data.data(), data.size());
 }
 
 }  // namespace edgeinf

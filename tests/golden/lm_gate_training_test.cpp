@@ -2,13 +2,19 @@
 // loss the inference engine's logits give (edgeinfinite, the same gate), and its gradient with
 // respect to every gate parameter matches central finite differences of that loss, for the scalar
 // and the linear gate, with the state before the batch held fixed (the truncation it implements).
+// Training on it (train_gate_lm) lowers the loss it follows, is deterministic for a seed, and a run
+// resumed from its checkpoint ends where an uninterrupted one does; another run's checkpoint and a
+// damaged one are refused.
 #include "engine/calibration/lm_gate_training.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <filesystem>
 #include <random>
 
+#include "absl/strings/str_cat.h"
 #include "engine/backend/backend.h"
 #include "tests/golden/tiny_model.h"
 
@@ -180,6 +186,141 @@ TEST(GateLmPass, RefusesBadBatches) {
   EXPECT_EQ(
       (*pass)->run(std::span<const TokenId>(two.data(), 1), std::vector<int32_t>{1, 2}, *gate, nullptr).status().code(),
       absl::StatusCode::kInvalidArgument);
+}
+
+// Training runs on the tiny model: sequences of 48 tokens (the memory is read from token 27 on).
+LmTrainOptions small_run(int steps) {
+  LmTrainOptions o;
+  o.context = 48;
+  o.sequences = 3;
+  o.validation_sequences = 1;
+  o.steps = steps;
+  o.eval_every = 2;
+  o.lr = 0.1f;
+  o.seed = 5;
+  return o;
+}
+
+struct Trained {
+  std::unique_ptr<MemoryGate> gate;
+  LmTrainReport report;
+  std::vector<double> train_loss;  // per step
+};
+
+Trained train(const MemoryGate& init, const std::vector<TokenId>& text, const LmTrainOptions& o, Status* status) {
+  const LlamaModel& m = tiny_model();
+  kernels::cpu::ThreadPool pool(2);
+  Trained t;
+  auto got = train_gate_lm(
+      m, text, init, o, pool, [&](int, int, double train, double, double) { t.train_loss.push_back(train); },
+      &t.report);
+  *status = got.status();
+  if (got.ok()) t.gate = std::move(*got);
+  return t;
+}
+
+void expect_same_parameters(const MemoryGate& a, const MemoryGate& b) {
+  ASSERT_EQ(a.n_layer(), b.n_layer());
+  for (int il = 0; il < a.n_layer(); ++il) {
+    EXPECT_EQ(a.bias(il), b.bias(il)) << "layer " << il;
+    EXPECT_EQ(a.weight(il), b.weight(il)) << "layer " << il;
+  }
+}
+
+std::string temp_path(const char* name) {
+  return (std::filesystem::temp_directory_path() / absl::StrCat("edgeinf-", name, "-", ::getpid())).string();
+}
+
+TEST(TrainGateLm, LowersTheLossItFollowsAndIsDeterministic) {
+  const LlamaModel& m = tiny_model();
+  const auto init = open_gate(m, GateKind::kLinear, 6);
+  const std::vector<TokenId> text = testing::random_tokens(160, m.config().n_vocab, 13);
+  // Two training sequences, cycled: steps 1 and 5 (and 2 and 6) are the same sequence.
+  const LmTrainOptions o = small_run(6);
+  Status st;
+  const Trained a = train(*init, text, o, &st);
+  ASSERT_TRUE(st.ok()) << st;
+  ASSERT_EQ(a.train_loss.size(), 6u);
+  EXPECT_LT(a.train_loss[4], a.train_loss[0]);
+  EXPECT_LT(a.train_loss[5], a.train_loss[1]);
+  EXPECT_LE(a.report.best_val_nll, a.report.init_val_nll);
+  EXPECT_NE(a.report.closed_val_nll, a.report.init_val_nll);
+  // The returned gate is the best validated one: the start when nothing beat it, else a trained one.
+  bool changed = false;
+  for (int il = 0; il < init->n_layer(); ++il) changed |= a.gate->bias(il) != init->bias(il);
+  EXPECT_EQ(changed, a.report.best_step > 0);
+
+  const Trained b = train(*init, text, o, &st);
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ(a.train_loss, b.train_loss);
+  EXPECT_EQ(a.report.best_val_nll, b.report.best_val_nll);
+  expect_same_parameters(*a.gate, *b.gate);
+
+  LmTrainOptions other = o;
+  other.seed = 6;
+  const Trained c = train(*init, text, other, &st);
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_NE(a.train_loss, c.train_loss) << "the seed does not choose the sequences";
+}
+
+TEST(TrainGateLm, ResumesFromItsCheckpointWhereAnUninterruptedRunEnds) {
+  const LlamaModel& m = tiny_model();
+  const auto init = open_gate(m, GateKind::kScalar, 7);
+  const std::vector<TokenId> text = testing::random_tokens(160, m.config().n_vocab, 14);
+  Status st;
+  const Trained whole = train(*init, text, small_run(4), &st);
+  ASSERT_TRUE(st.ok()) << st;
+
+  LmTrainOptions o = small_run(2);
+  o.checkpoint = temp_path("lm-checkpoint");
+  std::filesystem::remove(o.checkpoint);
+  const Trained first = train(*init, text, o, &st);
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ(first.report.resumed_at, 0);
+  ASSERT_TRUE(std::filesystem::exists(o.checkpoint));
+  o.steps = 4;
+  const Trained rest = train(*init, text, o, &st);
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ(rest.report.resumed_at, 2);
+  ASSERT_EQ(rest.train_loss.size(), 2u);
+  EXPECT_EQ(rest.train_loss[0], whole.train_loss[2]);
+  EXPECT_EQ(rest.train_loss[1], whole.train_loss[3]);
+  EXPECT_EQ(rest.report.best_val_nll, whole.report.best_val_nll);
+  EXPECT_EQ(rest.report.init_val_nll, whole.report.init_val_nll);
+  expect_same_parameters(*rest.gate, *whole.gate);
+
+  // Another run's checkpoint is refused, and so is a damaged one; neither is overwritten.
+  LmTrainOptions other = o;
+  other.seed = 9;
+  train(*init, text, other, &st);
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_NE(st.message().find("another run"), std::string::npos) << st;
+  const auto size = std::filesystem::file_size(o.checkpoint);
+  std::filesystem::resize_file(o.checkpoint, size - 5);
+  train(*init, text, o, &st);
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
+  EXPECT_EQ(std::filesystem::file_size(o.checkpoint), size - 5);
+  std::filesystem::remove(o.checkpoint);
+}
+
+TEST(TrainGateLm, RefusesRunsItCannotDo) {
+  const LlamaModel& m = tiny_model();
+  const auto init = open_gate(m, GateKind::kScalar, 8);
+  const std::vector<TokenId> text = testing::random_tokens(160, m.config().n_vocab, 15);
+  Status st;
+  LmTrainOptions o = small_run(1);
+  o.context = 26;  // never past S + W + L: the memory is never read
+  train(*init, text, o, &st);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  o = small_run(1);
+  o.sequences = 4;  // 4 x 48 > 160 tokens
+  train(*init, text, o, &st);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_NE(st.message().find("160 tokens"), std::string::npos) << st;
+  o = small_run(1);
+  o.validation_sequences = 3;
+  train(*init, text, o, &st);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
 }
 
 }  // namespace
