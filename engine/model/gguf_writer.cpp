@@ -3,7 +3,6 @@
 
 #include <cstring>
 
-#include "absl/strings/str_cat.h"
 #include "engine/util/atomic_file.h"
 
 namespace edgeinf {
