@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "engine/kv/kv_common.h"
 #include "kernels/common/linear_memory.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/vec.h"
@@ -69,19 +70,7 @@ void rope_backward(float* x, const int32_t* positions, int64_t n_tok, int n_head
   // The transpose of a rotation by an angle is the rotation by its negative.
   std::vector<int32_t> back(positions, positions + n_tok);
   for (int32_t& p : back) p = -p;
-  kernels::RopeParams p;
-  p.x = x;
-  p.row_stride = int64_t(n_head) * s.head_dim;
-  p.positions = back.data();
-  p.n_tok = n_tok;
-  p.n_head = n_head;
-  p.head_dim = s.head_dim;
-  p.n_rot = s.n_rot;
-  p.freq_base = s.rope_base;
-  p.freq_scale = s.rope_freq_scale;
-  p.freq_factors = s.rope_freq_factors;
-  p.neox = s.rope_neox;
-  kc::rope_forward(p, pool);
+  kc::rope_forward(rope_params(s, x, int64_t(n_head) * s.head_dim, n_head, back.data(), n_tok), pool);
 }
 
 void attention_backward(const float* q, const float* k, const float* v, const float* o, const float* dout,

@@ -224,13 +224,7 @@ StatusOr<CalibrationSamples> collect_gate_samples(const LlamaModel& model, std::
   KvPolicyOptions full_opt;
   full_opt.name = "full";
   full_opt.n_ctx = int(context);
-  KvPolicyOptions edge_opt;
-  edge_opt.name = "edgeinfinite";
-  edge_opt.sink = g.sink;
-  edge_opt.window = g.window;
-  edge_opt.segment = g.segment;
-  edge_opt.update = g.update;
-  edge_opt.kv_type = g.kv_type;
+  const KvPolicyOptions edge_opt = edgeinfinite_options(g);
   EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<KvPolicy> full, make_kv_policy(full_opt, shape));
   EDGEINF_RETURN_IF_ERROR(make_kv_policy(edge_opt, shape).status());  // validates S, W, L
   auto edge = std::make_unique<EdgeInfinitePolicy>(shape, edge_opt,

@@ -48,13 +48,7 @@ GateLmPass::GateLmPass(const LlamaModel& model, const AttentionShape& shape, con
 StatusOr<std::unique_ptr<GateLmPass>> GateLmPass::create(const LlamaModel& model, const GateConfig& config,
                                                          kc::ThreadPool& pool) {
   const AttentionShape shape = AttentionShape::of(model);
-  KvPolicyOptions o;
-  o.name = "edgeinfinite";
-  o.sink = config.sink;
-  o.window = config.window;
-  o.segment = config.segment;
-  o.update = config.update;
-  o.kv_type = config.kv_type;
+  const KvPolicyOptions o = edgeinfinite_options(config);
   EDGEINF_RETURN_IF_ERROR(validate_kv_options(o, shape));
   std::unique_ptr<GateLmPass> p(new GateLmPass(model, shape, o, pool));
   p->policy_ =

@@ -151,6 +151,17 @@ std::unique_ptr<MemoryGate> fixed_gate(const KvPolicyOptions& kv, const Attentio
   return std::make_unique<MemoryGate>(gc, shape, std::log(value / (1 - value)));
 }
 
+KvPolicyOptions edgeinfinite_options(const GateConfig& config) {
+  KvPolicyOptions o;
+  o.name = "edgeinfinite";
+  o.sink = config.sink;
+  o.window = config.window;
+  o.segment = config.segment;
+  o.update = config.update;
+  o.kv_type = config.kv_type;
+  return o;
+}
+
 std::string default_gate_path(const std::string& model_path) {
   const std::string base = model_path.size() > 5 && model_path.substr(model_path.size() - 5) == ".gguf"
                                ? model_path.substr(0, model_path.size() - 5)

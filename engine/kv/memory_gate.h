@@ -66,6 +66,10 @@ class MemoryGate {
 // rule): for runs without a gate file that still read the memory (eval, bench).
 std::unique_ptr<MemoryGate> fixed_gate(const KvPolicyOptions& kv, const AttentionShape& shape, float value);
 
+// The edgeinfinite policy's options of the shape a gate was trained for (S, W, L, update rule, KV
+// type).
+KvPolicyOptions edgeinfinite_options(const GateConfig& config);
+
 // MODEL.gate.gguf beside MODEL.gguf.
 std::string default_gate_path(const std::string& model_path);
 // The gate for a model: `explicit_path` if given (an error if it cannot be used; "none": no gate),

@@ -12,11 +12,16 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <random>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "engine/backend/backend.h"
+#include "tests/golden/bin_gate.h"
 #include "tests/golden/tiny_model.h"
+#include "tests/test_paths.h"
+#include "tests/tolerances.h"
 
 namespace edgeinf {
 namespace {
@@ -166,6 +171,91 @@ void check_gradient(GateKind kind) {
 
 TEST(GateLmPass, ScalarGateGradientMatchesFiniteDifferences) { check_gradient(GateKind::kScalar); }
 TEST(GateLmPass, LinearGateGradientMatchesFiniteDifferences) { check_gradient(GateKind::kLinear); }
+
+// The gradient against the independent float64 reference (make_golden.tiny_gate_gradients):
+// central differences of its loss with the state before the batch held fixed.
+void check_against_reference(const std::string& file) {
+  const std::string dir = testing::golden_dir();
+  std::ifstream in(dir + "/" + file);
+  ASSERT_TRUE(in) << "cannot read " << dir << "/" << file << " (the golden_reference test writes it)";
+  std::string line, model_file, gate_file, update;
+  int sink = 0, window = 0, segment = 0;
+  int64_t first = 0, n = 0;
+  double want_loss = 0;
+  std::vector<TokenId> tokens;
+  struct Derivative {
+    bool bias;
+    int layer;
+    int64_t index;
+    double value;
+  };
+  std::vector<Derivative> want;
+  while (std::getline(in, line)) {
+    std::istringstream ss(line);
+    std::string key;
+    ss >> key;
+    if (key == "model") ss >> model_file;
+    if (key == "gate") ss >> gate_file;
+    if (key == "shape") ss >> sink >> window >> segment >> update;
+    if (key == "batch") ss >> first >> n;
+    if (key == "loss") ss >> want_loss;
+    if (key == "tokens") {
+      size_t count = 0;
+      ss >> count;
+      tokens.resize(count);
+      for (TokenId& t : tokens) ss >> t;
+    }
+    if (key == "bias" || key == "weight") {
+      Derivative d{key == "bias", 0, 0, 0};
+      ss >> d.layer >> d.index >> d.value;  // index: the head of a bias, the entry of a weight matrix
+      want.push_back(d);
+    }
+    ASSERT_FALSE(ss.fail()) << file << ": cannot parse '" << line << "'";
+  }
+  ASSERT_EQ(update, "delta");
+  ASSERT_GT(want.size(), 10u);
+  ASSERT_EQ(int64_t(tokens.size()), first + n + 1);
+
+  auto model = LlamaModel::load(dir + "/" + model_file);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const AttentionShape shape = AttentionShape::of(**model);
+  GateConfig base;
+  base.sink = sink;
+  base.window = window;
+  base.segment = segment;
+  base.update = MemoryUpdate::kDelta;
+  base.kv_type = KvType::kF32;
+  const std::unique_ptr<MemoryGate> gate = testing::read_bin_gate(dir + "/" + gate_file, shape, base);
+  ASSERT_NE(gate, nullptr) << "cannot read " << gate_file;
+  kernels::cpu::ThreadPool pool(2);
+  auto pass = GateLmPass::create(**model, gate->config(), pool);
+  ASSERT_TRUE(pass.ok()) << pass.status();
+  for (int64_t b = 0; b < first; b += segment) {
+    ASSERT_TRUE((*pass)->run(std::span<const TokenId>(tokens.data() + b, size_t(segment)), {}, *gate, nullptr).ok());
+  }
+  GateGradient grad(*gate);
+  const std::vector<int32_t> targets = next_tokens(tokens, first, n);
+  auto r = (*pass)->run(std::span<const TokenId>(tokens.data() + first, size_t(n)), targets, *gate, &grad);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->read_memory);
+  const testing::Tolerance lt = testing::kGateLossVsReferenceTol, gt = testing::kGateGradientVsReferenceTol;
+  EXPECT_NEAR(r->nll, want_loss, lt.abs + lt.rel * std::abs(want_loss));
+  double worst = 0, scale = 0;
+  for (const Derivative& d : want) scale = std::max(scale, std::abs(d.value));
+  for (const Derivative& d : want) {
+    const float got =
+        d.bias ? grad.bias[size_t(d.layer)][size_t(d.index)] : grad.weight[size_t(d.layer)][size_t(d.index)];
+    // Relative to the largest derivative of the file: a small one is the difference of large terms.
+    EXPECT_NEAR(got, d.value, gt.abs + gt.rel * scale)
+        << (d.bias ? "bias" : "weight") << " layer " << d.layer << " index " << d.index;
+    worst = std::max(worst, std::abs(got - d.value) / scale);
+  }
+  std::printf("%s: loss %.9g vs %.9g; %zu derivatives, worst error %.3g of the largest (%.4g)\n", file.c_str(), r->nll,
+              want_loss, want.size(), worst, scale);
+}
+
+TEST(GateLmPass, GradientMatchesThePythonReferenceGqa) { check_against_reference("gate_grad_tiny_gqa_odd.txt"); }
+TEST(GateLmPass, GradientMatchesThePythonReferenceNeoxBias) { check_against_reference("gate_grad_tiny_qkv_bias.txt"); }
 
 TEST(GateLmPass, RefusesBadBatches) {
   const LlamaModel& m = tiny_model();

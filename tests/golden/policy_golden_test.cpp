@@ -14,6 +14,7 @@
 #include "engine/kv/snapkv_policy.h"
 #include "engine/runtime/llama_context.h"
 #include "tests/cpu_backends.h"
+#include "tests/golden/bin_gate.h"
 #include "tests/golden/reference_file.h"
 #include "tests/test_paths.h"
 #include "tests/tolerances.h"
@@ -42,27 +43,6 @@ std::vector<PolicyEntry> policy_manifest(bool tiny) {
     out.push_back(e);
   }
   return out;
-}
-
-// A gate of raw parameters (policy_ref.Gate.write_bin): u32 kind, n_layer, n_head, q_dim, then per
-// layer bias f32[n_head] and, for linear, weight f32[n_head][2 q_dim].
-std::unique_ptr<MemoryGate> read_bin_gate(const std::string& path, const AttentionShape& shape,
-                                          const GateConfig& base) {
-  std::ifstream in(path, std::ios::binary);
-  uint32_t hdr[4];
-  if (!in.read(reinterpret_cast<char*>(hdr), sizeof hdr)) return nullptr;
-  GateConfig c = base;
-  c.kind = hdr[0] == 1 ? GateKind::kLinear : GateKind::kScalar;
-  auto gate = std::make_unique<MemoryGate>(c, shape, 0.0f);
-  if (int(hdr[1]) != gate->n_layer() || int(hdr[2]) != shape.n_head || int64_t(hdr[3]) != shape.q_dim()) return nullptr;
-  for (int il = 0; il < gate->n_layer(); ++il) {
-    if (!testing::read_vec(in, gate->bias(il), size_t(shape.n_head))) return nullptr;
-    if (c.kind == GateKind::kLinear &&
-        !testing::read_vec(in, gate->weight(il), size_t(shape.n_head) * 2 * size_t(shape.q_dim()))) {
-      return nullptr;
-    }
-  }
-  return gate;
 }
 
 // What a selection session of the reference holds at the end (make_golden.write_kept): per layer
@@ -129,7 +109,8 @@ void check_policies(bool tiny) {
     kv.update = *update;
     std::unique_ptr<MemoryGate> gate;
     if (e.gate.size() > 4 && e.gate.substr(e.gate.size() - 4) == ".bin") {
-      gate = read_bin_gate(e.gate, shape, GateConfig{GateKind::kScalar, e.sink, e.window, e.segment, kv.update});
+      gate =
+          testing::read_bin_gate(e.gate, shape, GateConfig{GateKind::kScalar, e.sink, e.window, e.segment, kv.update});
       ASSERT_NE(gate, nullptr) << "cannot read " << e.gate;
     } else if (e.gate != "none") {
       auto loaded = MemoryGate::load(e.gate, shape, model->gguf().fingerprint());

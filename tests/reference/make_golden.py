@@ -406,6 +406,73 @@ def tiny_policies(pg: PolicyGolden, seed: int = 7):
                    gate_file, gate, True)
 
 
+def tiny_gate_gradients(out_dir: str, seed: int = 21) -> list[str]:
+    """The gradient of a batch's next-token loss with respect to the memory gate's parameters, by
+    central differences of the float64 reference (policy_ref.WindowSession), with the session's
+    state before the batch held fixed (the truncation the engine's gate training implements).
+    Linear gates, delta rule, S=2 W=16 L=8, 49 tokens: the batch at 40 reads a memory of 24 folded
+    tokens. One text file per tiny shape:
+      model FILE / gate FILE / shape S W L UPDATE / tokens N ids... / batch FIRST N / loss NLL
+      bias LAYER HEAD DNLL          (every head of every layer)
+      weight LAYER INDEX DNLL       (8 seeded entries of each layer's [n_head, 2 q_dim] weights)"""
+    import copy
+    import make_tiny_gguf
+    import policy_ref
+    paths = make_tiny_gguf.generate(out_dir, ["gqa_odd", "qkv_bias"])
+    written = []
+    for name, path in paths.items():
+        t0 = time.time()
+        model = llama_ref.load(path)
+        hp = model.hp
+        q_dim = hp.n_head * hp.head_dim_k
+        rng = np.random.default_rng(seed + len(name))
+        ids = [int(x) for x in rng.integers(0, hp.n_vocab, 49)]
+        gate = policy_ref.Gate.random(rng, "linear", hp.n_layer, hp.n_head, q_dim)
+        gate_file = f"gate_grad_tiny_{name}.gate.bin"
+        gate.write_bin(os.path.join(out_dir, gate_file), hp.n_head, q_dim)
+        first, n = 40, 8
+        sess = policy_ref.WindowSession(model, 2, 16, 8, memory=True, update="delta", gate=gate)
+        for b in range(0, first, 8):
+            sess.eval(ids[b:b + 8])
+        targets = ids[first + 1:first + n + 1]
+
+        def loss(g) -> float:
+            s = copy.deepcopy(sess)
+            s.gate = g
+            logits = s.eval(ids[first:first + n])
+            mx = logits.max(axis=1, keepdims=True)
+            lse = mx[:, 0] + np.log(np.exp(logits - mx).sum(axis=1))
+            return float(np.sum(lse - logits[np.arange(n), targets]))
+
+        def derivative(perturb) -> float:
+            h = 1e-5
+            plus, minus = copy.deepcopy(gate), copy.deepcopy(gate)
+            perturb(plus, h)
+            perturb(minus, -h)
+            return (loss(plus) - loss(minus)) / (2 * h)
+
+        lines = [f"model {os.path.basename(path)}", f"gate {gate_file}", "shape 2 16 8 delta",
+                 "tokens " + str(len(ids)) + " " + " ".join(map(str, ids)), f"batch {first} {n}",
+                 f"loss {loss(gate):.12g}"]
+        for il in range(hp.n_layer):
+            for h in range(hp.n_head):
+                def bump(g, d, il=il, h=h):
+                    g.bias[il][h] += d
+                lines.append(f"bias {il} {h} {derivative(bump):.12g}")
+        for il in range(hp.n_layer):
+            for j in rng.choice(hp.n_head * 2 * q_dim, 8, replace=False):
+                r, c = divmod(int(j), 2 * q_dim)
+                def bump(g, d, il=il, r=r, c=c):
+                    g.weight[il][r, c] += d
+                lines.append(f"weight {il} {int(j)} {derivative(bump):.12g}")
+        fname = f"gate_grad_tiny_{name}.txt"
+        with open(os.path.join(out_dir, fname), "w") as f:
+            f.write("\n".join(lines) + "\n")
+        print(f"{fname}: {len(lines) - 6} derivatives time={time.time() - t0:.1f}s", flush=True)
+        written.append(fname)
+    return written
+
+
 def real_policies(pg: PolicyGolden, model_path: str):
     """The real model, streaming and EdgeInfinite with the shipped gate (beside the model), at
     S=4 W=252 L=128 over ~900 tokens of GPL-3 text: four folds."""
@@ -446,6 +513,7 @@ def main():
         pg = PolicyGolden(a.out_dir)
         if a.tiny:
             tiny_policies(pg)
+            tiny_gate_gradients(a.out_dir)
         if a.model:
             real_policies(pg, a.model)
         pg.write_manifest()
