@@ -402,18 +402,16 @@ std::vector<std::vector<float>*> params_of(GateGradient& g) {
 std::string run_identity(const LlamaModel& model, std::span<const TokenId> tokens, const MemoryGate& init,
                          const LmTrainOptions& o) {
   const GateConfig& c = init.config();
-  uint64_t h = 1469598103934665603ull;  // FNV-1a over the tokens
-  for (TokenId t : tokens) h = (h ^ uint64_t(uint32_t(t))) * 1099511628211ull;
-  std::string init_bytes;
+  // Checksums of the text and of the starting parameters.
+  const uint32_t text = crc32c(tokens.data(), tokens.size_bytes());
+  uint32_t hi = 0;
   for (int il = 0; il < init.n_layer(); ++il) {
-    init_bytes.append(reinterpret_cast<const char*>(init.bias(il).data()), init.bias(il).size() * sizeof(float));
-    init_bytes.append(reinterpret_cast<const char*>(init.weight(il).data()), init.weight(il).size() * sizeof(float));
+    hi = crc32c(init.bias(il).data(), init.bias(il).size() * sizeof(float), hi);
+    hi = crc32c(init.weight(il).data(), init.weight(il).size() * sizeof(float), hi);
   }
-  uint64_t hi = 1469598103934665603ull;
-  for (char ch : init_bytes) hi = (hi ^ uint64_t(uint8_t(ch))) * 1099511628211ull;
   return absl::StrCat("model ", model.gguf().fingerprint(), "; gate ", gate_kind_name(c.kind), " S=", c.sink,
                       " W=", c.window, " L=", c.segment, " ", memory_update_name(c.update), " ",
-                      kv_type_name(c.kv_type), " init ", hi, "; text ", tokens.size(), " tokens ", h, "; context ",
+                      kv_type_name(c.kv_type), " init ", hi, "; text ", tokens.size(), " tokens ", text, "; context ",
                       o.context, " sequences ", o.sequences, " validation ", o.validation_sequences, " lr ", o.lr,
                       " eval every ", o.eval_every, " min bias ", o.min_bias, " seed ", o.seed);
 }

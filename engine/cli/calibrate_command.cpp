@@ -94,10 +94,11 @@ Status train_lm(CalibrateArgs& a, const LlamaModel& model, const std::vector<Tok
     start.bias(il) = init->bias(il);
     start.weight(il) = init->weight(il);
   }
-  a.lm.context = a.cal.context > 0 ? a.cal.context : 4096;
-  a.lm.steps = a.steps > 0 ? a.steps : 60;
-  a.lm.sequences = a.sequences > 0 ? a.sequences : 10;
-  a.lm.validation_sequences = a.val_sequences > 0 ? a.val_sequences : 2;
+  // Unset (0) options keep LmTrainOptions' defaults.
+  if (a.cal.context > 0) a.lm.context = a.cal.context;
+  if (a.steps > 0) a.lm.steps = a.steps;
+  if (a.sequences > 0) a.lm.sequences = a.sequences;
+  if (a.val_sequences > 0) a.lm.validation_sequences = a.val_sequences;
   a.lm.seed = a.cal.seed;
   std::fprintf(stderr,
                "calibrate: %zu tokens of text (sha256 %s); objective lm from %s; %s gate, S=%d W=%d L=%d, %s update, "

@@ -379,7 +379,7 @@ class PolicyGolden:
                 f.write(ln + "\n")
 
 
-def tiny_policies(pg: PolicyGolden, seed: int = 7):
+def tiny_policies(pg: PolicyGolden, seed: int = 7) -> dict[str, str]:
     """Three tiny shapes (GQA with normal RoPE, QKV bias with NEOX RoPE, Q4_K weights): streaming,
     EdgeInfinite without a gate, with a scalar gate and the delta rule, with a linear gate and the
     linear rule; S=2 W=24 L=16 and 120 tokens: seven folds."""
@@ -404,23 +404,23 @@ def tiny_policies(pg: PolicyGolden, seed: int = 7):
             gate.write_bin(os.path.join(pg.out_dir, gate_file), hp.n_head, q_dim)
             pg.add(f"policy_tiny_{name}_edge_{kind}_{update}", rel, model, ids, "edgeinfinite", 2, 24, 16, update,
                    gate_file, gate, True)
+    return paths
 
 
-def tiny_gate_gradients(out_dir: str, seed: int = 21) -> list[str]:
+def tiny_gate_gradients(out_dir: str, paths: dict[str, str], seed: int = 21) -> list[str]:
     """The gradient of a batch's next-token loss with respect to the memory gate's parameters, by
     central differences of the float64 reference (policy_ref.WindowSession), with the session's
     state before the batch held fixed (the truncation the engine's gate training implements).
     Linear gates, delta rule, S=2 W=16 L=8, 49 tokens: the batch at 40 reads a memory of 24 folded
-    tokens. One text file per tiny shape:
+    tokens. One text file per tiny shape (paths: the tiny models tiny_policies made):
       model FILE / gate FILE / shape S W L UPDATE / tokens N ids... / batch FIRST N / loss NLL
       bias LAYER HEAD DNLL          (every head of every layer)
       weight LAYER INDEX DNLL       (8 seeded entries of each layer's [n_head, 2 q_dim] weights)"""
     import copy
-    import make_tiny_gguf
     import policy_ref
-    paths = make_tiny_gguf.generate(out_dir, ["gqa_odd", "qkv_bias"])
     written = []
-    for name, path in paths.items():
+    for name in ("gqa_odd", "qkv_bias"):
+        path = paths[name]
         t0 = time.time()
         model = llama_ref.load(path)
         hp = model.hp
@@ -512,8 +512,7 @@ def main():
     if a.policies:
         pg = PolicyGolden(a.out_dir)
         if a.tiny:
-            tiny_policies(pg)
-            tiny_gate_gradients(a.out_dir)
+            tiny_gate_gradients(a.out_dir, tiny_policies(pg))
         if a.model:
             real_policies(pg, a.model)
         pg.write_manifest()
