@@ -327,26 +327,46 @@ double GateLmPass::gate_input_l1() const {
 
 namespace {
 
-// One sequence of the training text: the policy's state just before its first batch that reads
-// the memory (everything earlier is independent of the gate), and where that batch starts.
+// One training sequence: its batches (a document read in batches of L, then what follows it in
+// batches of its own, as a session's turn is), the policy's state just before its first batch
+// that reads the memory (everything earlier is independent of the gate), and the first token
+// scored.
 struct LmSequence {
   std::span<const TokenId> tokens;
-  std::string prefix;
-  int64_t first = 0;
+  std::vector<int64_t> batches;  // each batch's first token; the last one runs to the end
+  size_t first = 0;              // the first batch that reads the memory
+  std::string prefix;            // the state before it
+  int64_t score_from = 0;        // tokens before this one are not predicted
 };
 
-StatusOr<LmSequence> prepare_sequence(GateLmPass& pass, std::span<const TokenId> tokens, int64_t segment,
-                                      const MemoryGate& gate) {
-  LmSequence s{tokens, {}, 0};
+int64_t batch_end(const LmSequence& s, size_t i) {
+  return i + 1 < s.batches.size() ? s.batches[i + 1] : int64_t(s.tokens.size());
+}
+
+StatusOr<LmSequence> prepare_sequence(GateLmPass& pass, std::span<const TokenId> tokens, int64_t split,
+                                      int64_t score_from, int64_t segment, const MemoryGate& gate) {
+  LmSequence s{tokens, {}, 0, {}, score_from};
+  const int64_t end = int64_t(tokens.size());
+  for (int64_t b = 0; b < split; b += segment) s.batches.push_back(b);
+  for (int64_t b = split; b < end; b += segment) s.batches.push_back(b);
   pass.reset();
-  for (int64_t b = 0; b < int64_t(tokens.size()); b += segment) {
+  for (size_t i = 0; i < s.batches.size(); ++i) {
     std::string before;
     EDGEINF_RETURN_IF_ERROR(pass.save(&before));
-    const int64_t n = std::min<int64_t>(segment, int64_t(tokens.size()) - b);
+    const int64_t b = s.batches[i], n = batch_end(s, i) - b;
     EDGEINF_ASSIGN_OR_RETURN(const BatchLoss r, pass.run(tokens.subspan(size_t(b), size_t(n)), {}, gate, nullptr));
     if (r.read_memory) {
+      if (score_from > 0 && score_from <= b) {
+        return absl::InvalidArgumentError(absl::StrCat("a sequence of ", tokens.size(), " tokens is scored from token ",
+                                                       score_from, ", before its first batch that reads the memory (",
+                                                       b, "), where the gate changes nothing"));
+      }
+      if (end - std::max(b + 1, score_from) <= 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("a sequence of ", tokens.size(), " tokens has nothing to score once the memory is read"));
+      }
       s.prefix = std::move(before);
-      s.first = b;
+      s.first = i;
       return s;
     }
   }
@@ -355,30 +375,36 @@ StatusOr<LmSequence> prepare_sequence(GateLmPass& pass, std::span<const TokenId>
 }
 
 // Mean loss per scored token of a sequence from its prefix (and, with grad, its gradient).
-StatusOr<double> sequence_loss(GateLmPass& pass, const LmSequence& s, int64_t segment, const MemoryGate& gate,
-                               GateGradient* grad) {
+// Batches with no token scored run forward only.
+StatusOr<double> sequence_loss(GateLmPass& pass, const LmSequence& s, const MemoryGate& gate, GateGradient* grad) {
   EDGEINF_RETURN_IF_ERROR(pass.restore(s.prefix));
   const int64_t end = int64_t(s.tokens.size());
-  const int64_t n_scored = end - 1 - s.first;
-  if (n_scored <= 0) return absl::InvalidArgumentError("nothing to score past the prefix");
+  const int64_t scored_from = std::max(s.batches[s.first] + 1, s.score_from);
+  const int64_t n_scored = end - scored_from;
   double nll = 0;
   std::vector<int32_t> targets;
-  for (int64_t b = s.first; b < end; b += segment) {
-    const int64_t n = std::min<int64_t>(segment, end - b);
+  for (size_t i = s.first; i < s.batches.size(); ++i) {
+    const int64_t b = s.batches[i], n = batch_end(s, i) - b;
+    const auto batch = s.tokens.subspan(size_t(b), size_t(n));
+    if (b + n < scored_from) {
+      EDGEINF_RETURN_IF_ERROR(pass.run(batch, {}, gate, nullptr).status());
+      continue;
+    }
     targets.resize(size_t(n));
-    for (int64_t i = 0; i < n; ++i) targets[size_t(i)] = b + i + 1 < end ? s.tokens[size_t(b + i + 1)] : -1;
-    EDGEINF_ASSIGN_OR_RETURN(const BatchLoss r, pass.run(s.tokens.subspan(size_t(b), size_t(n)), targets, gate, grad,
-                                                         1.0f / float(n_scored)));
+    for (int64_t k = 0; k < n; ++k) {
+      const int64_t next = b + k + 1;
+      targets[size_t(k)] = next < end && next >= scored_from ? s.tokens[size_t(next)] : -1;
+    }
+    EDGEINF_ASSIGN_OR_RETURN(const BatchLoss r, pass.run(batch, targets, gate, grad, 1.0f / float(n_scored)));
     nll += r.nll;
   }
   return nll / double(n_scored);
 }
 
-StatusOr<double> mean_loss(GateLmPass& pass, std::span<const LmSequence> seqs, int64_t segment,
-                           const MemoryGate& gate) {
+StatusOr<double> mean_loss(GateLmPass& pass, std::span<const LmSequence> seqs, const MemoryGate& gate) {
   double sum = 0;
   for (const LmSequence& s : seqs) {
-    EDGEINF_ASSIGN_OR_RETURN(const double l, sequence_loss(pass, s, segment, gate, nullptr));
+    EDGEINF_ASSIGN_OR_RETURN(const double l, sequence_loss(pass, s, gate, nullptr));
     sum += l;
   }
   return sum / double(seqs.size());
@@ -398,12 +424,11 @@ std::vector<std::vector<float>*> params_of(GateGradient& g) {
   return out;
 }
 
-// What a checkpoint must agree on to be resumed.
-std::string run_identity(const LlamaModel& model, std::span<const TokenId> tokens, const MemoryGate& init,
+// What a checkpoint must agree on to be resumed: the model, the gate's shape and starting
+// parameters, the training data (`data`: its size and checksum) and every option but the steps.
+std::string run_identity(const LlamaModel& model, const MemoryGate& init, const std::string& data,
                          const LmTrainOptions& o) {
   const GateConfig& c = init.config();
-  // Checksums of the text and of the starting parameters.
-  const uint32_t text = crc32c(tokens.data(), tokens.size_bytes());
   uint32_t hi = 0;
   for (int il = 0; il < init.n_layer(); ++il) {
     hi = crc32c(init.bias(il).data(), init.bias(il).size() * sizeof(float), hi);
@@ -411,9 +436,8 @@ std::string run_identity(const LlamaModel& model, std::span<const TokenId> token
   }
   return absl::StrCat("model ", model.gguf().fingerprint(), "; gate ", gate_kind_name(c.kind), " S=", c.sink,
                       " W=", c.window, " L=", c.segment, " ", memory_update_name(c.update), " ",
-                      kv_type_name(c.kv_type), " init ", hi, "; text ", tokens.size(), " tokens ", text, "; context ",
-                      o.context, " sequences ", o.sequences, " validation ", o.validation_sequences, " lr ", o.lr,
-                      " eval every ", o.eval_every, " min bias ", o.min_bias, " seed ", o.seed);
+                      kv_type_name(c.kv_type), " init ", hi, "; ", data, " validation ", o.validation_sequences, " lr ",
+                      o.lr, " eval every ", o.eval_every, " min bias ", o.min_bias, " seed ", o.seed);
 }
 
 constexpr uint32_t kCheckpointMagic = 0x4c474945;  // "EIGL"
@@ -479,51 +503,16 @@ Status decode_checkpoint(const std::string& bytes, const std::string& identity, 
   return absl::OkStatus();
 }
 
-}  // namespace
-
-StatusOr<std::unique_ptr<MemoryGate>> train_gate_lm(const LlamaModel& model, std::span<const TokenId> tokens,
-                                                    const MemoryGate& init, const LmTrainOptions& o,
-                                                    kc::ThreadPool& pool, const LmTrainProgress& progress,
-                                                    LmTrainReport* report) {
-  const auto t0 = std::chrono::steady_clock::now();
-  const GateConfig& config = init.config();
-  if (o.sequences <= o.validation_sequences || o.validation_sequences < 1 || o.steps < 0 || o.eval_every < 1 ||
-      !(o.lr > 0)) {
-    return absl::InvalidArgumentError(
-        "need sequences > validation sequences >= 1, steps >= 0, a positive evaluation interval and learning rate");
-  }
-  const int64_t tau = int64_t(config.sink) + config.window + config.segment;
-  if (o.context <= tau) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the context (", o.context, ") must exceed sink + window + segment (", tau, ")"));
-  }
-  const int64_t n_windows = int64_t(tokens.size()) / o.context;
-  if (n_windows < o.sequences) {
-    return absl::InvalidArgumentError(absl::StrCat("the training text has ", tokens.size(), " tokens; ", o.sequences,
-                                                   " sequences of ", o.context, " need ",
-                                                   int64_t(o.sequences) * o.context));
-  }
-  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<GateLmPass> pass, GateLmPass::create(model, config, pool));
-
-  // The sequences: windows of the text in a seeded order; the last ones drawn are held out.
-  std::mt19937_64 rng(o.seed);
-  std::vector<int64_t> order(static_cast<size_t>(n_windows));
-  for (int64_t i = 0; i < n_windows; ++i) order[size_t(i)] = i;
-  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[size_t(rng() % i)]);
-  auto gate = std::make_unique<MemoryGate>(init);
-  for (int il = 0; il < gate->n_layer(); ++il) {
-    for (float& b : gate->bias(il)) b = std::max(b, o.min_bias);
-  }
-  std::vector<LmSequence> seqs;
-  for (int i = 0; i < o.sequences; ++i) {
-    const auto window = tokens.subspan(size_t(order[size_t(i)] * o.context), size_t(o.context));
-    EDGEINF_ASSIGN_OR_RETURN(LmSequence s, prepare_sequence(*pass, window, config.segment, *gate));
-    seqs.push_back(std::move(s));
-  }
-  const std::span<const LmSequence> train(seqs.data(), size_t(o.sequences - o.validation_sequences));
+// Adam on the sequences' loss from `gate` (its closed heads already raised to min_bias), the last
+// o.validation_sequences held out; see train_gate_lm.
+StatusOr<std::unique_ptr<MemoryGate>> train_on_sequences(GateLmPass& pass, const std::vector<LmSequence>& seqs,
+                                                         std::unique_ptr<MemoryGate> gate, const LmTrainOptions& o,
+                                                         const std::string& identity, const LmTrainProgress& progress,
+                                                         LmTrainReport* report,
+                                                         std::chrono::steady_clock::time_point t0) {
+  const std::span<const LmSequence> train(seqs.data(), seqs.size() - size_t(o.validation_sequences));
   const std::span<const LmSequence> val(seqs.data() + train.size(), size_t(o.validation_sequences));
 
-  const std::string identity = run_identity(model, tokens, init, o);
   TrainState st;
   for (std::vector<float>* p : params_of(*gate)) {
     st.m.emplace_back(p->size(), 0.0f);
@@ -547,10 +536,10 @@ StatusOr<std::unique_ptr<MemoryGate>> train_gate_lm(const LlamaModel& model, std
       std::fill(closed.bias(il).begin(), closed.bias(il).end(), kClosedGateBias);
       std::fill(closed.weight(il).begin(), closed.weight(il).end(), 0.0f);
     }
-    EDGEINF_ASSIGN_OR_RETURN(st.report.closed_val_nll, mean_loss(*pass, val, config.segment, closed));
-    EDGEINF_ASSIGN_OR_RETURN(st.report.init_val_nll, mean_loss(*pass, val, config.segment, *gate));
+    EDGEINF_ASSIGN_OR_RETURN(st.report.closed_val_nll, mean_loss(pass, val, closed));
+    EDGEINF_ASSIGN_OR_RETURN(st.report.init_val_nll, mean_loss(pass, val, *gate));
     st.report.best_val_nll = st.val = st.report.init_val_nll;
-    const double l1 = pass->gate_input_l1();
+    const double l1 = pass.gate_input_l1();
     st.lr_weight = l1 > 0 ? o.lr / l1 : o.lr;
   }
 
@@ -564,7 +553,7 @@ StatusOr<std::unique_ptr<MemoryGate>> train_gate_lm(const LlamaModel& model, std
     const int step = st.step + 1;
     grad.zero();
     EDGEINF_ASSIGN_OR_RETURN(const double train_loss,
-                             sequence_loss(*pass, train[size_t(st.step) % train.size()], config.segment, *gate, &grad));
+                             sequence_loss(pass, train[size_t(st.step) % train.size()], *gate, &grad));
     const std::vector<std::vector<float>*> ps = params_of(*gate), gs = params_of(grad);
     const float c1 = 1.0f - std::pow(kBeta1, float(step)), c2 = 1.0f - std::pow(kBeta2, float(step));
     for (size_t a = 0; a < ps.size(); ++a) {
@@ -579,7 +568,7 @@ StatusOr<std::unique_ptr<MemoryGate>> train_gate_lm(const LlamaModel& model, std
     }
     st.step = step;
     if (step % o.eval_every == 0 || step == o.steps) {
-      EDGEINF_ASSIGN_OR_RETURN(st.val, mean_loss(*pass, val, config.segment, *gate));
+      EDGEINF_ASSIGN_OR_RETURN(st.val, mean_loss(pass, val, *gate));
       if (st.val < st.report.best_val_nll) {
         st.report.best_val_nll = st.val;
         st.report.best_step = step;
@@ -600,6 +589,93 @@ StatusOr<std::unique_ptr<MemoryGate>> train_gate_lm(const LlamaModel& model, std
   st.report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (report != nullptr) *report = st.report;
   return gate;
+}
+
+Status check_options(const LmTrainOptions& o, size_t n_sequences) {
+  if (n_sequences <= size_t(std::max(0, o.validation_sequences)) || o.validation_sequences < 1 || o.steps < 0 ||
+      o.eval_every < 1 || !(o.lr > 0)) {
+    return absl::InvalidArgumentError(
+        "need sequences > validation sequences >= 1, steps >= 0, a positive evaluation interval and learning rate");
+  }
+  return absl::OkStatus();
+}
+
+std::unique_ptr<MemoryGate> starting_gate(const MemoryGate& init, const LmTrainOptions& o) {
+  auto gate = std::make_unique<MemoryGate>(init);
+  for (int il = 0; il < gate->n_layer(); ++il) {
+    for (float& b : gate->bias(il)) b = std::max(b, o.min_bias);
+  }
+  return gate;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<MemoryGate>> train_gate_lm(const LlamaModel& model, std::span<const TokenId> tokens,
+                                                    const MemoryGate& init, const LmTrainOptions& o,
+                                                    kc::ThreadPool& pool, const LmTrainProgress& progress,
+                                                    LmTrainReport* report) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const GateConfig& config = init.config();
+  EDGEINF_RETURN_IF_ERROR(check_options(o, size_t(std::max(0, o.sequences))));
+  const int64_t tau = int64_t(config.sink) + config.window + config.segment;
+  if (o.context <= tau) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the context (", o.context, ") must exceed sink + window + segment (", tau, ")"));
+  }
+  const int64_t n_windows = int64_t(tokens.size()) / o.context;
+  if (n_windows < o.sequences) {
+    return absl::InvalidArgumentError(absl::StrCat("the training text has ", tokens.size(), " tokens; ", o.sequences,
+                                                   " sequences of ", o.context, " need ",
+                                                   int64_t(o.sequences) * o.context));
+  }
+  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<GateLmPass> pass, GateLmPass::create(model, config, pool));
+
+  // The sequences: windows of the text in a seeded order; the last ones drawn are held out.
+  std::mt19937_64 rng(o.seed);
+  std::vector<int64_t> order(static_cast<size_t>(n_windows));
+  for (int64_t i = 0; i < n_windows; ++i) order[size_t(i)] = i;
+  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[size_t(rng() % i)]);
+  std::unique_ptr<MemoryGate> gate = starting_gate(init, o);
+  std::vector<LmSequence> seqs;
+  for (int i = 0; i < o.sequences; ++i) {
+    const auto window = tokens.subspan(size_t(order[size_t(i)] * o.context), size_t(o.context));
+    EDGEINF_ASSIGN_OR_RETURN(LmSequence s, prepare_sequence(*pass, window, o.context, 0, config.segment, *gate));
+    seqs.push_back(std::move(s));
+  }
+  const std::string data = absl::StrCat("text ", tokens.size(), " tokens ", crc32c(tokens.data(), tokens.size_bytes()),
+                                        "; context ", o.context, " sequences ", o.sequences);
+  return train_on_sequences(*pass, seqs, std::move(gate), o, run_identity(model, init, data, o), progress, report, t0);
+}
+
+StatusOr<std::unique_ptr<MemoryGate>> train_gate_sft(const LlamaModel& model,
+                                                     std::span<const GateTrainingSample> samples,
+                                                     const MemoryGate& init, const LmTrainOptions& o,
+                                                     kc::ThreadPool& pool, const LmTrainProgress& progress,
+                                                     LmTrainReport* report) {
+  const auto t0 = std::chrono::steady_clock::now();
+  EDGEINF_RETURN_IF_ERROR(check_options(o, samples.size()));
+  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<GateLmPass> pass, GateLmPass::create(model, init.config(), pool));
+  std::unique_ptr<MemoryGate> gate = starting_gate(init, o);
+  std::vector<LmSequence> seqs;
+  uint32_t crc = 0;
+  size_t n_tokens = 0;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    const GateTrainingSample& t = samples[i];
+    const int64_t n = int64_t(t.tokens.size());
+    if (!(t.document_end > 0 && t.document_end <= n && t.score_from > 0 && t.score_from < n)) {
+      return absl::InvalidArgumentError(absl::StrCat("sample ", i, " of ", n, " tokens: its document ends at ",
+                                                     t.document_end, " and its scoring starts at ", t.score_from));
+    }
+    auto s = prepare_sequence(*pass, t.tokens, t.document_end, t.score_from, init.config().segment, *gate);
+    if (!s.ok()) return absl::InvalidArgumentError(absl::StrCat("sample ", i, ": ", s.status().message()));
+    seqs.push_back(std::move(*s));
+    crc = crc32c(t.tokens.data(), t.tokens.size() * sizeof(TokenId), crc);
+    const int64_t marks[2] = {t.document_end, t.score_from};
+    crc = crc32c(marks, sizeof(marks), crc);
+    n_tokens += t.tokens.size();
+  }
+  const std::string data = absl::StrCat("samples ", samples.size(), " of ", n_tokens, " tokens ", crc);
+  return train_on_sequences(*pass, seqs, std::move(gate), o, run_identity(model, init, data, o), progress, report, t0);
 }
 
 }  // namespace edgeinf

@@ -123,4 +123,22 @@ StatusOr<std::unique_ptr<MemoryGate>> train_gate_lm(const LlamaModel& model, std
                                                     kernels::cpu::ThreadPool& pool, const LmTrainProgress& progress,
                                                     LmTrainReport* report);
 
+// An instruction sample (S-SFT): a document, then what follows it (an instruction and its answer),
+// read as a session reads them: the document in batches of L, then the rest in batches of its own.
+// Only tokens[score_from:] are scored (the answer), each predicted from the token before it.
+struct GateTrainingSample {
+  std::vector<TokenId> tokens;
+  int64_t document_end = 0;  // 0 < document_end <= size
+  int64_t score_from = 0;    // 0 < score_from < size; the memory must be read before it
+};
+
+// train_gate_lm on instruction samples instead of windows of text: the loss is on each sample's
+// answer, the last options.validation_sequences samples are held out, and options.context and
+// options.sequences are unused (the samples give them). Deterministic; resumable the same way.
+StatusOr<std::unique_ptr<MemoryGate>> train_gate_sft(const LlamaModel& model,
+                                                     std::span<const GateTrainingSample> samples,
+                                                     const MemoryGate& init, const LmTrainOptions& options,
+                                                     kernels::cpu::ThreadPool& pool, const LmTrainProgress& progress,
+                                                     LmTrainReport* report);
+
 }  // namespace edgeinf

@@ -1,8 +1,10 @@
 // `edgeinf calibrate`: trains the EdgeInfinite memory gate of a frozen GGUF model on the CPU and
 // writes the gate side file: by layer-wise distillation against full attention
 // (engine/calibration/gate_calibration.h), or, with --objective lm, from a starting gate on the
-// model's own next-token loss (engine/calibration/lm_gate_training.h). Deterministic for a seed;
-// progress on stderr; a report on stdout.
+// model's own next-token loss (engine/calibration/lm_gate_training.h), or, with --objective sft,
+// from a starting gate on the answers of instruction samples made from the text
+// (engine/calibration/sft_samples.h). Deterministic for a seed; progress on stderr; a report on
+// stdout.
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +21,7 @@
 #include "absl/strings/str_split.h"
 #include "engine/calibration/gate_calibration.h"
 #include "engine/calibration/lm_gate_training.h"
+#include "engine/calibration/sft_samples.h"
 #include "engine/cli/args.h"
 #include "engine/cli/commands.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -37,9 +40,10 @@ struct CalibrateArgs {
   int threads = 0;
   bool progress = true;
   std::string objective = "distill";
-  std::string init;             // lm: the starting gate ("" = the model's gate file; "none" = a fresh one)
+  std::string init;             // lm, sft: the starting gate ("" = the model's gate file; "none" = a fresh one)
   std::set<std::string> given;  // shape options named on the command line
   int steps = 0, sequences = 0, val_sequences = 0;  // 0: the objective's default
+  int parts = 4;                                    // sft: parts of the part and outline documents
   CalibrationOptions cal;
   LmTrainOptions lm;
 };
@@ -68,9 +72,10 @@ void draw_progress(const char* stage, int64_t done, int64_t total) {
   std::fflush(stderr);
 }
 
-// --objective lm: from the starting gate, on the model's own next-token loss.
-Status train_lm(CalibrateArgs& a, const LlamaModel& model, const std::vector<TokenId>& tokens,
-                const std::string& text_hash) {
+// --objective lm and sft: from the starting gate, on the model's own next-token loss over windows
+// of the text (lm) or over the answers of instruction samples made from its paragraphs (sft).
+Status train_from_gate(CalibrateArgs& a, const LlamaModel& model, const Tokenizer& tok,
+                       const std::vector<std::string>& texts, const std::string& text_hash) {
   std::unique_ptr<MemoryGate> init;
   const AttentionShape shape = AttentionShape::of(model);
   if (a.init != "none") {
@@ -94,20 +99,45 @@ Status train_lm(CalibrateArgs& a, const LlamaModel& model, const std::vector<Tok
     start.bias(il) = init->bias(il);
     start.weight(il) = init->weight(il);
   }
-  // Unset (0) options keep LmTrainOptions' defaults.
+  const bool sft = a.objective == "sft";
+  // Unset (0) options keep LmTrainOptions' defaults (S-SFT: 24 samples, 4 held out).
+  if (sft) a.lm.sequences = 24, a.lm.validation_sequences = 4;
   if (a.cal.context > 0) a.lm.context = a.cal.context;
   if (a.steps > 0) a.lm.steps = a.steps;
   if (a.sequences > 0) a.lm.sequences = a.sequences;
   if (a.val_sequences > 0) a.lm.validation_sequences = a.val_sequences;
   a.lm.seed = a.cal.seed;
+  std::vector<TokenId> tokens;
+  std::vector<std::vector<TokenId>> paragraphs;
+  for (const std::string& text : texts) {
+    if (sft) {
+      for (absl::string_view para : absl::StrSplit(text, "\n\n", absl::SkipWhitespace())) {
+        paragraphs.push_back(tok.encode(std::string(para), false, false));
+      }
+    } else {
+      const std::vector<TokenId> t = tok.encode(text, false, false);
+      tokens.insert(tokens.end(), t.begin(), t.end());
+    }
+  }
+  std::vector<SftSample> samples;
+  if (sft) {
+    SftSampleOptions so;
+    so.context = a.lm.context;
+    so.recent = int64_t(config.sink) + config.window;
+    so.samples = a.lm.sequences;
+    so.parts = a.parts;
+    so.seed = a.lm.seed;
+    EDGEINF_ASSIGN_OR_RETURN(samples, make_sft_samples(tok, paragraphs, so));
+    for (const SftSample& s : samples) tokens.insert(tokens.end(), s.sample.tokens.begin(), s.sample.tokens.end());
+  }
   std::fprintf(stderr,
-               "calibrate: %zu tokens of text (sha256 %s); objective lm from %s; %s gate, S=%d W=%d L=%d, %s update, "
-               "%s KV; %d sequences of %d (%d held out); %d steps, lr %g; seed %llu; %d threads\n",
-               tokens.size(), text_hash.c_str(), a.init == "none" ? "a fresh gate" : "the starting gate",
-               gate_kind_name(config.kind), config.sink, config.window, config.segment,
-               memory_update_name(config.update), kv_type_name(config.kv_type), a.lm.sequences, a.lm.context,
-               a.lm.validation_sequences, a.lm.steps, double(a.lm.lr), static_cast<unsigned long long>(a.lm.seed),
-               a.threads);
+               "calibrate: %zu tokens of %s (text sha256 %s); objective %s from %s; %s gate, S=%d W=%d L=%d, %s "
+               "update, %s KV; %d %s of %d (%d held out); %d steps, lr %g; seed %llu; %d threads\n",
+               tokens.size(), sft ? "instruction samples" : "text", text_hash.c_str(), a.objective.c_str(),
+               a.init == "none" ? "a fresh gate" : "the starting gate", gate_kind_name(config.kind), config.sink,
+               config.window, config.segment, memory_update_name(config.update), kv_type_name(config.kv_type),
+               a.lm.sequences, sft ? "samples" : "sequences", a.lm.context, a.lm.validation_sequences, a.lm.steps,
+               double(a.lm.lr), static_cast<unsigned long long>(a.lm.seed), a.threads);
   kernels::cpu::ThreadPool pool(a.threads);
   LmTrainProgress progress;
   if (a.progress) {
@@ -119,8 +149,20 @@ Status train_lm(CalibrateArgs& a, const LlamaModel& model, const std::vector<Tok
     };
   }
   LmTrainReport rep;
-  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<MemoryGate> gate,
-                           train_gate_lm(model, tokens, start, a.lm, pool, progress, &rep));
+  std::unique_ptr<MemoryGate> gate;
+  if (sft) {
+    int per_task[3] = {0, 0, 0};
+    std::vector<GateTrainingSample> plain;
+    for (const SftSample& s : samples) {
+      ++per_task[int(s.task)];
+      plain.push_back(s.sample);
+    }
+    std::fprintf(stderr, "calibrate: %d fact, %d part and %d outline samples; the last one:%s%s\n", per_task[0],
+                 per_task[1], per_task[2], samples.back().question.c_str(), samples.back().answer.c_str());
+    EDGEINF_ASSIGN_OR_RETURN(gate, train_gate_sft(model, plain, start, a.lm, pool, progress, &rep));
+  } else {
+    EDGEINF_ASSIGN_OR_RETURN(gate, train_gate_lm(model, tokens, start, a.lm, pool, progress, &rep));
+  }
   EDGEINF_RETURN_IF_ERROR(gate->save(a.out));
   if (rep.resumed_at > 0) std::printf("resumed from step %d of %s\n", rep.resumed_at, a.lm.checkpoint.c_str());
   std::printf(
@@ -178,21 +220,28 @@ Status run(int argc, char** argv) {
             "(default f32; recorded in the gate file as the default of the sessions that use it)",
             &a.kv_type);
   p.option("", "--objective", "OBJ",
-           "distill (layer-wise against full attention, the default) or lm (the model's own next-token loss, "
-           "from a starting gate)",
+           "distill (layer-wise against full attention, the default), lm (the model's own next-token loss, "
+           "from a starting gate) or sft (that loss on the answers of instruction samples made from the text)",
            &a.objective);
   p.option("", "--init", "FILE",
-           "lm: the starting gate (default: the model's gate file; 'none': a fresh gate of --gate's kind)", &a.init);
-  p.option("", "--lr", "X", "lm: Adam step of the biases (default 0.05)", &a.lm.lr);
-  p.option("", "--eval-every", "N", "lm: steps between validation passes (default 10)", &a.lm.eval_every);
-  p.option("", "--checkpoint", "FILE", "lm: resumable training state, rewritten after every step", &a.lm.checkpoint);
+           "lm, sft: the starting gate (default: the model's gate file; 'none': a fresh gate of --gate's kind)",
+           &a.init);
+  p.option("", "--lr", "X", "lm, sft: Adam step of the biases (default 0.05)", &a.lm.lr);
+  p.option("", "--eval-every", "N", "lm, sft: steps between validation passes (default 10)", &a.lm.eval_every);
+  p.option("", "--checkpoint", "FILE", "lm, sft: resumable training state, rewritten after every step",
+           &a.lm.checkpoint);
   p.option("", "--seed", "N", "seed for the choice of sequences and tokens (default 1)", &a.cal.seed);
   p.option("", "--context", "N",
-           "tokens per calibration sequence (default: distill min(8192, trained context), lm 4096)", &a.cal.context);
-  p.option("", "--sequences", "N", "calibration sequences, held-out ones included (default: distill 6, lm 10)",
+           "tokens per calibration sequence, or per sft document (default: distill min(8192, trained context), "
+           "lm and sft 4096)",
+           &a.cal.context);
+  p.option("", "--sequences", "N",
+           "calibration sequences or sft samples, held-out ones included (default: distill 6, lm 10, sft 24)",
            &a.sequences);
-  p.option("", "--val-sequences", "N", "sequences held out for validation (default: distill 1, lm 2)",
+  p.option("", "--val-sequences", "N", "sequences or samples held out for validation (default: distill 1, lm 2, sft 4)",
            &a.val_sequences);
+  p.option("", "--parts", "N", "sft: parts of the documents the part and outline questions are about (default 4)",
+           &a.parts);
   p.option("", "--samples", "N", "distill: tokens sampled per sequence (default 1024)", &a.cal.samples_per_sequence);
   p.option("", "--steps", "N", "optimizer steps (default: distill 300 per stage, lm 60)", &a.steps);
   p.option("", "--weight-decay", "X", "L2 penalty of the linear gate's weights (default 0.001)",
@@ -201,15 +250,16 @@ Status run(int argc, char** argv) {
   p.flag("--no-progress", "no progress output", [&] { a.progress = false; });
   EDGEINF_RETURN_IF_ERROR(p.parse(argc, argv, 2));
   if (a.texts.empty()) return absl::InvalidArgumentError("--text FILE is required");
-  if (a.objective != "distill" && a.objective != "lm") {
-    return absl::InvalidArgumentError(absl::StrCat("--objective: '", a.objective, "' is neither distill nor lm"));
+  if (a.objective != "distill" && a.objective != "lm" && a.objective != "sft") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--objective: '", a.objective, "' is not one of distill, lm and sft"));
   }
   if (a.steps < 0 || a.sequences < 0 || a.val_sequences < 0) {
     return absl::InvalidArgumentError("--steps, --sequences and --val-sequences must be positive");
   }
-  const bool lm = a.objective == "lm";
+  const bool lm = a.objective != "distill";
   if (!lm && (!a.init.empty() || !a.lm.checkpoint.empty())) {
-    return absl::InvalidArgumentError("--init and --checkpoint belong to --objective lm");
+    return absl::InvalidArgumentError("--init and --checkpoint belong to --objective lm and sft");
   }
   EDGEINF_ASSIGN_OR_RETURN(a.cal.gate.kind, parse_gate_kind(a.kind));
   EDGEINF_ASSIGN_OR_RETURN(a.cal.gate.update, parse_memory_update(a.update));
@@ -221,19 +271,22 @@ Status run(int argc, char** argv) {
   EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaModel> model, LlamaModel::load(a.model));
   EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tok, Tokenizer::from_gguf(model->gguf()));
   Sha256 hash;
-  std::vector<TokenId> tokens;
+  std::vector<std::string> texts;
   for (const std::string& path : a.texts) {
     std::ifstream in(path, std::ios::binary);
     if (!in) return absl::NotFoundError(absl::StrCat("cannot read calibration text '", path, "'"));
     std::stringstream ss;
     ss << in.rdbuf();
-    const std::string text = ss.str();
-    hash.update(text);
+    texts.push_back(ss.str());
+    hash.update(texts.back());
+  }
+  const std::string text_hash = hash.hex_digest();
+  if (lm) return train_from_gate(a, *model, *tok, texts, text_hash);
+  std::vector<TokenId> tokens;
+  for (const std::string& text : texts) {
     const std::vector<TokenId> t = tok->encode(text, false, false);
     tokens.insert(tokens.end(), t.begin(), t.end());
   }
-  const std::string text_hash = hash.hex_digest();
-  if (lm) return train_lm(a, *model, tokens, text_hash);
   a.cal.fit.steps = a.steps > 0 ? a.steps : 300;
   a.cal.sequences = a.sequences > 0 ? a.sequences : 6;
   a.cal.validation_sequences = a.val_sequences > 0 ? a.val_sequences : 1;

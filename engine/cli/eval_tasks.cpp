@@ -3,14 +3,12 @@
 #include "engine/cli/eval_tasks.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cstring>
-#include <map>
 #include <random>
-#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "engine/tokenizer/chat_template.h"
+#include "engine/tokenizer/document_sections.h"
 
 namespace edgeinf::cli {
 namespace {
@@ -130,71 +128,6 @@ DocQa docqa_prompt(const Tokenizer& tok, const std::vector<TokenId>& haystack, i
   return d;
 }
 
-namespace {
-
-// Whether `word` occurs in `text` with no letter on either side.
-bool has_word(const std::string& text, const std::string& word) {
-  const auto letter = [&](size_t i) { return i < text.size() && std::isalpha(static_cast<unsigned char>(text[i])); };
-  for (size_t at = text.find(word); at != std::string::npos; at = text.find(word, at + 1)) {
-    if ((at == 0 || !letter(at - 1)) && !letter(at + word.size())) return true;
-  }
-  return false;
-}
-
-// Capitalised words that open sentences or name what every section shares: never key terms.
-const std::set<std::string>& common_capitalised() {
-  static const std::set<std::string> words = {
-      "Again",      "Also",    "Amen",         "And",   "Because", "Before",    "Behold", "Being", "Blessed", "Christ",
-      "Come",       "Even",    "Father",       "From",  "Ghost",   "Have",      "Hear",   "Holy",  "Jesus",   "Know",
-      "Lord",       "Neither", "Nevertheless", "Now",   "Saying",  "Shall",     "Spirit", "Take",  "That",    "Their",
-      "Then",       "There",   "Therefore",    "These", "They",    "This",      "Those",  "Thou",  "Unto",    "Verily",
-      "Whatsoever", "When",    "Wherefore",    "Which", "While",   "Whosoever", "Will",   "With",  "Woe"};
-  return words;
-}
-
-// Capitalised words of four letters or more (not common ones) inside sentences (not after the
-// start of the text or a '.', '?', '!', ':', ';' or ',', where any word may be capitalised), and
-// their counts: names, for the most part.
-std::map<std::string, int> names_in(const std::string& text) {
-  std::map<std::string, int> count;
-  char before = '.';  // the last character before this word that is not a space or a quote
-  for (size_t i = 0; i < text.size();) {
-    const unsigned char ch = static_cast<unsigned char>(text[i]);
-    if (!std::isalpha(ch)) {
-      if (!std::isspace(ch) && ch != '"' && ch != '\'' && ch != '(') before = char(ch);
-      ++i;
-      continue;
-    }
-    size_t j = i;
-    while (j < text.size() && std::isalpha(static_cast<unsigned char>(text[j]))) ++j;
-    const std::string w = text.substr(i, j - i);
-    bool name = w.size() >= 4 && std::isupper(static_cast<unsigned char>(w[0])) && !std::strchr(".?!:;,", before);
-    for (size_t k = 1; name && k < w.size(); ++k) name = std::islower(static_cast<unsigned char>(w[k]));
-    if (name && !common_capitalised().contains(w)) ++count[w];
-    before = 'a';
-    i = j;
-  }
-  return count;
-}
-
-// Up to three of `names` used at least twice that no text of `others` contains, the most
-// frequent first.
-std::vector<std::string> key_terms(const std::map<std::string, int>& names,
-                                   const std::vector<const std::string*>& others) {
-  std::vector<std::pair<int, std::string>> ranked;
-  for (const auto& [w, n] : names) {
-    bool own = n >= 2;
-    for (const std::string* o : others) own = own && !has_word(*o, w);
-    if (own) ranked.push_back({-n, w});
-  }
-  std::sort(ranked.begin(), ranked.end());
-  std::vector<std::string> out;
-  for (size_t i = 0; i < ranked.size() && i < 3; ++i) out.push_back(ranked[i].second);
-  return out;
-}
-
-}  // namespace
-
 double docqa_score(const std::string& answer, const std::string& generated) {
   return has_word(generated.substr(0, generated.find_first_of(".,\n")), answer) ? 1.0 : 0.0;
 }
@@ -223,57 +156,17 @@ StatusOr<Coverage> coverage_prompt(const Tokenizer& tok, const std::vector<std::
     return absl::InvalidArgumentError(
         absl::StrCat("coverage: ", length, " tokens leave ", per_section, " per section; at least 64 are needed"));
   }
-  const std::vector<TokenId> gap = encode(tok, "\n\n");
-  struct Pick {
-    size_t first = 0, end = 0;  // paragraphs [first, end)
-    std::vector<TokenId> tokens;
-    std::string text;
-    std::map<std::string, int> names;
-  };
-  // A section from paragraph `first` on, cut at per_section tokens.
-  auto section_from = [&](size_t first) {
-    Pick p;
-    p.first = first;
-    for (p.end = first; p.end < paragraphs.size() && int64_t(p.tokens.size()) < per_section; ++p.end) {
-      if (!p.tokens.empty()) p.tokens.insert(p.tokens.end(), gap.begin(), gap.end());
-      p.tokens.insert(p.tokens.end(), paragraphs[p.end].begin(), paragraphs[p.end].end());
-    }
-    if (int64_t(p.tokens.size()) > per_section) p.tokens.resize(size_t(per_section));
-    p.text = tok.decode(p.tokens);
-    p.names = names_in(p.text);
-    return p;
-  };
-  // Every pick keeps a key term of its own against all the others.
-  auto terms_of = [](const std::vector<Pick>& picks, size_t i) {
-    std::vector<const std::string*> others;
-    for (size_t j = 0; j < picks.size(); ++j) {
-      if (j != i) others.push_back(&picks[j].text);
-    }
-    return key_terms(picks[i].names, others);
-  };
   std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + 29);
-  std::vector<Pick> picks;
-  for (int attempt = 0; int(picks.size()) < n_sections; ++attempt) {
-    if (attempt > 200 * n_sections) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("coverage: the text does not hold ", n_sections, " separate sections with names of their own"));
-    }
-    Pick p = section_from(size_t(rng() % paragraphs.size()));
-    if (int64_t(p.tokens.size()) < per_section) continue;  // ran off the end of the text
-    bool ok = true;
-    for (const Pick& q : picks) ok = ok && (p.end <= q.first || q.end <= p.first);
-    if (!ok) continue;
-    picks.push_back(std::move(p));
-    for (size_t i = 0; ok && i < picks.size(); ++i) ok = !terms_of(picks, i).empty();
-    if (!ok) picks.pop_back();
-  }
+  auto picks = draw_sections(tok, paragraphs, n_sections, per_section, rng);
+  if (!picks.ok()) return absl::InvalidArgumentError(absl::StrCat("coverage: ", picks.status().message()));
   Coverage c;
   c.tokens = before;
-  for (size_t i = 0; i < picks.size(); ++i) {
+  for (size_t i = 0; i < picks->size(); ++i) {
+    const DocumentSection& p = (*picks)[i];
     c.tokens.insert(c.tokens.end(), headers[i].begin(), headers[i].end());
     const double start = double(c.tokens.size());
-    c.tokens.insert(c.tokens.end(), picks[i].tokens.begin(), picks[i].tokens.end());
-    c.sections.push_back({(start + double(picks[i].tokens.size()) / 2) / double(length), terms_of(picks, i)});
+    c.tokens.insert(c.tokens.end(), p.tokens.begin(), p.tokens.end());
+    c.sections.push_back({(start + double(p.tokens.size()) / 2) / double(length), p.terms});
   }
   c.tokens.insert(c.tokens.end(), after.begin(), after.end());
   return c;

@@ -4,7 +4,9 @@
 // and the linear gate, with the state before the batch held fixed (the truncation it implements).
 // Training on it (train_gate_lm) lowers the loss it follows, is deterministic for a seed, and a run
 // resumed from its checkpoint ends where an uninterrupted one does; another run's checkpoint and a
-// damaged one are refused.
+// damaged one are refused. On instruction samples (train_gate_sft) the loss is the engine's loss
+// on the answer alone, read after the document and the question as a session reads them, and
+// training lowers it.
 #include "engine/calibration/lm_gate_training.h"
 
 #include <gtest/gtest.h>
@@ -56,6 +58,27 @@ std::vector<int32_t> next_tokens(const std::vector<TokenId>& seq, int64_t first,
   return t;
 }
 
+// The inference engine under edgeinfinite at small_config's shape, batches of L, with `gate`.
+LlamaContextOptions engine_options(const MemoryGate& gate) {
+  LlamaContextOptions opt;
+  opt.kv.name = "edgeinfinite";
+  opt.kv.sink = 2;
+  opt.kv.window = 16;
+  opt.kv.segment = 8;
+  opt.kv.kv_type = KvType::kF32;
+  opt.kv.gate = &gate;
+  opt.n_batch = 8;
+  return opt;
+}
+
+// -log softmax(logits)[target], in double.
+double token_nll(const float* logits, int64_t n_vocab, int32_t target) {
+  const float mx = *std::max_element(logits, logits + n_vocab);
+  double sum = 0;
+  for (int64_t i = 0; i < n_vocab; ++i) sum += std::exp(double(logits[i] - mx));
+  return std::log(sum) - double(logits[target] - mx);
+}
+
 TEST(GateLmPass, ForwardLossIsTheEnginesLoss) {
   const LlamaModel& m = tiny_model();
   kernels::cpu::ThreadPool pool(2);
@@ -65,15 +88,7 @@ TEST(GateLmPass, ForwardLossIsTheEnginesLoss) {
   ASSERT_TRUE(pass.ok()) << pass.status();
 
   const std::unique_ptr<ModelBackend> cpu = make_cpu_backend(m, pool);
-  LlamaContextOptions opt;
-  opt.kv.name = "edgeinfinite";
-  opt.kv.sink = 2;
-  opt.kv.window = 16;
-  opt.kv.segment = 8;
-  opt.kv.kv_type = KvType::kF32;
-  opt.kv.gate = gate.get();
-  opt.n_batch = 8;
-  auto ctx = LlamaContext::create(*cpu, opt);
+  auto ctx = LlamaContext::create(*cpu, engine_options(*gate));
   ASSERT_TRUE(ctx.ok()) << ctx.status();
 
   const int64_t n_vocab = m.config().n_vocab;
@@ -87,13 +102,7 @@ TEST(GateLmPass, ForwardLossIsTheEnginesLoss) {
     auto logits = (*ctx)->eval_all_logits(toks);
     ASSERT_TRUE(logits.ok()) << logits.status();
     double want = 0;
-    for (int64_t t = 0; t < n; ++t) {
-      const float* l = logits->data() + t * n_vocab;
-      const float mx = *std::max_element(l, l + n_vocab);
-      double sum = 0;
-      for (int64_t i = 0; i < n_vocab; ++i) sum += std::exp(double(l[i] - mx));
-      want += std::log(sum) - double(l[targets[size_t(t)]] - mx);
-    }
+    for (int64_t t = 0; t < n; ++t) want += token_nll(logits->data() + t * n_vocab, n_vocab, targets[size_t(t)]);
     EXPECT_EQ(got->n_scored, n);
     EXPECT_NEAR(got->nll, want, 1e-4 * want) << "batch at " << b;
     EXPECT_EQ(got->read_memory, b >= 24) << "batch at " << b;  // more than S + W + L = 26 tokens seen
@@ -410,6 +419,112 @@ TEST(TrainGateLm, RefusesRunsItCannotDo) {
   o = small_run(1);
   o.validation_sequences = 3;
   train(*init, text, o, &st);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+}
+
+// Instruction samples on the tiny model: a document of 45 tokens (the memory is read from token 27
+// on), then a question of 4 tokens and an answer of 3.
+std::vector<GateTrainingSample> tiny_samples(int count, uint64_t seed) {
+  std::vector<GateTrainingSample> out;
+  for (int i = 0; i < count; ++i) {
+    GateTrainingSample s;
+    s.tokens = testing::random_tokens(52, tiny_model().config().n_vocab, seed + uint64_t(i));
+    s.document_end = 45;
+    s.score_from = 49;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+LmTrainReport train_sft(const MemoryGate& init, const std::vector<GateTrainingSample>& samples, const LmTrainOptions& o,
+                        std::vector<double>* train_loss, Status* status) {
+  kernels::cpu::ThreadPool pool(2);
+  LmTrainReport report;
+  auto got = train_gate_sft(
+      tiny_model(), samples, init, o, pool,
+      [&](int, int, double train, double, double) { train_loss->push_back(train); }, &report);
+  *status = got.status();
+  return report;
+}
+
+TEST(TrainGateSft, ScoresTheAnswerAfterTheDocumentAndTheQuestionAsTheEngineDoes) {
+  const LlamaModel& m = tiny_model();
+  const auto gate = open_gate(m, GateKind::kLinear, 21);
+  const std::vector<GateTrainingSample> samples = tiny_samples(2, 31);
+  LmTrainOptions o = small_run(0);
+  std::vector<double> losses;
+  Status st;
+  const LmTrainReport rep = train_sft(*gate, samples, o, &losses, &st);
+  ASSERT_TRUE(st.ok()) << st;
+
+  // The engine reads the held-out sample's document in batches of L = 8, then the question and
+  // answer as one batch; the loss is the mean over the answer's 3 tokens.
+  kernels::cpu::ThreadPool pool(2);
+  const std::unique_ptr<ModelBackend> cpu = make_cpu_backend(m, pool);
+  auto ctx = LlamaContext::create(*cpu, engine_options(*gate));
+  ASSERT_TRUE(ctx.ok()) << ctx.status();
+  const GateTrainingSample& s = samples.back();
+  for (int64_t b = 0; b < s.document_end; b += 8) {
+    const int64_t n = std::min<int64_t>(8, s.document_end - b);
+    ASSERT_TRUE((*ctx)->eval_all_logits(std::span<const TokenId>(s.tokens.data() + b, size_t(n))).ok());
+  }
+  const int64_t n_rest = int64_t(s.tokens.size()) - s.document_end;
+  auto logits = (*ctx)->eval_all_logits(std::span<const TokenId>(s.tokens.data() + s.document_end, size_t(n_rest)));
+  ASSERT_TRUE(logits.ok()) << logits.status();
+  const int64_t n_vocab = m.config().n_vocab;
+  double want = 0;
+  for (int64_t p = s.score_from - 1; p + 1 < int64_t(s.tokens.size()); ++p) {
+    want += token_nll(logits->data() + (p - s.document_end) * n_vocab, n_vocab, s.tokens[size_t(p + 1)]);
+  }
+  want /= 3;
+  EXPECT_NEAR(rep.init_val_nll, want, 1e-4 * want);
+
+  // Another answer to the same document and question changes the loss; another question with the
+  // same answer does too (it is read, not scored).
+  std::vector<GateTrainingSample> other = samples;
+  other.back().tokens.back() = (other.back().tokens.back() + 1) % TokenId(n_vocab);
+  EXPECT_NE(train_sft(*gate, other, o, &losses, &st).init_val_nll, rep.init_val_nll);
+  other = samples;
+  other.back().tokens[size_t(s.document_end)] = (other.back().tokens[size_t(s.document_end)] + 1) % TokenId(n_vocab);
+  EXPECT_NE(train_sft(*gate, other, o, &losses, &st).init_val_nll, rep.init_val_nll);
+}
+
+TEST(TrainGateSft, LowersTheAnswerLossAndIsDeterministic) {
+  const auto init = open_gate(tiny_model(), GateKind::kScalar, 22);
+  const std::vector<GateTrainingSample> samples = tiny_samples(3, 41);
+  const LmTrainOptions o = small_run(6);
+  std::vector<double> a, b;
+  Status st;
+  const LmTrainReport ra = train_sft(*init, samples, o, &a, &st);
+  ASSERT_TRUE(st.ok()) << st;
+  ASSERT_EQ(a.size(), 6u);
+  EXPECT_LT(a[4], a[0]);
+  EXPECT_LT(a[5], a[1]);
+  EXPECT_LE(ra.best_val_nll, ra.init_val_nll);
+  const LmTrainReport rb = train_sft(*init, samples, o, &b, &st);
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(ra.best_val_nll, rb.best_val_nll);
+}
+
+TEST(TrainGateSft, RefusesSamplesItCannotTrainOn) {
+  const auto init = open_gate(tiny_model(), GateKind::kScalar, 23);
+  const LmTrainOptions o = small_run(1);
+  std::vector<double> losses;
+  Status st;
+  std::vector<GateTrainingSample> bad = tiny_samples(2, 51);
+  bad[1].score_from = 20;  // scored before the memory is read, and inside the document
+  bad[1].document_end = 30;
+  bad[1].tokens.resize(30 + 4);
+  train_sft(*init, bad, o, &losses, &st);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_NE(st.message().find("sample 1"), std::string::npos) << st;
+  bad = tiny_samples(2, 51);
+  bad[0].score_from = 52;  // nothing to score
+  train_sft(*init, bad, o, &losses, &st);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  bad = tiny_samples(1, 51);  // nothing left to train on once one is held out
+  train_sft(*init, bad, o, &losses, &st);
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
 }
 
