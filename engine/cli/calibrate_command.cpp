@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -24,6 +25,7 @@
 #include "engine/calibration/sft_samples.h"
 #include "engine/cli/args.h"
 #include "engine/cli/commands.h"
+#include "engine/tokenizer/document_sections.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/util/sha256.h"
 
@@ -72,6 +74,16 @@ void draw_progress(const char* stage, int64_t done, int64_t total) {
   std::fflush(stderr);
 }
 
+// The texts tokenised one after another.
+std::vector<TokenId> encode_texts(const Tokenizer& tok, const std::vector<std::string>& texts) {
+  std::vector<TokenId> tokens;
+  for (const std::string& text : texts) {
+    const std::vector<TokenId> t = tok.encode(text, false, false);
+    tokens.insert(tokens.end(), t.begin(), t.end());
+  }
+  return tokens;
+}
+
 // --objective lm and sft: from the starting gate, on the model's own next-token loss over windows
 // of the text (lm) or over the answers of instruction samples made from its paragraphs (sft).
 Status train_from_gate(CalibrateArgs& a, const LlamaModel& model, const Tokenizer& tok,
@@ -108,32 +120,37 @@ Status train_from_gate(CalibrateArgs& a, const LlamaModel& model, const Tokenize
   if (a.val_sequences > 0) a.lm.validation_sequences = a.val_sequences;
   a.lm.seed = a.cal.seed;
   std::vector<TokenId> tokens;
-  std::vector<std::vector<TokenId>> paragraphs;
-  for (const std::string& text : texts) {
-    if (sft) {
-      for (absl::string_view para : absl::StrSplit(text, "\n\n", absl::SkipWhitespace())) {
-        paragraphs.push_back(tok.encode(std::string(para), false, false));
-      }
-    } else {
-      const std::vector<TokenId> t = tok.encode(text, false, false);
-      tokens.insert(tokens.end(), t.begin(), t.end());
-    }
-  }
-  std::vector<SftSample> samples;
+  std::vector<GateTrainingSample> plain;  // sft: the samples as training takes them
+  size_t n_tokens = 0;
+  int per_task[3] = {0, 0, 0};
+  std::string last_sample;
   if (sft) {
+    std::vector<std::vector<TokenId>> paragraphs;
+    for (const std::string& text : texts) {
+      std::vector<std::vector<TokenId>> p = encode_paragraphs(tok, text);
+      paragraphs.insert(paragraphs.end(), std::make_move_iterator(p.begin()), std::make_move_iterator(p.end()));
+    }
     SftSampleOptions so;
     so.context = a.lm.context;
     so.recent = int64_t(config.sink) + config.window;
     so.samples = a.lm.sequences;
     so.parts = a.parts;
     so.seed = a.lm.seed;
-    EDGEINF_ASSIGN_OR_RETURN(samples, make_sft_samples(tok, paragraphs, so));
-    for (const SftSample& s : samples) tokens.insert(tokens.end(), s.sample.tokens.begin(), s.sample.tokens.end());
+    EDGEINF_ASSIGN_OR_RETURN(std::vector<SftSample> samples, make_sft_samples(tok, paragraphs, so));
+    last_sample = samples.back().question + samples.back().answer;
+    for (SftSample& s : samples) {
+      ++per_task[int(s.task)];
+      n_tokens += s.sample.tokens.size();
+      plain.push_back(std::move(s.sample));
+    }
+  } else {
+    tokens = encode_texts(tok, texts);
+    n_tokens = tokens.size();
   }
   std::fprintf(stderr,
                "calibrate: %zu tokens of %s (text sha256 %s); objective %s from %s; %s gate, S=%d W=%d L=%d, %s "
                "update, %s KV; %d %s of %d (%d held out); %d steps, lr %g; seed %llu; %d threads\n",
-               tokens.size(), sft ? "instruction samples" : "text", text_hash.c_str(), a.objective.c_str(),
+               n_tokens, sft ? "instruction samples" : "text", text_hash.c_str(), a.objective.c_str(),
                a.init == "none" ? "a fresh gate" : "the starting gate", gate_kind_name(config.kind), config.sink,
                config.window, config.segment, memory_update_name(config.update), kv_type_name(config.kv_type),
                a.lm.sequences, sft ? "samples" : "sequences", a.lm.context, a.lm.validation_sequences, a.lm.steps,
@@ -151,14 +168,8 @@ Status train_from_gate(CalibrateArgs& a, const LlamaModel& model, const Tokenize
   LmTrainReport rep;
   std::unique_ptr<MemoryGate> gate;
   if (sft) {
-    int per_task[3] = {0, 0, 0};
-    std::vector<GateTrainingSample> plain;
-    for (const SftSample& s : samples) {
-      ++per_task[int(s.task)];
-      plain.push_back(s.sample);
-    }
-    std::fprintf(stderr, "calibrate: %d fact, %d part and %d outline samples; the last one:%s%s\n", per_task[0],
-                 per_task[1], per_task[2], samples.back().question.c_str(), samples.back().answer.c_str());
+    std::fprintf(stderr, "calibrate: %d fact, %d part and %d outline samples; the last one:%s\n", per_task[0],
+                 per_task[1], per_task[2], last_sample.c_str());
     EDGEINF_ASSIGN_OR_RETURN(gate, train_gate_sft(model, plain, start, a.lm, pool, progress, &rep));
   } else {
     EDGEINF_ASSIGN_OR_RETURN(gate, train_gate_lm(model, tokens, start, a.lm, pool, progress, &rep));
@@ -282,11 +293,7 @@ Status run(int argc, char** argv) {
   }
   const std::string text_hash = hash.hex_digest();
   if (lm) return train_from_gate(a, *model, *tok, texts, text_hash);
-  std::vector<TokenId> tokens;
-  for (const std::string& text : texts) {
-    const std::vector<TokenId> t = tok->encode(text, false, false);
-    tokens.insert(tokens.end(), t.begin(), t.end());
-  }
+  const std::vector<TokenId> tokens = encode_texts(*tok, texts);
   a.cal.fit.steps = a.steps > 0 ? a.steps : 300;
   a.cal.sequences = a.sequences > 0 ? a.sequences : 6;
   a.cal.validation_sequences = a.val_sequences > 0 ? a.val_sequences : 1;

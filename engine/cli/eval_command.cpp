@@ -30,6 +30,7 @@
 #include "engine/kv/memory_gate.h"
 #include "engine/runtime/llama_context.h"
 #include "engine/sampling/sampler.h"
+#include "engine/tokenizer/document_sections.h"
 #include "engine/tokenizer/utf8_stream.h"
 
 namespace edgeinf::cli {
@@ -595,11 +596,7 @@ Status run(int argc, char** argv) {
   }
   // coverage draws its sections from whole paragraphs (blank-line separated) of the prose.
   std::vector<std::vector<TokenId>> paragraphs;
-  if (std::find(tasks.begin(), tasks.end(), "coverage") != tasks.end()) {
-    for (absl::string_view para : absl::StrSplit(text, "\n\n", absl::SkipWhitespace())) {
-      paragraphs.push_back(tok->encode(std::string(para), false, false));
-    }
-  }
+  if (std::find(tasks.begin(), tasks.end(), "coverage") != tasks.end()) paragraphs = encode_paragraphs(*tok, text);
   const Inputs inputs{*model, *tok, prose, paragraphs, depths, gate.get()};
   std::vector<std::pair<Run, Result>> rows;
   std::printf("%-12s %-13s %7s %6s %9s %8s %10s %9s %9s  %s\n", "task", "policy", "length", "depth", "score", "ttft_s",

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace edgeinf {
 namespace {
@@ -23,6 +24,14 @@ const std::set<std::string>& common_capitalised() {
 }
 
 }  // namespace
+
+std::vector<std::vector<TokenId>> encode_paragraphs(const Tokenizer& tok, const std::string& text) {
+  std::vector<std::vector<TokenId>> out;
+  for (absl::string_view para : absl::StrSplit(text, "\n\n", absl::SkipWhitespace())) {
+    out.push_back(tok.encode(std::string_view(para.data(), para.size()), false, false));
+  }
+  return out;
+}
 
 // Whether `word` occurs in `text` with no letter on either side.
 bool has_word(const std::string& text, const std::string& word) {

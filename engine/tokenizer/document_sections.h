@@ -13,6 +13,9 @@
 
 namespace edgeinf {
 
+// The paragraphs of `text` (separated by blank lines; empty ones skipped), each tokenised.
+std::vector<std::vector<TokenId>> encode_paragraphs(const Tokenizer& tok, const std::string& text);
+
 // Whether `word` occurs in `text` with no letter on either side.
 bool has_word(const std::string& text, const std::string& word);
 
