@@ -70,6 +70,21 @@ def main() -> int:
         for r in runs:
             if r["task"] == "docqa" and (r["score"] not in (0, 1) or not r["answer"].strip()):
                 failures.append(f"docqa {r['policy']} at {r['depth']}: score {r['score']}, answer {r['answer']!r}")
+        # docqa-loss: one finite positive loss per depth for every policy; where the fact lies beyond
+        # the window (the smallest depth), full attention, which sees it, predicts it better than
+        # streaming, which cannot.
+        for policy in sorted({r["policy"] for r in runs if r["task"] == "docqa-loss"}):
+            items = [r for r in runs if r["task"] == "docqa-loss" and r["policy"] == policy]
+            if sorted(r["depth"] for r in items) != depths:
+                failures.append(f"docqa-loss {policy} scored depths {[r['depth'] for r in items]}, expected {depths}")
+            for r in items:
+                if not (math.isfinite(r["score"]) and r["score"] > 0):
+                    failures.append(f"docqa-loss {policy} at {r['depth']}: loss {r['score']}")
+        loss = {r["policy"]: r["score"] for r in runs
+                if r["task"] == "docqa-loss" and depths and r["depth"] == depths[0]}
+        if "full" in loss and "streaming" in loss and not loss["full"] < loss["streaming"]:
+            failures.append(f"docqa-loss at depth {depths[0]}: full {loss['full']} "
+                            f"is not below streaming {loss['streaming']}")
         # coverage: one item per section, in document order inside (0, 1), each with its key terms
         # and a score that says whether the summary names one of them.
         for policy in sorted({r["policy"] for r in runs if r["task"] == "coverage"}):

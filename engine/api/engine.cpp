@@ -258,8 +258,7 @@ EngineInfo Engine::info() const {
   i.policies = kv_policy_names();
   i.default_kv = default_kv_;
   if (gate_ != nullptr) {
-    i.gate = absl::StrCat(gate_kind_name(gate_->config().kind), " (calibration ",
-                          gate_->config().calibration_hash.substr(0, 16), ")");
+    i.gate = absl::StrCat(gate_->describe(), " (calibration ", gate_->config().calibration_hash.substr(0, 16), ")");
   }
   i.device = backends_.label();
   return i;

@@ -27,12 +27,14 @@ GateGradient::GateGradient(const MemoryGate& gate) {
   for (int il = 0; il < gate.n_layer(); ++il) {
     bias.emplace_back(gate.bias(il).size(), 0.0f);
     weight.emplace_back(gate.weight(il).size(), 0.0f);
+    query.emplace_back(gate.query(il).size(), 0.0f);
   }
 }
 
 void GateGradient::zero() {
-  for (auto& b : bias) std::fill(b.begin(), b.end(), 0.0f);
-  for (auto& w : weight) std::fill(w.begin(), w.end(), 0.0f);
+  for (auto* group : {&bias, &weight, &query}) {
+    for (auto& a : *group) std::fill(a.begin(), a.end(), 0.0f);
+  }
 }
 
 namespace {
@@ -41,16 +43,26 @@ void copy_to(std::vector<float>& dst, const float* src, int64_t n) { dst.assign(
 
 }  // namespace
 
-GateLmPass::GateLmPass(const LlamaModel& model, const AttentionShape& shape, const KvPolicyOptions& options,
+GateLmPass::GateLmPass(const LlamaModel& model, const AttentionShape& shape, const MemoryGate& gate,
                        kc::ThreadPool& pool)
-    : model_(model), shape_(shape), options_(options), pool_(pool) {}
+    : model_(model),
+      shape_(shape),
+      options_(edgeinfinite_options(gate.config())),
+      pool_(pool),
+      reader_(gate.config(), shape, 0.0f) {
+  if (gate.has_query_projection()) reader_.add_query_projection();
+}
 
-StatusOr<std::unique_ptr<GateLmPass>> GateLmPass::create(const LlamaModel& model, const GateConfig& config,
+StatusOr<std::unique_ptr<GateLmPass>> GateLmPass::create(const LlamaModel& model, const MemoryGate& gate,
                                                          kc::ThreadPool& pool) {
   const AttentionShape shape = AttentionShape::of(model);
-  const KvPolicyOptions o = edgeinfinite_options(config);
-  EDGEINF_RETURN_IF_ERROR(validate_kv_options(o, shape));
-  std::unique_ptr<GateLmPass> p(new GateLmPass(model, shape, o, pool));
+  if (gate.n_layer() != shape.n_layer || gate.bias(0).size() != size_t(shape.n_head)) {
+    return absl::InvalidArgumentError("the gate's layer or head counts differ from the model's");
+  }
+  EDGEINF_RETURN_IF_ERROR(validate_kv_options(edgeinfinite_options(gate.config()), shape));
+  std::unique_ptr<GateLmPass> p(new GateLmPass(model, shape, gate, pool));
+  KvPolicyOptions o = p->options_;
+  o.gate = &p->reader_;
   p->policy_ =
       std::make_unique<EdgeInfinitePolicy>(shape, o, make_cpu_kv_store(shape, EdgeInfinitePolicy::store_shape(o)));
   for (int il = 0; il < shape.n_layer; ++il) {
@@ -139,6 +151,11 @@ struct GateLmPass::Ops {
     copy_to(r.q_rot, b.q, count * s.q_dim());
     copy_to(r.a_loc, b.attn, count * s.q_dim());
     if (pass.read_memory_) {
+      if (gate.has_query_projection()) {
+        // What the store read the memory with (the same op on the same copy of P).
+        r.q_mem.resize(size_t(count * s.q_dim()));
+        gate.memory_queries(il, r.q_pre.data(), count, r.q_mem.data(), pass.pool_);
+      }
       copy_to(r.a_mem, pass.policy_->store()->host_memory_read(), count * s.q_dim());
       r.g.resize(size_t(count * s.n_head));
       gate.compute(il, r.a_mem.data(), r.a_loc.data(), count, r.g.data(), pass.pool_);
@@ -182,6 +199,10 @@ StatusOr<BatchLoss> GateLmPass::run(std::span<const TokenId> tokens, std::span<c
   for (TokenId t : tokens) {
     if (t < 0 || t >= c.n_vocab) return absl::InvalidArgumentError(absl::StrCat("token ", t, " is out of range"));
   }
+  if (gate.has_query_projection() != reader_.has_query_projection()) {
+    return absl::InvalidArgumentError("the gate's query projection differs from the one the pass was made for");
+  }
+  for (int il = 0; reader_.has_query_projection() && il < gate.n_layer(); ++il) reader_.query(il) = gate.query(il);
   EDGEINF_RETURN_IF_ERROR(policy_->begin_batch(n));
   const AttentionShape& s = shape_;
   std::vector<float> x(size_t(n * c.n_embd)), xn(size_t(n * std::max<int64_t>(c.n_embd, s.q_dim()))),
@@ -300,9 +321,27 @@ void GateLmPass::backward(int64_t n, const float* dlogits, const MemoryGate& gat
                        da_loc.data(), n, n_kv_, base_, s, dq.data(), dk.data(), dv.data(), pool_);
     rope_backward(dq.data(), positions.data(), n, s.n_head, s, pool_);
     rope_backward(dk.data(), positions.data(), n, s.n_kv_head, s, pool_);
-    if (read_memory_) {
+    if (read_memory_ && !gate.has_query_projection()) {
       memory_read_backward(r.q_pre.data(), mem_m_[size_t(il)].data(), mem_z_[size_t(il)].data(), r.a_mem.data(),
                            da_mem.data(), n, s, dq.data(), pool_);
+    } else if (read_memory_) {
+      // The memory read P q: d/dP[h] = sum_t dq_mem[t, h] q[t, h]^T, and dq[t, h] += P[h]^T dq_mem[t, h].
+      std::vector<float> dq_mem = zeros(n * Q);
+      memory_read_backward(r.q_mem.data(), mem_m_[size_t(il)].data(), mem_z_[size_t(il)].data(), r.a_mem.data(),
+                           da_mem.data(), n, s, dq_mem.data(), pool_);
+      const std::vector<float>& pw = gate.query(il);
+      std::vector<float>& gp = grad.query[size_t(il)];
+      pool_.run(H, [&](int64_t h) {
+        for (int64_t t = 0; t < n; ++t) {
+          const float* x = r.q_pre.data() + t * Q + h * d;
+          const float* dy = dq_mem.data() + t * Q + h * d;
+          for (int64_t i = 0; i < d; ++i) {
+            if (dy[i] == 0.0f) continue;
+            kc::vec_ops().axpy(gp.data() + (h * d + i) * d, x, dy[i], d);
+            kc::vec_ops().axpy(dq.data() + t * Q + h * d, pw.data() + (h * d + i) * d, dy[i], d);
+          }
+        }
+      });
     }
     std::vector<float> dxn1 = zeros(n * E);
     matmul_input_grad(m.wq, dq.data(), n, dxn1.data(), pool_);
@@ -411,16 +450,20 @@ StatusOr<double> mean_loss(GateLmPass& pass, std::span<const LmSequence> seqs, c
 }
 
 // Every parameter of a gate as one list of arrays (biases, then weights, layer by layer).
+// Every parameter of a gate as one list of arrays (biases, weights, then query projections, layer
+// by layer; the arrays a gate lacks are empty).
 std::vector<std::vector<float>*> params_of(MemoryGate& g) {
   std::vector<std::vector<float>*> out;
   for (int il = 0; il < g.n_layer(); ++il) out.push_back(&g.bias(il));
   for (int il = 0; il < g.n_layer(); ++il) out.push_back(&g.weight(il));
+  for (int il = 0; il < g.n_layer(); ++il) out.push_back(&g.query(il));
   return out;
 }
 std::vector<std::vector<float>*> params_of(GateGradient& g) {
   std::vector<std::vector<float>*> out;
-  for (auto& b : g.bias) out.push_back(&b);
-  for (auto& w : g.weight) out.push_back(&w);
+  for (auto* group : {&g.bias, &g.weight, &g.query}) {
+    for (auto& a : *group) out.push_back(&a);
+  }
   return out;
 }
 
@@ -433,11 +476,14 @@ std::string run_identity(const LlamaModel& model, const MemoryGate& init, const 
   for (int il = 0; il < init.n_layer(); ++il) {
     hi = crc32c(init.bias(il).data(), init.bias(il).size() * sizeof(float), hi);
     hi = crc32c(init.weight(il).data(), init.weight(il).size() * sizeof(float), hi);
+    hi = crc32c(init.query(il).data(), init.query(il).size() * sizeof(float), hi);
   }
+  const std::string query =
+      init.has_query_projection() ? absl::StrCat(" query projection lr ", o.query_lr) : std::string();
   return absl::StrCat("model ", model.gguf().fingerprint(), "; gate ", gate_kind_name(c.kind), " S=", c.sink,
                       " W=", c.window, " L=", c.segment, " ", memory_update_name(c.update), " ",
                       kv_type_name(c.kv_type), " init ", hi, "; ", data, " validation ", o.validation_sequences, " lr ",
-                      o.lr, " eval every ", o.eval_every, " min bias ", o.min_bias, " seed ", o.seed);
+                      o.lr, query, " eval every ", o.eval_every, " min bias ", o.min_bias, " seed ", o.seed);
 }
 
 constexpr uint32_t kCheckpointMagic = 0x4c474945;  // "EIGL"
@@ -557,7 +603,7 @@ StatusOr<std::unique_ptr<MemoryGate>> train_on_sequences(GateLmPass& pass, const
     const std::vector<std::vector<float>*> ps = params_of(*gate), gs = params_of(grad);
     const float c1 = 1.0f - std::pow(kBeta1, float(step)), c2 = 1.0f - std::pow(kBeta2, float(step));
     for (size_t a = 0; a < ps.size(); ++a) {
-      const float lr = a < size_t(n_layer) ? o.lr : float(st.lr_weight);
+      const float lr = a < size_t(n_layer) ? o.lr : a < size_t(2 * n_layer) ? float(st.lr_weight) : o.query_lr;
       std::vector<float>& p = *ps[a];
       const std::vector<float>& g = *gs[a];
       for (size_t i = 0; i < p.size(); ++i) {
@@ -593,7 +639,7 @@ StatusOr<std::unique_ptr<MemoryGate>> train_on_sequences(GateLmPass& pass, const
 
 Status check_options(const LmTrainOptions& o, size_t n_sequences) {
   if (n_sequences <= size_t(std::max(0, o.validation_sequences)) || o.validation_sequences < 1 || o.steps < 0 ||
-      o.eval_every < 1 || !(o.lr > 0)) {
+      o.eval_every < 1 || !(o.lr > 0) || !(o.query_lr > 0)) {
     return absl::InvalidArgumentError(
         "need sequences > validation sequences >= 1, steps >= 0, a positive evaluation interval and learning rate");
   }
@@ -628,7 +674,7 @@ StatusOr<std::unique_ptr<MemoryGate>> train_gate_lm(const LlamaModel& model, std
                                                    " sequences of ", o.context, " need ",
                                                    int64_t(o.sequences) * o.context));
   }
-  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<GateLmPass> pass, GateLmPass::create(model, config, pool));
+  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<GateLmPass> pass, GateLmPass::create(model, init, pool));
 
   // The sequences: windows of the text in a seeded order; the last ones drawn are held out.
   std::mt19937_64 rng(o.seed);
@@ -654,7 +700,7 @@ StatusOr<std::unique_ptr<MemoryGate>> train_gate_sft(const LlamaModel& model,
                                                      LmTrainReport* report) {
   const auto t0 = std::chrono::steady_clock::now();
   EDGEINF_RETURN_IF_ERROR(check_options(o, samples.size()));
-  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<GateLmPass> pass, GateLmPass::create(model, init.config(), pool));
+  EDGEINF_ASSIGN_OR_RETURN(std::unique_ptr<GateLmPass> pass, GateLmPass::create(model, init, pool));
   std::unique_ptr<MemoryGate> gate = starting_gate(init, o);
   std::vector<LmSequence> seqs;
   uint32_t crc = 0;

@@ -23,10 +23,10 @@
 
 namespace edgeinf {
 
-// d loss / d gate parameters, laid out as MemoryGate's: per layer bias [n_head] and, for the linear
-// kind, weight [n_head, 2 * q_dim].
+// d loss / d gate parameters, laid out as MemoryGate's: per layer bias [n_head], for the linear
+// kind weight [n_head, 2 * q_dim], with a query projection query [n_head, head_dim, head_dim].
 struct GateGradient {
-  std::vector<std::vector<float>> bias, weight;
+  std::vector<std::vector<float>> bias, weight, query;
 
   explicit GateGradient(const MemoryGate& gate);
   void zero();
@@ -41,8 +41,9 @@ struct BatchLoss {
 class GateLmPass {
  public:
   // Decodes the model's matrices to fp32 (about 4 bytes per parameter) for the backward pass.
-  // The policy's shape, update rule and KV type are the gate's.
-  static StatusOr<std::unique_ptr<GateLmPass>> create(const LlamaModel& model, const GateConfig& config,
+  // The policy's shape, update rule and KV type are `gate`'s, and whether the memory's queries are
+  // projected (every gate run() is given must agree).
+  static StatusOr<std::unique_ptr<GateLmPass>> create(const LlamaModel& model, const MemoryGate& gate,
                                                       kernels::cpu::ThreadPool& pool);
 
   // Starts a new sequence.
@@ -62,11 +63,11 @@ class GateLmPass {
                           GateGradient* grad, float loss_scale = 1.0f);
 
  private:
-  GateLmPass(const LlamaModel& model, const AttentionShape& shape, const KvPolicyOptions& options,
+  GateLmPass(const LlamaModel& model, const AttentionShape& shape, const MemoryGate& gate,
              kernels::cpu::ThreadPool& pool);
   struct Ops;  // the forward pass's steps
   struct LayerRecord {
-    std::vector<float> x_in, q_pre, k_pre, v, q_rot, a_loc, a_mem, g, x_mid, gate_pre, up;
+    std::vector<float> x_in, q_pre, q_mem, k_pre, v, q_rot, a_loc, a_mem, g, x_mid, gate_pre, up;
   };
   void backward(int64_t n, const float* dlogits, const MemoryGate& gate, GateGradient& grad);
 
@@ -74,6 +75,9 @@ class GateLmPass {
   AttentionShape shape_;
   KvPolicyOptions options_;
   kernels::cpu::ThreadPool& pool_;
+  // The store reads the memory through this copy of the gate's query projection (the gate being
+  // trained changes between runs); its other parameters are unused.
+  MemoryGate reader_;
   std::unique_ptr<EdgeInfinitePolicy> policy_;
   struct LayerMatrices {
     TransposedWeight wq, wk, wv, wo, w_gate, w_up, w_down;
@@ -95,6 +99,7 @@ struct LmTrainOptions {
   int validation_sequences = 2;  // the last ones drawn
   int steps = 60;                // Adam steps, one training sequence each (cycling)
   float lr = 0.05f;              // Adam step of the biases; the linear weights': lr / mean |input|_1
+  float query_lr = 1e-3f;        // Adam step of the query projection's entries (when the gate has one)
   int eval_every = 10;           // validation passes, keeping the best parameters seen
   float min_bias = -8.0f;        // closed heads start here, where the gradient reaches them
   uint64_t seed = 1;

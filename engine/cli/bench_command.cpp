@@ -102,7 +102,7 @@ Status run(int argc, char** argv) {
   ModelBackend& backend = backends.for_policy(copt.kv.name);
   std::string gate_name = "none";
   if (copt.kv.gate != nullptr) {
-    gate_name = fixed ? absl::StrCat("fixed ", fixed_gate) : gate_kind_name(copt.kv.gate->config().kind);
+    gate_name = fixed ? absl::StrCat("fixed ", fixed_gate) : copt.kv.gate->describe();
   }
   std::printf("device: %s\npolicy: %s (S=%d W=%d L=%d, gate %s)\n", device_label(backend).c_str(), policy.c_str(),
               copt.kv.sink, copt.kv.window, copt.kv.segment, gate_name.c_str());

@@ -46,6 +46,7 @@ struct CalibrateArgs {
   std::set<std::string> given;  // shape options named on the command line
   int steps = 0, sequences = 0, val_sequences = 0;  // 0: the objective's default
   int parts = 4;                                    // sft: parts of the part and outline documents
+  bool query_projection = false;                    // lm, sft: train a projection of the memory's queries too
   CalibrationOptions cal;
   LmTrainOptions lm;
 };
@@ -107,9 +108,11 @@ Status train_from_gate(CalibrateArgs& a, const LlamaModel& model, const Tokenize
   GateConfig config = init->config();
   config.calibration_hash = text_hash;
   MemoryGate start(config, shape, 0.0f);
+  if (init->has_query_projection() || a.query_projection) start.add_query_projection();
   for (int il = 0; il < start.n_layer(); ++il) {
     start.bias(il) = init->bias(il);
     start.weight(il) = init->weight(il);
+    if (init->has_query_projection()) start.query(il) = init->query(il);
   }
   const bool sft = a.objective == "sft";
   // Unset (0) options keep LmTrainOptions' defaults (S-SFT: 24 samples, 4 held out).
@@ -149,10 +152,11 @@ Status train_from_gate(CalibrateArgs& a, const LlamaModel& model, const Tokenize
   }
   std::fprintf(stderr,
                "calibrate: %zu tokens of %s (text sha256 %s); objective %s from %s; %s gate, S=%d W=%d L=%d, %s "
-               "update, %s KV; %d %s of %d (%d held out); %d steps, lr %g; seed %llu; %d threads\n",
+               "update, %s KV%s; %d %s of %d (%d held out); %d steps, lr %g; seed %llu; %d threads\n",
                n_tokens, sft ? "instruction samples" : "text", text_hash.c_str(), a.objective.c_str(),
                a.init == "none" ? "a fresh gate" : "the starting gate", gate_kind_name(config.kind), config.sink,
                config.window, config.segment, memory_update_name(config.update), kv_type_name(config.kv_type),
+               start.has_query_projection() ? absl::StrCat(", query projection (lr ", a.lm.query_lr, ")").c_str() : "",
                a.lm.sequences, sft ? "samples" : "sequences", a.lm.context, a.lm.validation_sequences, a.lm.steps,
                double(a.lm.lr), static_cast<unsigned long long>(a.lm.seed), a.threads);
   kernels::cpu::ThreadPool pool(a.threads);
@@ -181,11 +185,25 @@ Status train_from_gate(CalibrateArgs& a, const LlamaModel& model, const Tokenize
       "at step %d\n",
       rep.closed_val_nll, std::exp(rep.closed_val_nll), rep.init_val_nll, std::exp(rep.init_val_nll), rep.best_val_nll,
       std::exp(rep.best_val_nll), rep.best_step);
-  std::printf("layer  mean sigmoid(bias)\n");
+  const bool projected = gate->has_query_projection();
+  std::printf("layer  mean sigmoid(bias)%s\n", projected ? "  |P - I|_F / |I|_F" : "");
+  const double identity_norm = std::sqrt(double(shape.n_head) * double(shape.head_dim));
   for (int il = 0; il < gate->n_layer(); ++il) {
     double mean_g = 0;
     for (float b : gate->bias(il)) mean_g += 1.0 / (1.0 + std::exp(-double(b)));
-    std::printf("%5d  %.3f\n", il, mean_g / double(gate->bias(il).size()));
+    std::printf("%5d  %.3f", il, mean_g / double(gate->bias(il).size()));
+    if (projected) {
+      // How far training moved the projection from the identity.
+      const std::vector<float>& q = gate->query(il);
+      const size_t d = size_t(shape.head_dim);
+      double off = 0;
+      for (size_t i = 0; i < q.size(); ++i) {
+        const double e = q[i] - ((i / d) % d == i % d ? 1.0 : 0.0);
+        off += e * e;
+      }
+      std::printf("  %.4f", std::sqrt(off) / identity_norm);
+    }
+    std::printf("\n");
   }
   std::printf("trained in %.0f s\nwrote %s (%zu parameters)\n", rep.seconds, a.out.c_str(), gate->n_params());
   return absl::OkStatus();
@@ -238,6 +256,12 @@ Status run(int argc, char** argv) {
            "lm, sft: the starting gate (default: the model's gate file; 'none': a fresh gate of --gate's kind)",
            &a.init);
   p.option("", "--lr", "X", "lm, sft: Adam step of the biases (default 0.05)", &a.lm.lr);
+  p.option("", "--query-lr", "X", "lm, sft: Adam step of the query projection's entries (default 0.001)",
+           &a.lm.query_lr);
+  p.flag("--query-projection",
+         "lm, sft: train a per-head projection of the queries that read the memory as well (starts at the "
+         "identity; kept when the starting gate has one)",
+         [&] { a.query_projection = true; });
   p.option("", "--eval-every", "N", "lm, sft: steps between validation passes (default 10)", &a.lm.eval_every);
   p.option("", "--checkpoint", "FILE", "lm, sft: resumable training state, rewritten after every step",
            &a.lm.checkpoint);
@@ -269,8 +293,8 @@ Status run(int argc, char** argv) {
     return absl::InvalidArgumentError("--steps, --sequences and --val-sequences must be positive");
   }
   const bool lm = a.objective != "distill";
-  if (!lm && (!a.init.empty() || !a.lm.checkpoint.empty())) {
-    return absl::InvalidArgumentError("--init and --checkpoint belong to --objective lm and sft");
+  if (!lm && (!a.init.empty() || !a.lm.checkpoint.empty() || a.query_projection)) {
+    return absl::InvalidArgumentError("--init, --checkpoint and --query-projection belong to --objective lm and sft");
   }
   EDGEINF_ASSIGN_OR_RETURN(a.cal.gate.kind, parse_gate_kind(a.kind));
   EDGEINF_ASSIGN_OR_RETURN(a.cal.gate.update, parse_memory_update(a.update));

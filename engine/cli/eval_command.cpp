@@ -39,7 +39,7 @@ namespace {
 struct EvalArgs {
   std::string model = default_model_path();
   std::string text = "data/kjv-nt.txt";
-  std::string tasks = "ppl,passkey,needle,multineedle,docqa,coverage";
+  std::string tasks = "ppl,passkey,needle,multineedle,docqa,coverage";  // docqa-loss: on request
   std::string lengths = "2048,4096,8192,16384";
   std::string policies = "full,streaming,snapkv,pyramidkv,edgeinfinite";
   std::string depths = "0.1,0.5,0.9";
@@ -57,7 +57,7 @@ struct EvalArgs {
   float fixed_gate = -1.0f;  // in (0, 1): an untrained scalar gate of that value
 };
 
-constexpr const char* kTasks[] = {"ppl", "passkey", "needle", "multineedle", "docqa", "coverage"};
+constexpr const char* kTasks[] = {"ppl", "passkey", "needle", "multineedle", "docqa", "docqa-loss", "coverage"};
 
 struct Run {
   std::string task, policy;
@@ -79,7 +79,7 @@ struct Inputs {
 // One scored answer of a run: docqa has one per depth, coverage one per section, the others one.
 struct Item {
   double depth = 0;
-  double score = NAN;  // retrieval and docqa: fraction right; ppl: perplexity
+  double score = NAN;  // retrieval and docqa: fraction right; ppl: perplexity; docqa-loss: nats per token
   std::string answer;
 };
 
@@ -146,8 +146,8 @@ Result run_one(const Inputs& in, const EvalArgs& a, const Run& run) {
   LlamaContextOptions opt;
   opt.kv = a.kv;
   opt.kv.name = run.policy;
-  opt.kv.n_ctx =
-      int(run.length + (run.task == "coverage" ? a.summary_tokens : a.answer_tokens) + (run.task == "docqa" ? 64 : 8));
+  opt.kv.n_ctx = int(run.length + (run.task == "coverage" ? a.summary_tokens : a.answer_tokens) +
+                     (run.task.starts_with("docqa") ? 64 : 8));
   opt.kv.gate = gate_for_policy(opt.kv, in.gate);
   opt.n_batch = a.kv.segment;
   auto ctx = LlamaContext::create(backends->for_policy(run.policy), opt);
@@ -181,8 +181,10 @@ Result run_one(const Inputs& in, const EvalArgs& a, const Run& run) {
     r.ttft_s = seconds_since(t0);  // the whole input, as for the retrieval tasks
     r.prefill_tok_s = double(run.length) / r.ttft_s;
     r.items.push_back({run.depth, std::exp(nll / double(run.length)), ""});
-  } else if (run.task == "docqa") {
-    // The document once; then each question on its own, from the state the document left.
+  } else if (run.task == "docqa" || run.task == "docqa-loss") {
+    // The document once; then each question on its own, from the state the document left: its
+    // greedy answer (docqa), or the loss of the fact's own words after it, teacher-forced
+    // (docqa-loss: what the memory tells of the fact even when the answer is not the first guess).
     const DocQa d = docqa_prompt(tok, prose, run.length, in.depths, run.seed);
     if (auto l = c.eval(d.document); !l.ok()) {
       r.error = std::string(l.status().message());
@@ -210,8 +212,28 @@ Result run_one(const Inputs& in, const EvalArgs& a, const Run& run) {
         r.error = std::string(l.status().message());
         return r;
       }
-      const std::string answer = greedy_answer(c, tok, *l, a.answer_tokens);
-      r.items.push_back({d.questions[i].depth, docqa_score(d.questions[i].answer, answer), answer});
+      const DocQa::Question& q = d.questions[i];
+      if (run.task == "docqa") {
+        const std::string answer = greedy_answer(c, tok, *l, a.answer_tokens);
+        r.items.push_back({q.depth, docqa_score(q.answer, answer), answer});
+        continue;
+      }
+      double nll = 0;
+      std::vector<float> last(l->begin(), l->end());
+      for (size_t k = 0; k < q.answer_tokens.size(); ++k) {
+        const float mx = *std::max_element(last.begin(), last.end());
+        double sum = 0;
+        for (float v : last) sum += std::exp(double(v - mx));
+        nll -= double(last[size_t(q.answer_tokens[k])] - mx) - std::log(sum);
+        if (k + 1 == q.answer_tokens.size()) break;
+        auto next = c.eval(std::span<const TokenId>(&q.answer_tokens[k], 1));
+        if (!next.ok()) {
+          r.error = std::string(next.status().message());
+          return r;
+        }
+        last.assign(next->begin(), next->end());
+      }
+      r.items.push_back({q.depth, nll / double(q.answer_tokens.size()), q.answer});
     }
     return r;
   } else if (run.task == "coverage") {
@@ -409,7 +431,7 @@ std::vector<Summary> summarise(const std::vector<std::pair<Run, Result>>& rows) 
     double sum = 0;
     for (double x : v) sum += x;
     g.mean = sum / g.n;
-    if (g.task == "ppl") {
+    if (g.task == "ppl" || g.task == "docqa-loss") {
       if (g.n > 1) {
         double ss = 0;
         for (double x : v) ss += (x - g.mean) * (x - g.mean);
@@ -433,7 +455,7 @@ std::vector<Summary> summarise(const std::vector<std::pair<Run, Result>>& rows) 
 }
 
 void print_summary(const std::vector<Summary>& summary) {
-  std::printf("\nover seeds: mean and 95 %% interval (accuracy: Wilson; perplexity: Student's t)\n");
+  std::printf("\nover seeds: mean and 95 %% interval (accuracy: Wilson; perplexity and loss: Student's t)\n");
   std::printf("%-12s %-13s %7s %6s %4s %9s %19s\n", "task", "policy", "length", "depth", "n", "mean", "95% interval");
   for (const Summary& g : summary) {
     std::printf("%-12s %-13s %7lld %6.2f %4d %9.3f  [%7.3f, %7.3f]\n", g.task.c_str(), g.policy.c_str(),
@@ -456,7 +478,7 @@ Status write_depth_plot(const std::string& png, const std::vector<Summary>& summ
   std::vector<std::string> tasks;
   std::map<std::string, std::map<std::pair<std::string, int64_t>, std::vector<std::pair<double, double>>>> lines;
   for (const Summary& g : summary) {
-    if (g.task == "ppl" || g.task == "multineedle") continue;
+    if (g.task == "ppl" || g.task == "multineedle" || g.task == "docqa-loss") continue;
     if (std::find(tasks.begin(), tasks.end(), g.task) == tasks.end()) tasks.push_back(g.task);
     lines[g.task][{g.policy, g.length}].push_back({g.depth, g.mean});
   }
@@ -502,7 +524,10 @@ Status run(int argc, char** argv) {
   ArgParser p("eval", "Evaluates KV policies at an equal KV budget on long-context tasks.");
   p.option("-m", "--model", "FILE", "GGUF model", &a.model);
   p.option("", "--text", "FILE", "held-out prose for ppl and needle haystacks (default data/kjv-nt.txt)", &a.text);
-  p.option("", "--tasks", "LIST", "ppl, passkey, needle, multineedle, docqa, coverage (default all)", &a.tasks);
+  p.option("", "--tasks", "LIST",
+           "ppl, passkey, needle, multineedle, docqa, coverage (default: these), docqa-loss (docqa's answers "
+           "teacher-forced: loss per token by depth)",
+           &a.tasks);
   p.option("", "--lengths", "LIST", "input lengths in tokens (default 2048,4096,8192,16384)", &a.lengths);
   p.option("", "--policies", "LIST", "policies (default full,streaming,snapkv,pyramidkv,edgeinfinite)", &a.policies);
   p.option("", "--depths", "LIST", "needle and fact depths in [0, 1] (default 0.1,0.5,0.9)", &a.depths);
@@ -549,7 +574,9 @@ Status run(int argc, char** argv) {
   for (double d : depths) {
     if (!(d >= 0 && d <= 1)) return absl::InvalidArgumentError(absl::StrCat("--depths: ", d, " is not in [0, 1]"));
   }
-  if (std::find(tasks.begin(), tasks.end(), "docqa") != tasks.end() && depths.size() > kDocQaMaxFacts) {
+  const bool docqa = std::find(tasks.begin(), tasks.end(), "docqa") != tasks.end() ||
+                     std::find(tasks.begin(), tasks.end(), "docqa-loss") != tasks.end();
+  if (docqa && depths.size() > kDocQaMaxFacts) {
     return absl::InvalidArgumentError(
         absl::StrCat("--depths: docqa states one distinct fact per depth, at most ", kDocQaMaxFacts));
   }
@@ -568,8 +595,7 @@ Status run(int argc, char** argv) {
   EDGEINF_ASSIGN_OR_RETURN(const std::string shape_warning, resolve_kv_shape(shape, gate.get(), &a.kv));
   if (!shape_warning.empty()) std::fprintf(stderr, "warning: %s\n", shape_warning.c_str());
   a.kv.budget = a.kv.sink + a.kv.window;  // equal exact-KV budget for every bounded policy
-  std::string gate_name =
-      gate ? absl::StrCat(gate_kind_name(gate->config().kind), " (trained)") : "none (memory unused)";
+  std::string gate_name = gate ? absl::StrCat(gate->describe(), " (trained)") : "none (memory unused)";
   if (!gate && a.fixed_gate > 0 && a.fixed_gate < 1) {
     gate = fixed_gate(a.kv, AttentionShape::of(*model), a.fixed_gate);
     gate_name = absl::StrCat("fixed ", a.fixed_gate, " (untrained)");

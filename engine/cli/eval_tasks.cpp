@@ -116,7 +116,7 @@ DocQa docqa_prompt(const Tokenizer& tok, const std::vector<TokenId>& haystack, i
     d.questions.push_back({depths[i],
                            encode(tok, absl::StrCat("\nQuestion: Where does ", person, " keep the ", object,
                                                     "?\nAnswer: ", person, " keeps the ", object, " in the")),
-                           place});
+                           place, encode(tok, absl::StrCat(" ", place, "."))});
   }
   std::stable_sort(inserts.begin(), inserts.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   const std::vector<TokenId> head =

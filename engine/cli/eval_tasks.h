@@ -35,8 +35,9 @@ double retrieval_score(const RetrievalPrompt& p, const std::string& generated);
 struct DocQa {
   struct Question {
     double depth = 0;
-    std::vector<TokenId> tokens;  // the question and the start of the answer sentence
-    std::string answer;           // the place
+    std::vector<TokenId> tokens;         // the question and the start of the answer sentence
+    std::string answer;                  // the place
+    std::vector<TokenId> answer_tokens;  // the rest of the sentence as the fact states it (" place.")
   };
   std::vector<TokenId> document;
   std::vector<Question> questions;  // in the order of `depths`

@@ -160,7 +160,7 @@ Status run(int argc, char** argv) {
   if (traits != nullptr && traits->compresses) {
     policy_detail =
         absl::StrCat(" (S=", a.kv.sink, " W=", a.kv.window, " L=", a.kv.segment, ", ", memory_update_name(a.kv.update),
-                     " update, ", gate ? absl::StrCat(gate_kind_name(gate->config().kind), " gate") : "no gate", ")");
+                     " update, ", gate ? absl::StrCat(gate->describe(), " gate") : "no gate", ")");
   }
   std::fputs("\n", stdout);
   std::fflush(stdout);

@@ -34,6 +34,7 @@ class CpuKvStore final : public KvStore {
     v_leave_.resize(seg * size_t(s.kv_dim()));
     read_.resize(seg * size_t(s.q_dim()));
     g_.resize(seg * size_t(s.n_head));
+    if (shape.gate != nullptr && shape.gate->has_query_projection()) q_mem_.resize(seg * size_t(s.q_dim()));
   }
 
   const char* device() const override { return "cpu"; }
@@ -89,6 +90,7 @@ class CpuKvStore final : public KvStore {
   }
 
   void read_memory(int layer, const float* q, int64_t n_tok, kernels::cpu::ThreadPool& pool) override {
+    if (!q_mem_.empty()) q = shape_.gate->memory_queries(layer, q, n_tok, q_mem_.data(), pool);
     kernels::cpu::memory_decompress(
         memory_decompress_params(s_, m_[size_t(layer)].data(), z_[size_t(layer)].data(), q, read_.data(), n_tok), pool);
   }
@@ -136,6 +138,7 @@ class CpuKvStore final : public KvStore {
   KvRowArrays rows_;                       // per layer K and V [shape_.rows, kv_dim] encoded
   std::vector<std::vector<float>> m_, z_;  // per layer [n_kv_head, d, d] and [n_kv_head, d]
   std::vector<float> k_leave_, v_leave_, read_, g_;
+  std::vector<float> q_mem_;     // the projected queries, when the gate projects them
   std::vector<float> rerotate_;  // an encoded store's keys being re-rotated [kRerotateRows, kv_dim]
   RowPositions positions_;       // the batch's, in the policy's buffer (valid until its next plan)
 };

@@ -35,11 +35,36 @@ MemoryGate::MemoryGate(const GateConfig& config, const AttentionShape& shape, fl
   bias_.assign(size_t(shape.n_layer), std::vector<float>(size_t(shape.n_head), bias));
   const size_t w = config.kind == GateKind::kLinear ? size_t(shape.n_head) * size_t(2 * shape.q_dim()) : 0;
   weight_.assign(size_t(shape.n_layer), std::vector<float>(w, 0.0f));
+  query_.assign(size_t(shape.n_layer), std::vector<float>());
+}
+
+void MemoryGate::add_query_projection() {
+  if (has_query_projection()) return;
+  const size_t d = size_t(shape_.head_dim);
+  for (std::vector<float>& p : query_) {
+    p.assign(size_t(shape_.n_head) * d * d, 0.0f);
+    for (size_t h = 0; h < size_t(shape_.n_head); ++h) {
+      for (size_t i = 0; i < d; ++i) p[(h * d + i) * d + i] = 1.0f;
+    }
+  }
+}
+
+std::string MemoryGate::describe() const {
+  return absl::StrCat(gate_kind_name(config_.kind), has_query_projection() ? " + query projection" : "");
+}
+
+const float* MemoryGate::memory_queries(int il, const float* q, int64_t n_tok, float* out,
+                                        kernels::cpu::ThreadPool& pool) const {
+  if (!has_query_projection()) return q;
+  const int64_t q_dim = shape_.q_dim();
+  kernels::cpu::head_projection_forward(
+      {query_[size_t(il)].data(), q, q_dim, out, q_dim, n_tok, shape_.n_head, shape_.head_dim}, pool);
+  return out;
 }
 
 size_t MemoryGate::n_params() const {
   size_t n = 0;
-  for (size_t il = 0; il < bias_.size(); ++il) n += bias_[il].size() + weight_[il].size();
+  for (size_t il = 0; il < bias_.size(); ++il) n += bias_[il].size() + weight_[il].size() + query_[il].size();
   return n;
 }
 
@@ -95,6 +120,8 @@ Status MemoryGate::save(const std::string& path) const {
     w.tensor_f32(b + "bias", {shape_.n_head}, bias_[size_t(il)]);
     if (config_.kind == GateKind::kLinear)
       w.tensor_f32(b + "weight", {2 * shape_.q_dim(), shape_.n_head}, weight_[size_t(il)]);
+    if (has_query_projection())
+      w.tensor_f32(b + "query", {shape_.head_dim, shape_.head_dim, shape_.n_head}, query_[size_t(il)]);
   }
   return w.write_file(path);
 }
@@ -125,6 +152,8 @@ StatusOr<std::unique_ptr<MemoryGate>> MemoryGate::load(const std::string& path, 
     return bad("layer or head counts differ from the model's");
   }
   auto gate = std::make_unique<MemoryGate>(c, shape, 0.0f);
+  // A projection is in every layer or in none.
+  if (f->find_tensor("blk.0.mem_gate.query") != nullptr) gate->add_query_projection();
   for (int il = 0; il < shape.n_layer; ++il) {
     const std::string b = absl::StrCat("blk.", il, ".mem_gate.");
     auto read = [&](const std::string& name, std::vector<float>& dst) -> Status {
@@ -137,6 +166,11 @@ StatusOr<std::unique_ptr<MemoryGate>> MemoryGate::load(const std::string& path, 
     };
     EDGEINF_RETURN_IF_ERROR(read(b + "bias", gate->bias(il)));
     if (c.kind == GateKind::kLinear) EDGEINF_RETURN_IF_ERROR(read(b + "weight", gate->weight(il)));
+    if (gate->has_query_projection()) {
+      EDGEINF_RETURN_IF_ERROR(read(b + "query", gate->query(il)));
+    } else if (f->find_tensor(b + "query") != nullptr) {
+      return bad(absl::StrCat("tensor '", b, "query' without a projection in layer 0"));
+    }
   }
   return gate;
 }

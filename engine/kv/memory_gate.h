@@ -2,8 +2,12 @@
 // and its GGUF side file (<model>.gate.gguf).
 //   scalar: g[t, h] = sigmoid(beta[h])                                  (one number per head)
 //   linear: g[t, h] = sigmoid(W[h] . [A_mem[t]; A_local[t]] + b[h])    (W [n_head, 2 * n_head * head_dim])
-// Side file: tensors blk.N.mem_gate.bias [n_head] and, for linear, blk.N.mem_gate.weight
-// [2 * n_head * head_dim, n_head]; metadata edgeinf.gate.{kind, sink, window, segment, update,
+// Optionally, a trained projection of the queries that read the memory (beyond the method: see
+// README "Memory-path parameters"): the memory is read with P[h] q[h] instead of q[h], per query
+// head, P [n_head, head_dim, head_dim]; without it the queries read the memory as they are.
+// Side file: tensors blk.N.mem_gate.bias [n_head], for linear blk.N.mem_gate.weight
+// [2 * n_head * head_dim, n_head], with a projection blk.N.mem_gate.query [head_dim, head_dim,
+// n_head] in every layer; metadata edgeinf.gate.{kind, sink, window, segment, update,
 // kv_type, model_fingerprint, calibration_hash} (a file without kv_type was trained with f32).
 #pragma once
 
@@ -50,7 +54,19 @@ class MemoryGate {
   std::vector<float>& weight(int il) { return weight_[size_t(il)]; }
   const std::vector<float>& bias(int il) const { return bias_[size_t(il)]; }
   const std::vector<float>& weight(int il) const { return weight_[size_t(il)]; }
+  // The query projection of layer il: [n_head, head_dim (out), head_dim (in)], row-major; empty in
+  // every layer when the gate has none.
+  bool has_query_projection() const { return !query_.empty() && !query_[0].empty(); }
+  std::vector<float>& query(int il) { return query_[size_t(il)]; }
+  const std::vector<float>& query(int il) const { return query_[size_t(il)]; }
+  // Gives every layer the identity projection (reads as before until trained); no-op if it has one.
+  void add_query_projection();
   size_t n_params() const;
+  // "scalar" or "linear", with " + query projection" when it has one.
+  std::string describe() const;
+  // The queries that read layer il's memory: P q into out ([n_tok, q_dim], row stride q_dim), or
+  // q itself when the gate has no projection (out untouched).
+  const float* memory_queries(int il, const float* q, int64_t n_tok, float* out, kernels::cpu::ThreadPool& pool) const;
 
   // Gate values g [n_tok, n_head] of layer il from A_mem and A_local ([n_tok, n_head * head_dim]).
   void compute(int il, const float* a_mem, const float* a_local, int64_t n_tok, float* g,
@@ -59,7 +75,7 @@ class MemoryGate {
  private:
   GateConfig config_;
   AttentionShape shape_;
-  std::vector<std::vector<float>> bias_, weight_;
+  std::vector<std::vector<float>> bias_, weight_, query_;
 };
 
 // An untrained scalar gate of the given value in (0, 1) for a policy of kv's shape (S, W, L, update

@@ -23,6 +23,13 @@ EDGEINF_HD float memory_write(float m_ij, float sk_i, float v_j, float retrieved
 // Memory read of one output element: (sq . M[:, j]) / (sq . z + eps).
 EDGEINF_HD float memory_read(float sq_dot_mj, float sq_dot_z) { return sq_dot_mj / (sq_dot_z + kMemoryEps); }
 
+// One output of the memory's query projection: row . x over head_dim, summed in index order.
+EDGEINF_HD float head_project(const float* row, const float* x, int head_dim) {
+  float acc = 0.0f;
+  for (int j = 0; j < head_dim; ++j) acc += row[j] * x[j];
+  return acc;
+}
+
 // Gate blend of one element: g * A_mem + (1 - g) * A_local; g == 0 returns A_local exactly.
 EDGEINF_HD float gate_blend(float g, float a_mem, float a_local) {
   return g == 0.0f ? a_local : g * a_mem + (1.0f - g) * a_local;

@@ -136,6 +136,19 @@ struct GateBlendParams {
   int head_dim = 0;
 };
 
+// The memory's query projection: y[t, h, :] = P[h] x[t, h, :] per query head, P row-major
+// [n_head, head_dim (out), head_dim (in)]. y must not alias x.
+struct HeadProjectionParams {
+  const float* w = nullptr;
+  const float* x = nullptr;
+  int64_t x_stride = 0;
+  float* y = nullptr;
+  int64_t y_stride = 0;
+  int64_t n_tok = 0;
+  int n_head = 0;
+  int head_dim = 0;
+};
+
 // Linear memory gate values: g[t, h] = sigmoid(W[h] . [a_mem[t]; a_local[t]] + bias[h]), W row-major
 // [n_head, 2 * n_head * head_dim] (the a_mem half first).
 struct GateLinearParams {

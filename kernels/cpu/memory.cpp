@@ -76,4 +76,16 @@ void gate_blend_forward(const GateBlendParams& p, ThreadPool& pool) {
   });
 }
 
+void head_projection_forward(const HeadProjectionParams& p, ThreadPool& pool) {
+  const int d = p.head_dim;
+  pool.run(p.n_tok, [&](int64_t t) {
+    for (int h = 0; h < p.n_head; ++h) {
+      const float* x = p.x + t * p.x_stride + int64_t(h) * d;
+      for (int i = 0; i < d; ++i) {
+        p.y[t * p.y_stride + int64_t(h) * d + i] = head_project(p.w + (int64_t(h) * d + i) * d, x, d);
+      }
+    }
+  });
+}
+
 }  // namespace edgeinf::kernels::cpu

@@ -18,5 +18,6 @@ void swiglu_forward(const SwigluParams& p, ThreadPool& pool);
 void memory_compress(const MemoryCompressParams& p, ThreadPool& pool);
 void memory_decompress(const MemoryDecompressParams& p, ThreadPool& pool);
 void gate_blend_forward(const GateBlendParams& p, ThreadPool& pool);
+void head_projection_forward(const HeadProjectionParams& p, ThreadPool& pool);
 
 }  // namespace edgeinf::kernels::cpu

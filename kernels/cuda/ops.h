@@ -24,6 +24,8 @@ cudaError_t memory_decompress(const MemoryDecompressParams& p, cudaStream_t stre
 cudaError_t gate_linear_forward(const GateLinearParams& p, cudaStream_t stream);
 // The blend out = g A_mem + (1 - g) A_local with per-token, per-head gate values.
 cudaError_t gate_blend_forward(const GateBlendParams& p, cudaStream_t stream);
+// The memory's query projection y = P[h] x per token and head.
+cudaError_t head_projection_forward(const HeadProjectionParams& p, cudaStream_t stream);
 // Memory compression (linear or delta rule). scratch: n_tok * n_kv_head * head_dim floats for the
 // delta rule's retrieval (may be null for the linear rule). head_dim <= 256.
 cudaError_t memory_compress(const MemoryCompressParams& p, float* scratch, cudaStream_t stream);

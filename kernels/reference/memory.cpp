@@ -84,4 +84,16 @@ void gate_linear_forward(const GateLinearParams& p) {
   }
 }
 
+void head_projection_forward(const HeadProjectionParams& p) {
+  const int d = p.head_dim;
+  for (int64_t t = 0; t < p.n_tok; ++t) {
+    for (int h = 0; h < p.n_head; ++h) {
+      const float* x = p.x + t * p.x_stride + int64_t(h) * d;
+      for (int i = 0; i < d; ++i) {
+        p.y[t * p.y_stride + int64_t(h) * d + i] = head_project(p.w + (int64_t(h) * d + i) * d, x, d);
+      }
+    }
+  }
+}
+
 }  // namespace edgeinf::kernels::reference

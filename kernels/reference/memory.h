@@ -9,5 +9,6 @@ void memory_compress(const MemoryCompressParams& p);
 void memory_decompress(const MemoryDecompressParams& p);
 void gate_blend_forward(const GateBlendParams& p);
 void gate_linear_forward(const GateLinearParams& p);
+void head_projection_forward(const HeadProjectionParams& p);
 
 }  // namespace edgeinf::kernels::reference

@@ -232,6 +232,25 @@ TEST(CudaKernels, LinearGateAndBlend) {
   expect_close(dloc.host(), blended, kCudaBlendTol, "blend");
 }
 
+// The memory's query projection on odd shapes: head_dim 64 and 96, padded input rows.
+TEST(CudaKernels, QueryProjectionPerHead) {
+  SKIP_WITHOUT_DEVICE();
+  for (const int head_dim : {64, 96}) {
+    const int64_t n_tok = 17;
+    const int n_head = 5;
+    const int64_t q_dim = int64_t(n_head) * head_dim, x_stride = q_dim + 3;
+    const auto w = random_floats(size_t(n_head) * size_t(head_dim * head_dim), 37, 0.2f);
+    const auto x = random_floats(size_t(n_tok * x_stride), 38);
+    std::vector<float> want(size_t(n_tok * q_dim));
+    reference::head_projection_forward({w.data(), x.data(), x_stride, want.data(), q_dim, n_tok, n_head, head_dim});
+    DeviceBuffer<float> dw(w), dx(x), dy(std::vector<float>(want.size()));
+    ASSERT_EQ(
+        cuda::head_projection_forward({dw.ptr, dx.ptr, x_stride, dy.ptr, q_dim, n_tok, n_head, head_dim}, nullptr),
+        cudaSuccess);
+    expect_close(dy.host(), want, kCudaReductionTol, "query projection");
+  }
+}
+
 TEST(CudaKernels, EmbeddingRowsEveryWeightType) {
   SKIP_WITHOUT_DEVICE();
   const int64_t n_embd = 512, n_vocab = 29;

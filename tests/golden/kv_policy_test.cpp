@@ -1,6 +1,8 @@
 // KV policies checked by their invariants on real weights:
 //  - total tokens <= S + W + L: edgeinfinite (with a non-zero gate) is bit-identical to full;
 //  - gate forced to 0: edgeinfinite equals streaming with the same S, W, L, bit for bit;
+//  - the identity query projection reads the memory as none does, bit for bit, and no projection
+//    changes anything below tau;
 //  - a budget that holds the whole input: streaming equals full;
 //  - the state of edgeinfinite and streaming has the same size after 16K, 64K and 128K tokens,
 //    and the exact part never holds more than S + W + L entries;
@@ -84,7 +86,16 @@ TEST(KvPolicy, EdgeInfiniteBelowTauIsBitIdenticalToFull) {
   MemoryGate gate({GateKind::kScalar, S, W, L}, AttentionShape::of(m), 3.0f);
   KvPolicyOptions ei = window_options("edgeinfinite", S, W, L);
   ei.gate = &gate;
-  expect_bit_identical(all_logits(m, ei, toks, L), all_logits(m, full, toks, L), n_vocab);
+  const std::vector<float> want = all_logits(m, full, toks, L);
+  expect_bit_identical(all_logits(m, ei, toks, L), want, n_vocab);
+  // A query projection changes only how the memory is read: never below tau.
+  MemoryGate projected = gate;
+  projected.add_query_projection();
+  for (int il = 0; il < projected.n_layer(); ++il) {
+    for (size_t i = 0; i < projected.query(il).size(); ++i) projected.query(il)[i] += 0.1f * std::sin(float(i));
+  }
+  ei.gate = &projected;
+  expect_bit_identical(all_logits(m, ei, toks, L), want, n_vocab);
 }
 
 TEST(KvPolicy, EdgeInfiniteWithGateZeroEqualsStreaming) {
@@ -106,6 +117,21 @@ TEST(KvPolicy, EdgeInfiniteWithGateZeroEqualsStreaming) {
   const size_t tau_end = size_t((S + W + L) / L * L) * size_t(n_vocab);
   EXPECT_EQ(std::memcmp(c.data(), b.data(), tau_end * sizeof(float)), 0) << "before the first fold";
   EXPECT_NE(std::memcmp(c.data() + tau_end, b.data() + tau_end, (c.size() - tau_end) * sizeof(float)), 0);
+
+  // The identity query projection reads the memory as no projection does, bit for bit; another
+  // projection reads it differently.
+  MemoryGate identity = open;
+  identity.add_query_projection();
+  ei.gate = &identity;
+  expect_bit_identical(all_logits(m, ei, toks, L), c, n_vocab);
+  MemoryGate turned = identity;
+  for (int il = 0; il < turned.n_layer(); ++il) {
+    for (size_t i = 0; i < turned.query(il).size(); ++i) turned.query(il)[i] *= 1.5f;
+  }
+  ei.gate = &turned;
+  const std::vector<float> e = all_logits(m, ei, toks, L);
+  EXPECT_EQ(std::memcmp(e.data(), c.data(), tau_end * sizeof(float)), 0) << "before the first fold";
+  EXPECT_NE(std::memcmp(e.data() + tau_end, c.data() + tau_end, (c.size() - tau_end) * sizeof(float)), 0);
 }
 
 TEST(KvPolicy, StreamingWithRoomForEverythingEqualsFull) {

@@ -40,14 +40,17 @@ GateConfig small_config(GateKind kind) {
   return c;
 }
 
-// A gate with every head open to some degree, and small random weights for the linear kind.
-std::unique_ptr<MemoryGate> open_gate(const LlamaModel& m, GateKind kind, uint64_t seed) {
+// A gate with every head open to some degree, and small random weights for the linear kind; with
+// `projected`, a query projection near the identity.
+std::unique_ptr<MemoryGate> open_gate(const LlamaModel& m, GateKind kind, uint64_t seed, bool projected = false) {
   auto gate = std::make_unique<MemoryGate>(small_config(kind), AttentionShape::of(m), 0.0f);
+  if (projected) gate->add_query_projection();
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   for (int il = 0; il < gate->n_layer(); ++il) {
     for (float& b : gate->bias(il)) b = u(rng);
     for (float& w : gate->weight(il)) w = 0.2f * u(rng);
+    for (float& q : gate->query(il)) q += 0.3f * u(rng);
   }
   return gate;
 }
@@ -79,12 +82,12 @@ double token_nll(const float* logits, int64_t n_vocab, int32_t target) {
   return std::log(sum) - double(logits[target] - mx);
 }
 
-TEST(GateLmPass, ForwardLossIsTheEnginesLoss) {
+void check_forward_loss(bool projected) {
   const LlamaModel& m = tiny_model();
   kernels::cpu::ThreadPool pool(2);
-  const auto gate = open_gate(m, GateKind::kLinear, 1);
+  const auto gate = open_gate(m, GateKind::kLinear, 1, projected);
   const std::vector<TokenId> seq = testing::random_tokens(57, m.config().n_vocab, 11);
-  auto pass = GateLmPass::create(m, gate->config(), pool);
+  auto pass = GateLmPass::create(m, *gate, pool);
   ASSERT_TRUE(pass.ok()) << pass.status();
 
   const std::unique_ptr<ModelBackend> cpu = make_cpu_backend(m, pool);
@@ -111,6 +114,9 @@ TEST(GateLmPass, ForwardLossIsTheEnginesLoss) {
   EXPECT_GE(batches_with_memory, 3);
 }
 
+TEST(GateLmPass, ForwardLossIsTheEnginesLoss) { check_forward_loss(false); }
+TEST(GateLmPass, ForwardLossIsTheEnginesLossWithQueryProjection) { check_forward_loss(true); }
+
 // Loss of the batch at `first` from the saved state before it, and its gradient.
 double batch_loss(GateLmPass& pass, const std::string& state, const std::vector<TokenId>& seq, int64_t first,
                   const MemoryGate& gate, GateGradient* grad) {
@@ -122,12 +128,12 @@ double batch_loss(GateLmPass& pass, const std::string& state, const std::vector<
   return r->nll;
 }
 
-void check_gradient(GateKind kind) {
+void check_gradient(GateKind kind, bool projected = false) {
   const LlamaModel& m = tiny_model();
   kernels::cpu::ThreadPool pool(2);
-  const auto gate = open_gate(m, kind, 2);
+  const auto gate = open_gate(m, kind, 2, projected);
   const std::vector<TokenId> seq = testing::random_tokens(49, m.config().n_vocab, 12);
-  auto made = GateLmPass::create(m, gate->config(), pool);
+  auto made = GateLmPass::create(m, *gate, pool);
   ASSERT_TRUE(made.ok()) << made.status();
   GateLmPass& pass = **made;
   for (int64_t b = 0; b < 40; b += 8) {
@@ -145,7 +151,9 @@ void check_gradient(GateKind kind) {
   ASSERT_GT(norm, 1e-8) << "the gate has no effect on the loss";
 
   // Each layer's bias one at a time, then a random direction through every parameter.
-  const float h = 1e-2f;
+  // Large enough that the float32 loss's rounding (about 1e-7 of ~450, over 2h) stays below the
+  // tolerance, small enough that the curvature does too.
+  const float h = 3e-2f;
   std::mt19937_64 rng(3);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   for (int il = 0; il < gate->n_layer(); ++il) {
@@ -172,14 +180,56 @@ void check_gradient(GateKind kind) {
       plus.weight(il)[j] += h * d, minus.weight(il)[j] -= h * d;
       along += double(d) * grad.weight[size_t(il)][j];
     }
+    for (size_t j = 0; j < gate->query(il).size(); ++j) {
+      const float d = u(rng);
+      plus.query(il)[j] += h * d, minus.query(il)[j] -= h * d;
+      along += double(d) * grad.query[size_t(il)][j];
+    }
   }
   const double fd =
       (batch_loss(pass, state, seq, 40, plus, nullptr) - batch_loss(pass, state, seq, 40, minus, nullptr)) / (2.0 * h);
   EXPECT_NEAR(along, fd, 2e-2 * std::abs(fd) + 1e-4);
+  if (!projected) return;
+
+  // The projection alone: the largest entries of each layer's gradient, one at a time, and a random
+  // direction through the projections only (a shorter step: the direction has many entries).
+  const float hq = 1e-2f;
+  double qnorm = 0;
+  for (const auto& q : grad.query) {
+    for (float g : q) qnorm += double(g) * g;
+  }
+  ASSERT_GT(qnorm, 1e-10) << "the projection has no effect on the loss";
+  for (int il = 0; il < gate->n_layer(); ++il) {
+    const std::vector<float>& g = grad.query[size_t(il)];
+    const size_t j = size_t(
+        std::max_element(g.begin(), g.end(), [](float a, float b) { return std::abs(a) < std::abs(b); }) - g.begin());
+    MemoryGate qp = *gate, qm = *gate;
+    qp.query(il)[j] += hq;
+    qm.query(il)[j] -= hq;
+    const double fdj =
+        (batch_loss(pass, state, seq, 40, qp, nullptr) - batch_loss(pass, state, seq, 40, qm, nullptr)) / (2.0 * hq);
+    EXPECT_NEAR(g[j], fdj, 2e-2 * std::abs(fdj) + 1e-4) << "layer " << il << " entry " << j;
+  }
+  MemoryGate qp = *gate, qm = *gate;
+  double qalong = 0;
+  for (int il = 0; il < gate->n_layer(); ++il) {
+    for (size_t j = 0; j < gate->query(il).size(); ++j) {
+      const float d = u(rng);
+      qp.query(il)[j] += hq * d, qm.query(il)[j] -= hq * d;
+      qalong += double(d) * grad.query[size_t(il)][j];
+    }
+  }
+  const double qfd =
+      (batch_loss(pass, state, seq, 40, qp, nullptr) - batch_loss(pass, state, seq, 40, qm, nullptr)) / (2.0 * hq);
+  EXPECT_NEAR(qalong, qfd, 2e-2 * std::abs(qfd) + 1e-5);
 }
 
 TEST(GateLmPass, ScalarGateGradientMatchesFiniteDifferences) { check_gradient(GateKind::kScalar); }
 TEST(GateLmPass, LinearGateGradientMatchesFiniteDifferences) { check_gradient(GateKind::kLinear); }
+TEST(GateLmPass, QueryProjectionGradientMatchesFiniteDifferences) { check_gradient(GateKind::kScalar, true); }
+TEST(GateLmPass, QueryProjectionWithLinearGateGradientMatchesFiniteDifferences) {
+  check_gradient(GateKind::kLinear, true);
+}
 
 // The gradient against the independent float64 reference (make_golden.tiny_gate_gradients):
 // central differences of its loss with the state before the batch held fixed.
@@ -193,7 +243,7 @@ void check_against_reference(const std::string& file) {
   double want_loss = 0;
   std::vector<TokenId> tokens;
   struct Derivative {
-    bool bias;
+    std::string what;  // bias, weight or query
     int layer;
     int64_t index;
     double value;
@@ -214,15 +264,18 @@ void check_against_reference(const std::string& file) {
       tokens.resize(count);
       for (TokenId& t : tokens) ss >> t;
     }
-    if (key == "bias" || key == "weight") {
-      Derivative d{key == "bias", 0, 0, 0};
-      ss >> d.layer >> d.index >> d.value;  // index: the head of a bias, the entry of a weight matrix
+    if (key == "bias" || key == "weight" || key == "query") {
+      Derivative d{key, 0, 0, 0};
+      ss >> d.layer >> d.index >> d.value;  // index: the head of a bias, the entry of a matrix
       want.push_back(d);
     }
     ASSERT_FALSE(ss.fail()) << file << ": cannot parse '" << line << "'";
   }
   ASSERT_EQ(update, "delta");
   ASSERT_GT(want.size(), 10u);
+  const bool projected = file.find("_query") != std::string::npos;
+  ASSERT_EQ(std::count_if(want.begin(), want.end(), [](const Derivative& d) { return d.what == "query"; }) > 0,
+            projected);
   ASSERT_EQ(int64_t(tokens.size()), first + n + 1);
 
   auto model = LlamaModel::load(dir + "/" + model_file);
@@ -237,7 +290,7 @@ void check_against_reference(const std::string& file) {
   const std::unique_ptr<MemoryGate> gate = testing::read_bin_gate(dir + "/" + gate_file, shape, base);
   ASSERT_NE(gate, nullptr) << "cannot read " << gate_file;
   kernels::cpu::ThreadPool pool(2);
-  auto pass = GateLmPass::create(**model, gate->config(), pool);
+  auto pass = GateLmPass::create(**model, *gate, pool);
   ASSERT_TRUE(pass.ok()) << pass.status();
   for (int64_t b = 0; b < first; b += segment) {
     ASSERT_TRUE((*pass)->run(std::span<const TokenId>(tokens.data() + b, size_t(segment)), {}, *gate, nullptr).ok());
@@ -252,11 +305,11 @@ void check_against_reference(const std::string& file) {
   double worst = 0, scale = 0;
   for (const Derivative& d : want) scale = std::max(scale, std::abs(d.value));
   for (const Derivative& d : want) {
-    const float got =
-        d.bias ? grad.bias[size_t(d.layer)][size_t(d.index)] : grad.weight[size_t(d.layer)][size_t(d.index)];
+    const auto& of = d.what == "bias" ? grad.bias : d.what == "weight" ? grad.weight : grad.query;
+    ASSERT_LT(size_t(d.index), of[size_t(d.layer)].size()) << d.what << " layer " << d.layer;
+    const float got = of[size_t(d.layer)][size_t(d.index)];
     // Relative to the largest derivative of the file: a small one is the difference of large terms.
-    EXPECT_NEAR(got, d.value, gt.abs + gt.rel * scale)
-        << (d.bias ? "bias" : "weight") << " layer " << d.layer << " index " << d.index;
+    EXPECT_NEAR(got, d.value, gt.abs + gt.rel * scale) << d.what << " layer " << d.layer << " index " << d.index;
     worst = std::max(worst, std::abs(got - d.value) / scale);
   }
   std::printf("%s: loss %.9g vs %.9g; %zu derivatives, worst error %.3g of the largest (%.4g)\n", file.c_str(), r->nll,
@@ -265,12 +318,15 @@ void check_against_reference(const std::string& file) {
 
 TEST(GateLmPass, GradientMatchesThePythonReferenceGqa) { check_against_reference("gate_grad_tiny_gqa_odd.txt"); }
 TEST(GateLmPass, GradientMatchesThePythonReferenceNeoxBias) { check_against_reference("gate_grad_tiny_qkv_bias.txt"); }
+TEST(GateLmPass, GradientMatchesThePythonReferenceWithQueryProjection) {
+  check_against_reference("gate_grad_tiny_gqa_odd_query.txt");
+}
 
 TEST(GateLmPass, RefusesBadBatches) {
   const LlamaModel& m = tiny_model();
   kernels::cpu::ThreadPool pool(1);
   const auto gate = open_gate(m, GateKind::kScalar, 4);
-  auto pass = GateLmPass::create(m, gate->config(), pool);
+  auto pass = GateLmPass::create(m, *gate, pool);
   ASSERT_TRUE(pass.ok()) << pass.status();
   const std::vector<TokenId> nine(9, 1), two = {1, m.config().n_vocab};
   EXPECT_EQ((*pass)->run(nine, {}, *gate, nullptr).status().code(), absl::StatusCode::kInvalidArgument);
@@ -323,6 +379,7 @@ void expect_same_parameters(const MemoryGate& a, const MemoryGate& b) {
   for (int il = 0; il < a.n_layer(); ++il) {
     EXPECT_EQ(a.bias(il), b.bias(il)) << "layer " << il;
     EXPECT_EQ(a.weight(il), b.weight(il)) << "layer " << il;
+    EXPECT_EQ(a.query(il), b.query(il)) << "layer " << il;
   }
 }
 
@@ -400,6 +457,43 @@ TEST(TrainGateLm, ResumesFromItsCheckpointWhereAnUninterruptedRunEnds) {
   EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
   EXPECT_EQ(std::filesystem::file_size(o.checkpoint), size - 5);
   std::filesystem::remove(o.checkpoint);
+}
+
+TEST(TrainGateLm, TrainsTheQueryProjectionAndResumesIt) {
+  const LlamaModel& m = tiny_model();
+  const auto init = open_gate(m, GateKind::kScalar, 10, true);
+  const std::vector<TokenId> text = testing::random_tokens(160, m.config().n_vocab, 16);
+  LmTrainOptions o = small_run(6);
+  o.query_lr = 0.05f;
+  Status st;
+  const Trained whole = train(*init, text, o, &st);
+  ASSERT_TRUE(st.ok()) << st;
+  ASSERT_EQ(whole.train_loss.size(), 6u);
+  EXPECT_LT(whole.train_loss[4], whole.train_loss[0]);
+  ASSERT_GT(whole.report.best_step, 0) << "no step beat the starting gate";
+  ASSERT_TRUE(whole.gate->has_query_projection());
+  bool moved = false;
+  for (int il = 0; il < init->n_layer(); ++il) moved |= whole.gate->query(il) != init->query(il);
+  EXPECT_TRUE(moved) << "the projection was not trained";
+
+  // The projection's learning rate is part of the run; its state resumes with the rest.
+  LmTrainOptions part = o;
+  part.steps = 3;
+  part.checkpoint = temp_path("lm-query-checkpoint");
+  std::filesystem::remove(part.checkpoint);
+  train(*init, text, part, &st);
+  ASSERT_TRUE(st.ok()) << st;
+  LmTrainOptions other = part;
+  other.query_lr = 0.01f;
+  other.steps = 6;
+  train(*init, text, other, &st);
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  part.steps = 6;
+  const Trained rest = train(*init, text, part, &st);
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ(rest.report.resumed_at, 3);
+  expect_same_parameters(*rest.gate, *whole.gate);
+  std::filesystem::remove(part.checkpoint);
 }
 
 TEST(TrainGateLm, RefusesRunsItCannotDo) {

@@ -1,5 +1,6 @@
-// EdgeInfinite's compressed memory: CPU kernels against the scalar reference on odd shapes, the
-// memory math against a naive per-token linear-attention loop, and the delta rule's fixed point.
+// EdgeInfinite's compressed memory: CPU kernels (the query projection among them) against the
+// scalar reference on odd shapes, the memory math against a naive per-token linear-attention loop,
+// and the delta rule's fixed point.
 #include <gtest/gtest.h>
 
 #include <random>
@@ -94,6 +95,31 @@ TEST_P(MemoryKernelTest, CompressDecompressBlendMatchReference) {
     auto cb = compare(out_cpu.data(), out_ref.data(), int64_t(q.size()), testing::kElementwiseTol);
     EXPECT_TRUE(cb.ok) << cb.report;
     for (int j = 0; j < d; ++j) ASSERT_EQ(out_cpu[size_t(j)], local[size_t(j)]) << "gate 0 must return A_local exactly";
+  }
+}
+
+// The memory's query projection: the CPU kernel is the reference's arithmetic (bit for bit), over
+// padded input rows, and the identity projection returns its input exactly.
+TEST_P(MemoryKernelTest, QueryProjectionMatchesReference) {
+  const Shape s = GetParam();
+  const int d = s.head_dim;
+  const int64_t q_dim = int64_t(s.n_head) * d, x_stride = q_dim + 3;
+  const std::vector<float> w = random_floats(size_t(s.n_head) * size_t(d) * size_t(d), 8),
+                           x = random_floats(size_t(s.n_tok * x_stride), 9);
+  std::vector<float> want(size_t(s.n_tok * q_dim)), got(want.size());
+  HeadProjectionParams p{w.data(), x.data(), x_stride, want.data(), q_dim, s.n_tok, s.n_head, d};
+  reference::head_projection_forward(p);
+  p.y = got.data();
+  cpu::head_projection_forward(p, pool());
+  EXPECT_EQ(got, want);
+  std::vector<float> identity(w.size(), 0.0f);
+  for (int64_t h = 0; h < s.n_head; ++h) {
+    for (int64_t i = 0; i < d; ++i) identity[size_t((h * d + i) * d + i)] = 1.0f;
+  }
+  p.w = identity.data();
+  cpu::head_projection_forward(p, pool());
+  for (int64_t t = 0; t < s.n_tok; ++t) {
+    for (int64_t i = 0; i < q_dim; ++i) ASSERT_EQ(got[size_t(t * q_dim + i)], x[size_t(t * x_stride + i)]);
   }
 }
 

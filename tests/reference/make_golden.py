@@ -412,22 +412,25 @@ def tiny_gate_gradients(out_dir: str, paths: dict[str, str], seed: int = 21) -> 
     central differences of the float64 reference (policy_ref.WindowSession), with the session's
     state before the batch held fixed (the truncation the engine's gate training implements).
     Linear gates, delta rule, S=2 W=16 L=8, 49 tokens: the batch at 40 reads a memory of 24 folded
-    tokens. One text file per tiny shape (paths: the tiny models tiny_policies made):
+    tokens. One text file per tiny shape (paths: the tiny models tiny_policies made), and one with
+    a query projection in the gate (gqa_odd_query):
       model FILE / gate FILE / shape S W L UPDATE / tokens N ids... / batch FIRST N / loss NLL
       bias LAYER HEAD DNLL          (every head of every layer)
-      weight LAYER INDEX DNLL       (8 seeded entries of each layer's [n_head, 2 q_dim] weights)"""
+      weight LAYER INDEX DNLL       (8 seeded entries of each layer's [n_head, 2 q_dim] weights)
+      query LAYER INDEX DNLL        (8 seeded entries of each layer's [n_head, d, d] projection)"""
     import copy
     import policy_ref
     written = []
-    for name in ("gqa_odd", "qkv_bias"):
+    for name, projected in (("gqa_odd", False), ("qkv_bias", False), ("gqa_odd", True)):
         path = paths[name]
         t0 = time.time()
         model = llama_ref.load(path)
         hp = model.hp
         q_dim = hp.n_head * hp.head_dim_k
-        rng = np.random.default_rng(seed + len(name))
+        rng = np.random.default_rng(seed + len(name) + (100 if projected else 0))
         ids = [int(x) for x in rng.integers(0, hp.n_vocab, 49)]
-        gate = policy_ref.Gate.random(rng, "linear", hp.n_layer, hp.n_head, q_dim)
+        gate = policy_ref.Gate.random(rng, "linear", hp.n_layer, hp.n_head, q_dim, projected)
+        name = name + ("_query" if projected else "")
         gate_file = f"gate_grad_tiny_{name}.gate.bin"
         gate.write_bin(os.path.join(out_dir, gate_file), hp.n_head, q_dim)
         first, n = 40, 8
@@ -465,6 +468,14 @@ def tiny_gate_gradients(out_dir: str, paths: dict[str, str], seed: int = 21) -> 
                 def bump(g, d, il=il, r=r, c=c):
                     g.weight[il][r, c] += d
                 lines.append(f"weight {il} {int(j)} {derivative(bump):.12g}")
+        for il in range(hp.n_layer if projected else 0):
+            d = hp.head_dim_k
+            for j in rng.choice(hp.n_head * d * d, 8, replace=False):
+                h, rest = divmod(int(j), d * d)
+                r, c = divmod(rest, d)
+                def bump(g, dd, il=il, h=h, r=r, c=c):
+                    g.query[il][h, r, c] += dd
+                lines.append(f"query {il} {int(j)} {derivative(bump):.12g}")
         fname = f"gate_grad_tiny_{name}.txt"
         with open(os.path.join(out_dir, fname), "w") as f:
             f.write("\n".join(lines) + "\n")

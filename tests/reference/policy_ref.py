@@ -51,6 +51,8 @@ class Gate:
     kind: str                 # "scalar" or "linear"
     bias: list[np.ndarray]    # per layer [n_head]
     weight: list[np.ndarray]  # per layer [n_head, 2 * n_head * head_dim] (linear), else empty
+    # per layer [n_head, head_dim (out), head_dim (in)]: the memory is read with P[h] q[h]; None: q
+    query: list[np.ndarray] | None = None
 
     def values(self, il: int, a_mem: np.ndarray, a_loc: np.ndarray) -> np.ndarray:
         """g [n, n_head] from A_mem, A_local [n, n_head * head_dim]."""
@@ -66,35 +68,51 @@ class Gate:
         r = gguf.GGUFReader(path)
         kind = str(r.fields["edgeinf.gate.kind"].contents())
         tensors = {t.name: t for t in r.tensors}
-        bias, weight = [], []
+        bias, weight, query = [], [], []
         il = 0
         while f"blk.{il}.mem_gate.bias" in tensors:
             bias.append(lr.dequant_tensor(tensors[f"blk.{il}.mem_gate.bias"]).astype(np.float64).reshape(-1))
             w = tensors.get(f"blk.{il}.mem_gate.weight")
             weight.append(lr.dequant_tensor(w).astype(np.float64) if w is not None else np.zeros((0, 0)))
+            q = tensors.get(f"blk.{il}.mem_gate.query")
+            if q is not None:
+                query.append(lr.dequant_tensor(q).astype(np.float64).reshape(len(bias[-1]), -1))
             il += 1
-        return Gate(kind, bias, weight)
+        if query:
+            d = int(round(math.sqrt(query[0].shape[1])))
+            query = [p.reshape(p.shape[0], d, d) for p in query]
+        return Gate(kind, bias, weight, query if query else None)
 
     @staticmethod
-    def random(rng: np.random.Generator, kind: str, n_layer: int, n_head: int, q_dim: int) -> "Gate":
-        # Open enough that the memory matters: biases around 0 (g ~ 0.5), small weights.
+    def random(rng: np.random.Generator, kind: str, n_layer: int, n_head: int, q_dim: int,
+               projected: bool = False) -> "Gate":
+        # Open enough that the memory matters: biases around 0 (g ~ 0.5), small weights; a query
+        # projection near the identity.
         bias = [rng.normal(0.0, 1.0, n_head) for _ in range(n_layer)]
         weight = [rng.normal(0.0, 0.05, (n_head, 2 * q_dim)) if kind == "linear" else np.zeros((0, 0))
                   for _ in range(n_layer)]
+        d = q_dim // n_head
+        query = [np.eye(d)[None, :, :] + rng.normal(0.0, 0.2, (n_head, d, d)) for _ in range(n_layer)
+                 ] if projected else []
         # The engine holds gate parameters in float32: round them once, here, so both use the same.
         bias = [b.astype(np.float32).astype(np.float64) for b in bias]
         weight = [w.astype(np.float32).astype(np.float64) for w in weight]
-        return Gate(kind, bias, weight)
+        query = [p.astype(np.float32).astype(np.float64) for p in query]
+        return Gate(kind, bias, weight, query if projected else None)
 
     def write_bin(self, path: str, n_head: int, q_dim: int) -> None:
-        """u32 kind (0 scalar, 1 linear), u32 n_layer, u32 n_head, u32 q_dim; per layer bias
-        f32[n_head] and, when linear, weight f32[n_head][2 * q_dim]."""
+        """u32 kind (0 scalar, 1 linear; + 2 with a query projection), u32 n_layer, u32 n_head,
+        u32 q_dim; per layer bias f32[n_head], when linear weight f32[n_head][2 * q_dim], with a
+        projection query f32[n_head][head_dim][head_dim]."""
         with open(path, "wb") as f:
-            f.write(struct.pack("<4I", 1 if self.kind == "linear" else 0, len(self.bias), n_head, q_dim))
+            kind = (1 if self.kind == "linear" else 0) + (2 if self.query is not None else 0)
+            f.write(struct.pack("<4I", kind, len(self.bias), n_head, q_dim))
             for il in range(len(self.bias)):
                 f.write(np.asarray(self.bias[il], "<f4").tobytes())
                 if self.kind == "linear":
                     f.write(np.asarray(self.weight[il], "<f4").reshape(-1).tobytes())
+                if self.query is not None:
+                    f.write(np.asarray(self.query[il], "<f4").reshape(-1).tobytes())
 
 
 class WindowSession:
@@ -133,7 +151,8 @@ class WindowSession:
         out = np.empty_like(q)
         for h in range(hp.n_head):
             g = h // G
-            sq = elu1(q[:, h, :])
+            qh = q[:, h, :] if self.gate.query is None else q[:, h, :] @ self.gate.query[il][h].T
+            sq = elu1(qh)
             out[:, h, :] = (sq @ self.M[il][g]) / (sq @ self.z[il][g] + MEMORY_EPS)[:, None]
         return out.reshape(q.shape[0], -1)
 

@@ -1,6 +1,7 @@
 // The memory gate: values of both kinds, the side file round trip with its refusals (another
-// model's fingerprint, another head layout, a file that is not a gate), files from before the
-// KV type was recorded, and the shape a gate gives the policies that use it.
+// model's fingerprint, another head layout, a file that is not a gate), the memory's query
+// projection, files from before the KV type was recorded, and the shape a gate gives the policies
+// that use it.
 #include "engine/kv/memory_gate.h"
 
 #include <gtest/gtest.h>
@@ -126,6 +127,71 @@ TEST(MemoryGate, SideFileRoundTripAndRefusals) {
   EXPECT_EQ(MemoryGate::load(temp_path("missing.gguf"), shape(), "").status().code(), absl::StatusCode::kNotFound);
   std::remove(path.c_str());
   std::remove(other.c_str());
+}
+
+// The memory's query projection: identity when added, P q per head (the reference kernel's
+// arithmetic, bit for bit), saved and loaded with the gate; a file with it in some layers only is
+// refused, and a gate without one reads with the queries as they are.
+TEST(MemoryGate, QueryProjectionRoundTripAndArithmetic) {
+  GateConfig c;
+  c.model_fingerprint = "ab";
+  MemoryGate g(c, shape(), 0.5f);
+  EXPECT_FALSE(g.has_query_projection());
+  kernels::cpu::ThreadPool pool(2);
+  const int64_t n_tok = 3, q_dim = 12;
+  std::vector<float> q(size_t(n_tok * q_dim)), out(q.size(), -1.0f);
+  for (size_t i = 0; i < q.size(); ++i) q[i] = std::sin(1.3f * float(i)) * 2.0f;
+  EXPECT_EQ(g.memory_queries(0, q.data(), n_tok, out.data(), pool), q.data());
+  EXPECT_EQ(out[0], -1.0f);
+
+  const size_t plain = g.n_params();
+  g.add_query_projection();
+  ASSERT_TRUE(g.has_query_projection());
+  ASSERT_EQ(g.query(1).size(), size_t(3 * 4 * 4));
+  EXPECT_EQ(g.n_params(), plain + 2 * 3 * 16);
+  const float* read = g.memory_queries(1, q.data(), n_tok, out.data(), pool);
+  EXPECT_EQ(read, out.data());
+  EXPECT_EQ(out, q) << "the identity projection changes the queries";
+
+  for (size_t i = 0; i < g.query(1).size(); ++i) g.query(1)[i] = std::cos(0.37f * float(i));
+  g.memory_queries(1, q.data(), n_tok, out.data(), pool);
+  std::vector<float> want(q.size());
+  kernels::reference::head_projection_forward({g.query(1).data(), q.data(), q_dim, want.data(), q_dim, n_tok, 3, 4});
+  EXPECT_EQ(out, want);
+  // Head 2 of token 1, output 3, by hand.
+  float by_hand = 0;
+  for (int j = 0; j < 4; ++j) by_hand += g.query(1)[size_t((2 * 4 + 3) * 4 + j)] * q[size_t(12 + 8 + j)];
+  EXPECT_NEAR(out[size_t(12 + 8 + 3)], by_hand, 1e-6f);
+
+  const std::string path = temp_path("gate_query.gguf");
+  ASSERT_TRUE(g.save(path).ok());
+  auto back = MemoryGate::load(path, shape(), "ab");
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_TRUE((*back)->has_query_projection());
+  EXPECT_EQ((*back)->query(0), g.query(0));
+  EXPECT_EQ((*back)->query(1), g.query(1));
+  std::remove(path.c_str());
+
+  // The projection in layer 1 only.
+  GgufWriter w;
+  w.kv_str("general.architecture", "edgeinf.gate");
+  w.kv_str("edgeinf.gate.kind", "scalar");
+  w.kv_u32("edgeinf.gate.sink", 4);
+  w.kv_u32("edgeinf.gate.window", 1020);
+  w.kv_u32("edgeinf.gate.segment", 512);
+  w.kv_str("edgeinf.gate.update", "delta");
+  w.kv_str("edgeinf.gate.model_fingerprint", "ab");
+  w.kv_u32("edgeinf.gate.block_count", 2);
+  w.kv_u32("edgeinf.gate.head_count", 3);
+  w.kv_u32("edgeinf.gate.head_dim", 4);
+  for (int il = 0; il < 2; ++il) w.tensor_f32("blk." + std::to_string(il) + ".mem_gate.bias", {3}, {0.f, 1.f, 2.f});
+  w.tensor_f32("blk.1.mem_gate.query", {4, 4, 3}, std::vector<float>(48, 0.0f));
+  const std::string partial = temp_path("gate_query_partial.gguf");
+  ASSERT_TRUE(w.write_file(partial).ok());
+  auto refused = MemoryGate::load(partial, shape(), "ab");
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(std::string(refused.status().message()).find("query"), std::string::npos) << refused.status();
+  std::remove(partial.c_str());
 }
 
 // A file written before gates recorded their KV type was trained with f32 entries.

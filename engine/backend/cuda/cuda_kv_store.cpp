@@ -69,6 +69,7 @@ class CudaKvStore final : public KvStore {
     z_.assign(n_layer, nullptr);
     gate_w_.assign(n_layer, nullptr);
     gate_g_.assign(n_layer, nullptr);
+    gate_q_.assign(n_layer, nullptr);
     for (size_t il = 0; il < n_layer; ++il) {
       m_[il] = l.take<float>(size_t(s_.n_kv_head) * d * d);
       z_[il] = l.take<float>(size_t(s_.n_kv_head) * d);
@@ -79,12 +80,17 @@ class CudaKvStore final : public KvStore {
       } else {
         gate_g_[il] = l.take<float>(seg * size_t(s_.n_head));  // sigmoid(beta) for every row
       }
+      if (gate->has_query_projection()) gate_q_[il] = l.take<float>(size_t(s_.n_head) * d * d);
     }
     k_leave_ = l.take<float>(seg * kv_dim);
     v_leave_ = l.take<float>(seg * kv_dim);
     retrieval_ = l.take<float>(seg * kv_dim);
     read_ = l.take<float>(seg * size_t(s_.q_dim()));  // the linear gate's read-out, the scalar gate's pre-RoPE q
     g_ = l.take<float>(seg * size_t(s_.n_head));
+    // The linear gate's projected queries (the scalar gate's are read_).
+    if (gate != nullptr && gate->has_query_projection() && gate->config().kind == GateKind::kLinear) {
+      q_mem_ = l.take<float>(seg * size_t(s_.q_dim()));
+    }
   }
   DeviceArena& arena() { return arena_; }
 
@@ -111,6 +117,10 @@ class CudaKvStore final : public KvStore {
         table.resize(size_t(shape_.segment * s_.n_head));
         for (size_t i = 0; i < table.size(); ++i) table[i] = kernels::sigmoid(b[i % size_t(s_.n_head)]);
         e = upload(gate_g_[size_t(il)], table.data(), int64_t(table.size()), st_);
+      }
+      if (e == cudaSuccess && gate->has_query_projection()) {
+        const std::vector<float>& q = gate->query(il);
+        e = upload(gate_q_[size_t(il)], q.data(), int64_t(q.size()), st_);
       }
       EDGEINF_RETURN_IF_ERROR(cuda_status(e, "copying the memory gate to the device"));
     }
@@ -196,11 +206,22 @@ class CudaKvStore final : public KvStore {
 
   // The linear gate reads the memory now; the scalar gate keeps the pre-RoPE queries and reads
   // the memory in blend_memory, fused with the blend.
+  // With a query projection the memory is read with P q instead of q.
   void read_memory(int layer, const float* q, int64_t n_tok, kernels::cpu::ThreadPool&) override {
-    run([&] {
+    const float* proj = gate_q_.empty() ? nullptr : gate_q_[size_t(layer)];
+    run([&]() -> cudaError_t {
       if (linear_gate()) {
+        if (proj != nullptr) {
+          EDGEINF_CUDA_TRY(kcu::head_projection_forward(
+              {proj, q, s_.q_dim(), q_mem_, s_.q_dim(), n_tok, s_.n_head, s_.head_dim}, st_));
+          q = q_mem_;
+        }
         return kcu::memory_decompress(
             memory_decompress_params(s_, m_[size_t(layer)], z_[size_t(layer)], q, read_, n_tok), st_);
+      }
+      if (proj != nullptr) {
+        return kcu::head_projection_forward({proj, q, s_.q_dim(), read_, s_.q_dim(), n_tok, s_.n_head, s_.head_dim},
+                                            st_);
       }
       return copy_d2d(read_, q, n_tok * s_.q_dim(), st_);
     });
@@ -318,7 +339,9 @@ class CudaKvStore final : public KvStore {
   std::vector<int32_t> host_pos_;
   std::vector<float*> m_, z_;            // per layer [n_kv_head, d, d] and [n_kv_head, d]
   std::vector<float*> gate_w_, gate_g_;  // linear: weight and bias; scalar: gate values per row
+  std::vector<float*> gate_q_;           // per layer the query projection [n_head, d, d], or null
   float *k_leave_ = nullptr, *v_leave_ = nullptr, *retrieval_ = nullptr, *read_ = nullptr, *g_ = nullptr;
+  float* q_mem_ = nullptr;  // the linear gate's projected queries [segment, q_dim], with a projection
   mutable std::vector<uint8_t> stage_;
 };
 
