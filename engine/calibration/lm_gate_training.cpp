@@ -151,11 +151,8 @@ struct GateLmPass::Ops {
     copy_to(r.q_rot, b.q, count * s.q_dim());
     copy_to(r.a_loc, b.attn, count * s.q_dim());
     if (pass.read_memory_) {
-      if (gate.has_query_projection()) {
-        // What the store read the memory with (the same op on the same copy of P).
-        r.q_mem.resize(size_t(count * s.q_dim()));
-        gate.memory_queries(il, r.q_pre.data(), count, r.q_mem.data(), pass.pool_);
-      }
+      if (gate.has_query_projection())
+        copy_to(r.q_mem, pass.policy_->store()->host_memory_queries(), count * s.q_dim());
       copy_to(r.a_mem, pass.policy_->store()->host_memory_read(), count * s.q_dim());
       r.g.resize(size_t(count * s.n_head));
       gate.compute(il, r.a_mem.data(), r.a_loc.data(), count, r.g.data(), pass.pool_);
@@ -321,14 +318,15 @@ void GateLmPass::backward(int64_t n, const float* dlogits, const MemoryGate& gat
                        da_loc.data(), n, n_kv_, base_, s, dq.data(), dk.data(), dv.data(), pool_);
     rope_backward(dq.data(), positions.data(), n, s.n_head, s, pool_);
     rope_backward(dk.data(), positions.data(), n, s.n_kv_head, s, pool_);
-    if (read_memory_ && !gate.has_query_projection()) {
-      memory_read_backward(r.q_pre.data(), mem_m_[size_t(il)].data(), mem_z_[size_t(il)].data(), r.a_mem.data(),
-                           da_mem.data(), n, s, dq.data(), pool_);
-    } else if (read_memory_) {
+    const bool projected = read_memory_ && gate.has_query_projection();
+    std::vector<float> dq_mem = zeros(projected ? n * Q : 0);
+    if (read_memory_) {
+      memory_read_backward(projected ? r.q_mem.data() : r.q_pre.data(), mem_m_[size_t(il)].data(),
+                           mem_z_[size_t(il)].data(), r.a_mem.data(), da_mem.data(), n, s,
+                           projected ? dq_mem.data() : dq.data(), pool_);
+    }
+    if (projected) {
       // The memory read P q: d/dP[h] = sum_t dq_mem[t, h] q[t, h]^T, and dq[t, h] += P[h]^T dq_mem[t, h].
-      std::vector<float> dq_mem = zeros(n * Q);
-      memory_read_backward(r.q_mem.data(), mem_m_[size_t(il)].data(), mem_z_[size_t(il)].data(), r.a_mem.data(),
-                           da_mem.data(), n, s, dq_mem.data(), pool_);
       const std::vector<float>& pw = gate.query(il);
       std::vector<float>& gp = grad.query[size_t(il)];
       pool_.run(H, [&](int64_t h) {
@@ -449,7 +447,6 @@ StatusOr<double> mean_loss(GateLmPass& pass, std::span<const LmSequence> seqs, c
   return sum / double(seqs.size());
 }
 
-// Every parameter of a gate as one list of arrays (biases, then weights, layer by layer).
 // Every parameter of a gate as one list of arrays (biases, weights, then query projections, layer
 // by layer; the arrays a gate lacks are empty).
 std::vector<std::vector<float>*> params_of(MemoryGate& g) {

@@ -107,6 +107,14 @@ StatusOr<std::vector<T>> parse_list(const std::string& flag, const std::string& 
   return out;
 }
 
+// -log softmax(logits)[target], in double.
+double token_nll(const float* logits, int64_t n_vocab, TokenId target) {
+  const float mx = *std::max_element(logits, logits + n_vocab);
+  double sum = 0;
+  for (int64_t v = 0; v < n_vocab; ++v) sum += std::exp(double(logits[v] - mx));
+  return std::log(sum) - double(logits[target] - mx);
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -170,13 +178,7 @@ Result run_one(const Inputs& in, const EvalArgs& a, const Run& run) {
         r.error = std::string(logits.status().message());
         return r;
       }
-      for (size_t t = 0; t < n; ++t) {
-        const float* l = logits->data() + t * size_t(n_vocab);
-        const float mx = *std::max_element(l, l + n_vocab);
-        double sum = 0;
-        for (int v = 0; v < n_vocab; ++v) sum += std::exp(double(l[v] - mx));
-        nll -= double(l[window[b + t + 1]] - mx) - std::log(sum);
-      }
+      for (size_t t = 0; t < n; ++t) nll += token_nll(logits->data() + t * size_t(n_vocab), n_vocab, window[b + t + 1]);
     }
     r.ttft_s = seconds_since(t0);  // the whole input, as for the retrieval tasks
     r.prefill_tok_s = double(run.length) / r.ttft_s;
@@ -221,10 +223,7 @@ Result run_one(const Inputs& in, const EvalArgs& a, const Run& run) {
       double nll = 0;
       std::vector<float> last(l->begin(), l->end());
       for (size_t k = 0; k < q.answer_tokens.size(); ++k) {
-        const float mx = *std::max_element(last.begin(), last.end());
-        double sum = 0;
-        for (float v : last) sum += std::exp(double(v - mx));
-        nll -= double(last[size_t(q.answer_tokens[k])] - mx) - std::log(sum);
+        nll += token_nll(last.data(), int64_t(last.size()), q.answer_tokens[k]);
         if (k + 1 == q.answer_tokens.size()) break;
         auto next = c.eval(std::span<const TokenId>(&q.answer_tokens[k], 1));
         if (!next.ok()) {

@@ -130,6 +130,7 @@ class CpuKvStore final : public KvStore {
   const float* host_leaving_keys() const override { return k_leave_.data(); }
   const float* host_leaving_values() const override { return v_leave_.data(); }
   const float* host_memory_read() const override { return read_.data(); }
+  const float* host_memory_queries() const override { return q_mem_.empty() ? nullptr : q_mem_.data(); }
 
  private:
   AttentionShape s_;

@@ -85,6 +85,9 @@ class KvStore {
   virtual const float* host_leaving_keys() const { return nullptr; }
   virtual const float* host_leaving_values() const { return nullptr; }
   virtual const float* host_memory_read() const { return nullptr; }
+  // The queries the last read_memory used when the gate projects them [segment, q_dim] (a CPU
+  // store; nullptr on a device or without a projection).
+  virtual const float* host_memory_queries() const { return nullptr; }
 };
 
 std::unique_ptr<KvStore> make_cpu_kv_store(const AttentionShape& s, const KvStoreShape& shape);

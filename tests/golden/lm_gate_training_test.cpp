@@ -156,38 +156,40 @@ void check_gradient(GateKind kind, bool projected = false) {
   const float h = 3e-2f;
   std::mt19937_64 rng(3);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  // Central difference of the loss between two gates a step apart on either side.
+  auto central = [&](const MemoryGate& plus, const MemoryGate& minus, float step) {
+    return (batch_loss(pass, state, seq, 40, plus, nullptr) - batch_loss(pass, state, seq, 40, minus, nullptr)) /
+           (2.0 * step);
+  };
+  // Moves one array of parameters by step * a random direction in plus and minus; returns the
+  // analytic derivative along it.
+  auto along_random = [&](std::vector<float>& plus, std::vector<float>& minus, const std::vector<float>& g,
+                          float step) {
+    double along = 0;
+    for (size_t j = 0; j < plus.size(); ++j) {
+      const float d = u(rng);
+      plus[j] += step * d, minus[j] -= step * d;
+      along += double(d) * g[j];
+    }
+    return along;
+  };
   for (int il = 0; il < gate->n_layer(); ++il) {
     for (size_t j = 0; j < gate->bias(il).size(); ++j) {
       MemoryGate plus = *gate, minus = *gate;
       plus.bias(il)[j] += h;
       minus.bias(il)[j] -= h;
-      const double fd =
-          (batch_loss(pass, state, seq, 40, plus, nullptr) - batch_loss(pass, state, seq, 40, minus, nullptr)) /
-          (2.0 * h);
+      const double fd = central(plus, minus, h);
       EXPECT_NEAR(grad.bias[size_t(il)][j], fd, 2e-2 * std::abs(fd) + 1e-4) << "layer " << il << " head " << j;
     }
   }
   MemoryGate plus = *gate, minus = *gate;
   double along = 0;
   for (int il = 0; il < gate->n_layer(); ++il) {
-    for (size_t j = 0; j < gate->bias(il).size(); ++j) {
-      const float d = u(rng);
-      plus.bias(il)[j] += h * d, minus.bias(il)[j] -= h * d;
-      along += double(d) * grad.bias[size_t(il)][j];
-    }
-    for (size_t j = 0; j < gate->weight(il).size(); ++j) {
-      const float d = u(rng);
-      plus.weight(il)[j] += h * d, minus.weight(il)[j] -= h * d;
-      along += double(d) * grad.weight[size_t(il)][j];
-    }
-    for (size_t j = 0; j < gate->query(il).size(); ++j) {
-      const float d = u(rng);
-      plus.query(il)[j] += h * d, minus.query(il)[j] -= h * d;
-      along += double(d) * grad.query[size_t(il)][j];
-    }
+    along += along_random(plus.bias(il), minus.bias(il), grad.bias[size_t(il)], h);
+    along += along_random(plus.weight(il), minus.weight(il), grad.weight[size_t(il)], h);
+    along += along_random(plus.query(il), minus.query(il), grad.query[size_t(il)], h);
   }
-  const double fd =
-      (batch_loss(pass, state, seq, 40, plus, nullptr) - batch_loss(pass, state, seq, 40, minus, nullptr)) / (2.0 * h);
+  const double fd = central(plus, minus, h);
   EXPECT_NEAR(along, fd, 2e-2 * std::abs(fd) + 1e-4);
   if (!projected) return;
 
@@ -206,21 +208,14 @@ void check_gradient(GateKind kind, bool projected = false) {
     MemoryGate qp = *gate, qm = *gate;
     qp.query(il)[j] += hq;
     qm.query(il)[j] -= hq;
-    const double fdj =
-        (batch_loss(pass, state, seq, 40, qp, nullptr) - batch_loss(pass, state, seq, 40, qm, nullptr)) / (2.0 * hq);
+    const double fdj = central(qp, qm, hq);
     EXPECT_NEAR(g[j], fdj, 2e-2 * std::abs(fdj) + 1e-4) << "layer " << il << " entry " << j;
   }
   MemoryGate qp = *gate, qm = *gate;
   double qalong = 0;
-  for (int il = 0; il < gate->n_layer(); ++il) {
-    for (size_t j = 0; j < gate->query(il).size(); ++j) {
-      const float d = u(rng);
-      qp.query(il)[j] += hq * d, qm.query(il)[j] -= hq * d;
-      qalong += double(d) * grad.query[size_t(il)][j];
-    }
-  }
-  const double qfd =
-      (batch_loss(pass, state, seq, 40, qp, nullptr) - batch_loss(pass, state, seq, 40, qm, nullptr)) / (2.0 * hq);
+  for (int il = 0; il < gate->n_layer(); ++il)
+    qalong += along_random(qp.query(il), qm.query(il), grad.query[size_t(il)], hq);
+  const double qfd = central(qp, qm, hq);
   EXPECT_NEAR(qalong, qfd, 2e-2 * std::abs(qfd) + 1e-5);
 }
 

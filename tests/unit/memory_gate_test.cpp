@@ -30,6 +30,24 @@ AttentionShape shape() {
 
 std::string temp_path(const char* name) { return ::testing::TempDir() + name; }
 
+// A scalar gate file of shape()'s layout for model "ab", written the way gates were before they
+// recorded their KV type (no edgeinf.gate.kv_type).
+GgufWriter scalar_gate_without_kv_type() {
+  GgufWriter w;
+  w.kv_str("general.architecture", "edgeinf.gate");
+  w.kv_str("edgeinf.gate.kind", "scalar");
+  w.kv_u32("edgeinf.gate.sink", 4);
+  w.kv_u32("edgeinf.gate.window", 1020);
+  w.kv_u32("edgeinf.gate.segment", 512);
+  w.kv_str("edgeinf.gate.update", "delta");
+  w.kv_str("edgeinf.gate.model_fingerprint", "ab");
+  w.kv_u32("edgeinf.gate.block_count", 2);
+  w.kv_u32("edgeinf.gate.head_count", 3);
+  w.kv_u32("edgeinf.gate.head_dim", 4);
+  for (int il = 0; il < 2; ++il) w.tensor_f32("blk." + std::to_string(il) + ".mem_gate.bias", {3}, {0.f, 1.f, 2.f});
+  return w;
+}
+
 TEST(MemoryGate, ScalarGateIsSigmoidOfBias) {
   GateConfig c;
   MemoryGate g(c, shape(), 0.0f);
@@ -173,18 +191,7 @@ TEST(MemoryGate, QueryProjectionRoundTripAndArithmetic) {
   std::remove(path.c_str());
 
   // The projection in layer 1 only.
-  GgufWriter w;
-  w.kv_str("general.architecture", "edgeinf.gate");
-  w.kv_str("edgeinf.gate.kind", "scalar");
-  w.kv_u32("edgeinf.gate.sink", 4);
-  w.kv_u32("edgeinf.gate.window", 1020);
-  w.kv_u32("edgeinf.gate.segment", 512);
-  w.kv_str("edgeinf.gate.update", "delta");
-  w.kv_str("edgeinf.gate.model_fingerprint", "ab");
-  w.kv_u32("edgeinf.gate.block_count", 2);
-  w.kv_u32("edgeinf.gate.head_count", 3);
-  w.kv_u32("edgeinf.gate.head_dim", 4);
-  for (int il = 0; il < 2; ++il) w.tensor_f32("blk." + std::to_string(il) + ".mem_gate.bias", {3}, {0.f, 1.f, 2.f});
+  GgufWriter w = scalar_gate_without_kv_type();
   w.tensor_f32("blk.1.mem_gate.query", {4, 4, 3}, std::vector<float>(48, 0.0f));
   const std::string partial = temp_path("gate_query_partial.gguf");
   ASSERT_TRUE(w.write_file(partial).ok());
@@ -196,18 +203,7 @@ TEST(MemoryGate, QueryProjectionRoundTripAndArithmetic) {
 
 // A file written before gates recorded their KV type was trained with f32 entries.
 TEST(MemoryGate, FileWithoutKvTypeWasTrainedWithF32) {
-  GgufWriter w;
-  w.kv_str("general.architecture", "edgeinf.gate");
-  w.kv_str("edgeinf.gate.kind", "scalar");
-  w.kv_u32("edgeinf.gate.sink", 4);
-  w.kv_u32("edgeinf.gate.window", 1020);
-  w.kv_u32("edgeinf.gate.segment", 512);
-  w.kv_str("edgeinf.gate.update", "delta");
-  w.kv_str("edgeinf.gate.model_fingerprint", "ab");
-  w.kv_u32("edgeinf.gate.block_count", 2);
-  w.kv_u32("edgeinf.gate.head_count", 3);
-  w.kv_u32("edgeinf.gate.head_dim", 4);
-  for (int il = 0; il < 2; ++il) w.tensor_f32("blk." + std::to_string(il) + ".mem_gate.bias", {3}, {0.f, 1.f, 2.f});
+  GgufWriter w = scalar_gate_without_kv_type();
   const std::string path = temp_path("gate_v1.gguf");
   ASSERT_TRUE(w.write_file(path).ok());
   auto g = MemoryGate::load(path, shape(), "ab");

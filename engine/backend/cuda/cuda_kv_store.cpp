@@ -210,20 +210,19 @@ class CudaKvStore final : public KvStore {
   void read_memory(int layer, const float* q, int64_t n_tok, kernels::cpu::ThreadPool&) override {
     const float* proj = gate_q_.empty() ? nullptr : gate_q_[size_t(layer)];
     run([&]() -> cudaError_t {
+      // The queries the memory is read with: projected into their own buffer (linear gate) or
+      // into read_ (scalar gate), else q itself.
+      float* kept = linear_gate() ? q_mem_ : read_;
+      if (proj != nullptr) {
+        EDGEINF_CUDA_TRY(
+            kcu::head_projection_forward({proj, q, s_.q_dim(), kept, s_.q_dim(), n_tok, s_.n_head, s_.head_dim}, st_));
+        q = kept;
+      }
       if (linear_gate()) {
-        if (proj != nullptr) {
-          EDGEINF_CUDA_TRY(kcu::head_projection_forward(
-              {proj, q, s_.q_dim(), q_mem_, s_.q_dim(), n_tok, s_.n_head, s_.head_dim}, st_));
-          q = q_mem_;
-        }
         return kcu::memory_decompress(
             memory_decompress_params(s_, m_[size_t(layer)], z_[size_t(layer)], q, read_, n_tok), st_);
       }
-      if (proj != nullptr) {
-        return kcu::head_projection_forward({proj, q, s_.q_dim(), read_, s_.q_dim(), n_tok, s_.n_head, s_.head_dim},
-                                            st_);
-      }
-      return copy_d2d(read_, q, n_tok * s_.q_dim(), st_);
+      return q == read_ ? cudaSuccess : copy_d2d(read_, q, n_tok * s_.q_dim(), st_);
     });
   }
 
